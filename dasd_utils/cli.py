@@ -1,0 +1,103 @@
+"""Command line: ``python -m dasd_utils PHASE --profile NAME --run-dir DIR [--config FILE] [--set k=v ...]``.
+
+Each phase is the same function the notebooks call: ``dasd_utils.<module>.run_phase(cfg)``.
+``all`` runs every phase in order; each phase reuses what a previous run already produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+import time
+from typing import Any, Callable
+
+from .config import PROFILES, ConfigError, load_config
+
+#: Phase name -> module holding its ``run_phase(cfg)``.
+PHASES: dict[str, str] = {
+    "data": "dasd_utils.data",
+    "generate": "dasd_utils.teacher",
+    "das": "dasd_utils.das",
+    "train": "dasd_utils.sft",
+    "evaluate": "dasd_utils.evaluation",
+    "report": "dasd_utils.report",
+}
+
+
+class PhaseUnavailable(RuntimeError):
+    """The phase exists in the pipeline but is not implemented in this version of the package."""
+
+
+def phase_function(name: str) -> Callable[..., Any]:
+    """Return the ``run_phase`` function of a phase, or raise PhaseUnavailable."""
+    if name not in PHASES:
+        raise PhaseUnavailable(f"unknown phase '{name}' (choose one of: {', '.join(PHASES)}, all)")
+    try:
+        module = importlib.import_module(PHASES[name])
+    except ModuleNotFoundError as exc:
+        if exc.name == PHASES[name]:
+            raise PhaseUnavailable(f"phase '{name}' is not implemented yet ({PHASES[name]} is missing)") from None
+        raise
+    func = getattr(module, "run_phase", None)
+    if func is None:
+        raise PhaseUnavailable(f"phase '{name}' is not implemented yet ({PHASES[name]}.run_phase is missing)")
+    return func
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dasd_utils",
+        description="DASD pipeline: data -> generate -> das -> train -> evaluate -> report.",
+    )
+    parser.add_argument("phase", choices=[*PHASES, "all"], help="phase to run ('all' runs every phase in order)")
+    parser.add_argument("--profile", default="demo", choices=list(PROFILES), help="settings profile (default: demo)")
+    parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<profile>)")
+    parser.add_argument("--config", default=None, help="YAML file of overrides (same nesting as the config)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one setting, e.g. --set data.n_train=32 (repeatable)",
+    )
+    parser.add_argument("--force", action="store_true", help="recompute the phase even when its outputs exist")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    run_dir = args.run_dir or f"runs/{args.profile}"
+    try:
+        cfg = load_config(args.profile, args.config, args.overrides, run_dir=run_dir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    phases = list(PHASES) if args.phase == "all" else [args.phase]
+    try:
+        funcs = [(name, phase_function(name)) for name in phases]
+    except PhaseUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cfg.save()
+    for name, func in funcs:
+        start = time.perf_counter()
+        print(f"== phase {name} ({cfg.profile} profile, run dir {cfg.run_dir}) ==", flush=True)
+        kwargs = {"force": True} if args.force and "force" in func.__code__.co_varnames else {}
+        try:
+            result = func(cfg, **kwargs)
+        except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
+            print(f"error in phase {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        elapsed = time.perf_counter() - start
+        if isinstance(result, dict):
+            print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        print(f"== phase {name} done in {elapsed:.1f} s ==", flush=True)
+    return 0
+
+
+__all__ = ["PHASES", "PhaseUnavailable", "build_parser", "main", "phase_function"]

