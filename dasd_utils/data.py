@@ -83,7 +83,8 @@ def validate_rows(rows: Iterable[Any], source: str = "") -> list[dict[str, Any]]
     for i, row in enumerate(rows):
         clean = validate_row(row, i, source)
         if clean["id"] in seen:
-            raise DataError(f"row id={clean['id']!r} (#{i}) in {source}: field 'id' duplicates row #{seen[clean['id']]}")
+            where = f" in {source}" if source else ""
+            raise DataError(f"row id={clean['id']!r} (#{i}){where}: field 'id' duplicates row #{seen[clean['id']]}")
         seen[clean["id"]] = i
         out.append(clean)
     return out
@@ -164,19 +165,21 @@ def select_questions(cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, 
 
     train_rows = eval_rows if d.train_split == d.eval_split else load_split(d.source, d.train_split)
     indexed = _with_index(train_rows, d.train_split, 0)[d.train_offset :]
-    if d.train_split == d.eval_split:
-        eval_ids = {row["id"] for row in evaluation}
-        overlap = [row["index"] for row in indexed if row["id"] in eval_ids]
-        if overlap:
-            raise DataError(
-                f"training items overlap the evaluation items (indices {overlap[:5]}...): "
-                f"raise data.train_offset to at least {d.eval_offset + len(evaluation)}"
-            )
     if d.shuffle_seed is not None:
         random.Random(d.shuffle_seed).shuffle(indexed)
     if d.n_train > len(indexed):
         raise DataError(f"data.n_train={d.n_train} but only {len(indexed)} training items are available from offset {d.train_offset}")
-    return indexed[: d.n_train], evaluation
+    train = indexed[: d.n_train]
+    # Checked by id whatever the split names: a single-file source serves every split, so
+    # "train" and "validation" can be the very same rows.
+    eval_ids = {row["id"] for row in evaluation}
+    overlap = [row["index"] for row in train if row["id"] in eval_ids]
+    if overlap:
+        raise DataError(
+            f"training items overlap the evaluation items (training indices {sorted(overlap)[:5]}...): "
+            f"raise data.train_offset to at least {d.eval_offset + len(evaluation)}"
+        )
+    return train, evaluation
 
 
 def data_dir(cfg: Config) -> Path:
@@ -191,8 +194,12 @@ def load_run_questions(cfg: Config, which: str) -> list[dict[str, Any]]:
     return read_jsonl(path)
 
 
-def run_phase(cfg: Config) -> dict[str, Any]:
-    """Data phase: write ``data/train.jsonl``, ``data/eval.jsonl`` and ``config.json``; return counts."""
+def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
+    """Data phase: write ``data/train.jsonl``, ``data/eval.jsonl`` and ``config.json``; return counts.
+
+    The selection is cheap and deterministic, so it is always recomputed (``force`` is accepted
+    for the common phase signature).
+    """
     train, evaluation = select_questions(cfg)
     cfg.save()
     out = data_dir(cfg)

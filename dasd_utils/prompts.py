@@ -49,9 +49,10 @@ _FINAL_RE = re.compile(
     r"(?P<letter>[A-Ea-e])(?P<after>.?.?)",
     re.IGNORECASE,
 )
-# Weaker conclusions, used only when no "Final Answer" marker is present (lenient mode).
+# Weaker conclusions ("The answer is C", "Answer: C", a bare \boxed{C}), used only when no
+# "Final Answer" marker is present (lenient mode).
 _FALLBACK_RE = re.compile(
-    r"(?:\b(?:the\s+)?(?:correct|right|best)\s+(?:answer|option|choice)\s+is|\banswer\s+is|^\s*answer\s*:)"
+    r"(?:\b(?:the\s+)?(?:correct|right|best)\s+(?:answer|option|choice)\s+is|\banswer\s+is|^\s*answer\s*:|\\boxed\{)"
     + _DECOR + r"[\(\[]?\s*(?:option|choice)?\s*[\(\[]?\s*(?P<letter>[A-Ea-e])(?P<after>.?.?)",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -71,19 +72,40 @@ def _letter_ok(letter: str, after: str) -> bool:
     return True
 
 
+# A hedge right after the letter ("C or D", "C/D", "C and E"): the marker names two letters.
+_HEDGE_RE = re.compile(
+    r"[ \t]*[\)\]\}*]*[ \t]*(?:(?i:or|and)|/|&)[ \t]*[\(\[*]*[ \t]*(?:(?i:option)[ \t]*)?"
+    r"(?P<other>[A-E])(?![A-Za-z])"
+)
+
+
 def _find_letters(pattern: re.Pattern[str], text: str) -> list[str]:
     found = []
     for m in pattern.finditer(text):
         letter, after = m.group("letter"), m.group("after")
         if _letter_ok(letter, after):
             found.append(letter.upper())
+            hedge = _HEDGE_RE.match(text, m.end("letter"))
+            if hedge is not None:
+                # Keep the second letter too, so that "C or D" counts as two different answers.
+                found.append(hedge.group("other").upper())
     return found
 
 
 def final_answer_letters(text: str | None) -> list[str]:
-    """Return every letter given after a "Final Answer" marker, in order of appearance."""
+    """Return every letter given after a "Final Answer" marker, in order of appearance.
+
+    When the response closes a ``<reasoning>`` block and gives a final answer after it, only the
+    markers after the block count: a "Final Answer: X" written while reasoning is a draft, the
+    one after ``</reasoning>`` is the answer the format asks for.
+    """
     if not text:
         return []
+    closings = list(_REASONING_CLOSE.finditer(text))
+    if closings:
+        after_block = _find_letters(_FINAL_RE, text[closings[-1].end() :])
+        if after_block:
+            return after_block
     return _find_letters(_FINAL_RE, text)
 
 
