@@ -106,7 +106,9 @@ def pick_dtype(preference: str, device: str) -> Any:
     if preference != "auto":
         return table[preference]
     if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # A T4 (compute capability 7.5) "supports" bf16 only by emulation, which is slow: fp16 there.
+        major, _minor = torch.cuda.get_device_capability(torch.device(device))
+        return torch.bfloat16 if major >= 8 else torch.float16
     return torch.float32
 
 
