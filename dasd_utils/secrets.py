@@ -1,0 +1,139 @@
+"""API keys from the environment, a ``.env`` file or Colab secrets, and scrubbing them from text.
+
+The key is looked up, in order, in:
+
+1. the environment variable named by ``teacher.api_key_env`` (default ``OPENAI_API_KEY``);
+2. a ``.env`` file (the current directory or a parent, or an explicit path), read with
+   python-dotenv's ``dotenv_values`` so the key is *not* exported into ``os.environ`` (and so not
+   inherited by subprocesses or printed by ``%env``);
+3. Colab's secrets panel (``google.colab.userdata.get(name)``), when running on Colab.
+
+Errors name the variable, never the value. Every key read is registered, so that :func:`scrub`
+(used on every error message the teacher records or raises) and the logging filter installed by
+:func:`install_log_scrubber` replace it with ``***``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+
+_KNOWN_SECRETS: set[str] = set()
+_LOCK = threading.Lock()
+# "Authorization: Bearer <anything>" echoed by a proxy: hide the token even if we never saw it.
+_BEARER_RE = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}")
+MASK = "***"
+
+
+class MissingAPIKey(RuntimeError):
+    """No API key was found; the message names the variable and where it was looked for."""
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so that :func:`scrub` hides it from any text."""
+    if value and len(value) >= 4:
+        with _LOCK:
+            _KNOWN_SECRETS.add(value)
+
+
+def scrub(text: object) -> str:
+    """Return ``str(text)`` with every registered secret and any bearer token replaced by ``***``."""
+    out = str(text)
+    with _LOCK:
+        secrets = sorted(_KNOWN_SECRETS, key=len, reverse=True)
+    for secret in secrets:
+        if secret in out:
+            out = out.replace(secret, MASK)
+    return _BEARER_RE.sub(lambda m: m.group(1) + MASK, out)
+
+
+def _from_dotenv(name: str, dotenv_path: str | os.PathLike | None) -> str | None:
+    try:
+        from dotenv import dotenv_values, find_dotenv
+    except ImportError:  # pragma: no cover - python-dotenv is a requirement
+        return None
+    path = str(dotenv_path) if dotenv_path is not None else find_dotenv(usecwd=True)
+    if not path or not Path(path).is_file():
+        return None
+    value = dotenv_values(path).get(name)
+    return value or None
+
+
+def _from_colab(name: str) -> str | None:
+    try:
+        from google.colab import userdata  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        value = userdata.get(name)
+    except Exception:  # SecretNotFoundError, NotebookAccessError: treated as "not there"
+        return None
+    return value or None
+
+
+def get_api_key(name: str = "OPENAI_API_KEY", dotenv_path: str | os.PathLike | None = None) -> str:
+    """Return the API key held by the variable ``name`` (environment, then .env, then Colab secrets).
+
+    Raises :class:`MissingAPIKey` naming ``name`` (never a value) when none of them has it.
+    """
+    if not name or not isinstance(name, str):
+        raise MissingAPIKey("teacher.api_key_env must name an environment variable (e.g. OPENAI_API_KEY)")
+    for source in (lambda: os.environ.get(name), lambda: _from_dotenv(name, dotenv_path), lambda: _from_colab(name)):
+        value = source()
+        if value and value.strip():
+            value = value.strip()
+            register_secret(value)
+            return value
+    raise MissingAPIKey(
+        f"no API key found in the variable {name}: set it in the environment (export {name}=...), "
+        f"in a .env file next to the notebooks ({name}=...), or in Colab's secrets panel (key icon, name {name}); "
+        "see docs/teacher.md"
+    )
+
+
+class ScrubFilter(logging.Filter):
+    """A logging filter that replaces registered secrets in every record's message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_FACTORY_INSTALLED = False
+
+
+def install_log_scrubber() -> None:
+    """Make every log record created from now on carry scrubbed text (idempotent).
+
+    A record factory, rather than a handler filter, so that handlers added later (notebooks,
+    pytest) are covered too.
+    """
+    global _FACTORY_INSTALLED
+    with _LOCK:
+        if _FACTORY_INSTALLED:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args, **kwargs):
+            record = previous(*args, **kwargs)
+            if _KNOWN_SECRETS:
+                try:
+                    message = record.getMessage()
+                except Exception:  # a malformed log call: leave it to logging's own error path
+                    return record
+                clean = scrub(message)
+                if clean != message:
+                    record.msg, record.args = clean, None
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _FACTORY_INSTALLED = True
+
+
+__all__ = ["MASK", "MissingAPIKey", "ScrubFilter", "get_api_key", "install_log_scrubber", "register_secret", "scrub"]

@@ -1,0 +1,671 @@
+"""Phase 3: teacher generation with logprobs, cached, resumable and fault-tolerant.
+
+Two backends behind one interface (``teacher.backend``):
+
+* ``openai`` (:mod:`dasd_utils.teacher_openai`): any OpenAI-compatible endpoint (Infomaniak as in
+  the course, vLLM, SGLang, OpenRouter...), concurrent, with retries;
+* ``local`` (:mod:`dasd_utils.teacher_local`): a Hugging Face model in-process (the demo's
+  stand-in teacher, SmolLM2-135M-Instruct, with few-shot examples, a gold hint and best-of-n).
+
+Each request gives one record in ``<run>/teacher/stage{1,2}.jsonl`` (format: docs/artifacts.md,
+"Teacher records"), appended and fsync'ed as soon as its response arrives. Resuming:
+
+* a request is identified by :func:`request_hash` (model, messages, temperature, max_tokens,
+  sample index, seed and backend options); a completed record (``error`` null) is never sent again;
+* a failed record is retried on the next run;
+* records whose hash no longer matches the configuration (changed prompt, model, temperature...)
+  are moved to ``teacher/archive/stage{N}.jsonl`` and never served for the new configuration (they
+  are served again if that configuration comes back);
+* reading deduplicates by hash (a completed record beats a failed one; among equals the last
+  complete line wins) and skips a torn last line, so a SIGKILL loses at most the requests in flight.
+
+The quality verdict (:func:`dasd_utils.quality.check_response`) is recomputed on every run from
+the stored content, so a changed quality setting applies without re-sending anything. With
+best-of-n, ``kept`` marks the first sample of a question that passes the filter: later phases use
+:func:`load_kept`.
+
+Front doors: :func:`run_phase` (both stages, summary, figure; ``python -m dasd_utils generate``)
+and :func:`generate_stage` (one stage, for the notebook).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from .config import Config
+from .data import load_run_questions
+from .jsonl import append_record
+from .prompts import build_messages, build_sft_example, extract_answer
+from .quality import check_response
+
+log = logging.getLogger(__name__)
+
+_FINAL_ANSWER_SPLIT = re.compile(r"final\s*answer", re.IGNORECASE)
+
+STAND_IN_SUFFIX = " (stand-in teacher)"
+STAGES = (1, 2)
+
+
+class TeacherError(RuntimeError):
+    """The teacher phase cannot run (bad configuration, a locked run directory...)."""
+
+
+# ----------------------------------------------------------------------------- paths and names
+def teacher_dir(cfg: Config) -> Path:
+    """Return ``<run>/teacher``."""
+    return cfg.run_dir / "teacher"
+
+
+def stage_path(cfg: Config, stage: int) -> Path:
+    """Return ``<run>/teacher/stage{stage}.jsonl``."""
+    _check_stage(stage)
+    return teacher_dir(cfg) / f"stage{stage}.jsonl"
+
+
+def archive_path(cfg: Config, stage: int) -> Path:
+    """Return the file holding records of earlier configurations (never served for the current one)."""
+    return teacher_dir(cfg) / "archive" / f"stage{stage}.jsonl"
+
+
+def _check_stage(stage: int) -> None:
+    if stage not in STAGES:
+        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+
+
+def model_label(cfg: Config) -> str:
+    """Return the teacher's name as written in records, summaries and figures (stand-ins say so)."""
+    return cfg.teacher.model + (STAND_IN_SUFFIX if cfg.teacher.stand_in else "")
+
+
+def stage_temperature(cfg: Config, stage: int) -> float:
+    """Return the sampling temperature of a stage (0.3 and 0.9 in the course)."""
+    _check_stage(stage)
+    return cfg.teacher.temperature_stage1 if stage == 1 else cfg.teacher.temperature_stage2
+
+
+def samples_per_question(cfg: Config) -> int:
+    """Return how many samples a question may get (best-of-n; local backend only)."""
+    return max(1, cfg.teacher.local_best_of_n) if cfg.teacher.backend == "local" else 1
+
+
+# ----------------------------------------------------------------------------- requests
+class TeacherRequest:
+    """One request to the teacher: a question, a stage, a sample index and the messages sent."""
+
+    __slots__ = ("row", "stage", "sample_index", "messages", "temperature", "max_tokens", "model", "seed",
+                 "gold_hint", "request_hash")
+
+    def __init__(self, row: Mapping[str, Any], stage: int, sample_index: int, messages: list[dict[str, str]],
+                 temperature: float, max_tokens: int, model: str, seed: int | None, gold_hint: bool,
+                 options: Mapping[str, Any]) -> None:
+        self.row = row
+        self.stage = stage
+        self.sample_index = sample_index
+        self.messages = messages
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.model = model
+        self.seed = seed
+        self.gold_hint = gold_hint
+        self.request_hash = request_hash(model, messages, temperature, max_tokens, sample_index, seed, options)
+
+    @property
+    def question_id(self) -> str:
+        return self.row["id"]
+
+
+def request_hash(
+    model: str,
+    messages: Sequence[Mapping[str, str]],
+    temperature: float,
+    max_tokens: int,
+    sample_index: int = 0,
+    seed: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> str:
+    """Return the sha256 identifying a request: what was asked, of whom, and how it was sampled."""
+    payload = {
+        "model": model,
+        "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+        "temperature": float(temperature),
+        "max_tokens": int(max_tokens),
+        "sample_index": int(sample_index),
+        "seed": seed,
+        "options": dict(options or {}),
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def build_requests(cfg: Config, stage: int, questions: Sequence[Mapping[str, Any]]) -> list[list[TeacherRequest]]:
+    """Return, per sample index (best-of-n round), the request of every question for this stage."""
+    t = cfg.teacher
+    temperature = stage_temperature(cfg, stage)
+    label = model_label(cfg)
+    if t.backend == "local":
+        from .teacher_local import teacher_messages
+
+        options: dict[str, Any] = {"backend": "local", "top_p": t.local_top_p}
+        gold_hint = bool(t.local_gold_hint)
+        make = lambda row: teacher_messages(row, cfg.system_prompt, t.local_few_shot, gold_hint)  # noqa: E731
+    else:
+        options = {"backend": "openai", "extra_body": dict(t.extra_body)}
+        gold_hint = False
+        make = lambda row: build_messages(row, cfg.system_prompt)  # noqa: E731
+    rounds = []
+    for sample_index in range(samples_per_question(cfg)):
+        rounds.append([
+            TeacherRequest(row, stage, sample_index, make(row), temperature, t.max_tokens, label, t.seed, gold_hint, options)
+            for row in questions
+        ])
+    return rounds
+
+
+# ----------------------------------------------------------------------------- records
+def _better(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    """Return True when ``new`` should replace ``old`` for the same hash (completed beats failed, then last wins)."""
+    if old is None:
+        return True
+    return not (new.get("error") is not None and old.get("error") is None)
+
+
+def read_records(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Return {request_hash: record} from a stage file, deduplicated (a torn last line is skipped)."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in _iter_tolerant(Path(path)):
+        key = record.get("request_hash")
+        if key and _better(record, out.get(key)):
+            out[key] = record
+    return out
+
+
+def _iter_tolerant(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield the complete records of a JSONL file, skipping (with a warning) lines that are not JSON.
+
+    A line can only be broken by a crash during a write; compaction then rewrites the file, so
+    the warning appears once and nothing that was complete is ever lost.
+    """
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("%s:%d is not a complete JSON record (interrupted write); it is ignored", path, lineno)
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+def load_records(cfg: Config, stage: int) -> list[dict[str, Any]]:
+    """Return the stage's records (one per request, in file order), as written by the last run."""
+    return list(read_records(stage_path(cfg, stage)).values())
+
+
+def load_kept(cfg: Config, stage: int) -> list[dict[str, Any]]:
+    """Return the records later phases train on: one quality-kept response per question at most."""
+    return [r for r in load_records(cfg, stage) if r.get("kept")]
+
+
+def _atomic_write(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _stage_lock(cfg: Config, stage: int):
+    """Hold an exclusive lock on a stage so that two processes never append to the same file."""
+    path = teacher_dir(cfg) / f".stage{stage}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock, single-user use assumed
+        yield
+        return
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise TeacherError(
+                f"{stage_path(cfg, stage)} is being written by another process (notebook or CLI); "
+                "wait for it to finish or stop it first"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ----------------------------------------------------------------------------- quality
+class QualityJudge:
+    """Applies the quality filter with the student's token counter (tokenizer loaded once)."""
+
+    def __init__(self, cfg: Config, tokenizer: Any = None) -> None:
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.context_checked = False
+        self.note = ""
+        if cfg.quality.check_student_context and tokenizer is None:
+            try:
+                from .models import load_tokenizer
+
+                self.tokenizer = load_tokenizer(cfg.student.model, cfg)
+            except Exception as exc:  # noqa: BLE001 - any failure: say so and skip only this check
+                self.note = f"student tokenizer unavailable ({type(exc).__name__}), too_long not checked"
+                log.warning("quality: %s: %s", self.note, exc)
+        self.context_checked = bool(cfg.quality.check_student_context and self.tokenizer is not None)
+        self._cache: dict[tuple[str, str], int] = {}
+
+    def count_tokens(self, row: Mapping[str, Any], content: str) -> int:
+        """Return the student's token count of the full training example (chat template included)."""
+        key = (row["id"], content)
+        if key not in self._cache:
+            messages = build_sft_example(row, content, self.cfg.system_prompt)
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+            self._cache[key] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self._cache[key]
+
+    def verdict(self, record: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the quality verdict for a record (failed requests get reason ``request_failed``)."""
+        if record.get("error") is not None:
+            return {"ok": False, "reason": "request_failed", "answer": None, "detail": "no response (see error)"}
+        counter = (lambda content: self.count_tokens(row, content)) if self.context_checked else None
+        result = check_response(
+            record.get("content"), row.get("answerKey"), self.cfg.quality, counter,
+            self.cfg.student.max_context if counter else None,
+        ).to_dict()
+        if not self.context_checked and self.note and result["ok"]:
+            result["detail"] = self.note
+        if result["ok"] and record.get("gold_hint"):
+            content = record.get("content") or ""
+            # A hinted stand-in must not leak the hint into what the student will imitate ...
+            if "hint" in content.lower():
+                result.update(ok=False, reason="mentions_hint", detail="the response refers to the gold hint")
+            else:
+                # ... nor copy the hinted letter after reasoning that concludes something else.
+                body = _FINAL_ANSWER_SPLIT.split(content, maxsplit=1)[0]
+                concluded = extract_answer(body)
+                if concluded is not None and concluded != result["answer"]:
+                    result.update(ok=False, reason="inconsistent_answer",
+                                  detail=f"reasoning concludes {concluded}, final answer {result['answer']}")
+        return result
+
+
+# ----------------------------------------------------------------------------- record building
+def finalize_record(request: TeacherRequest, raw: Mapping[str, Any], judge: QualityJudge) -> dict[str, Any]:
+    """Return the stored record for a request and its backend result (confidence, checks, verdict)."""
+    tokens = raw.get("tokens")
+    content = raw.get("content")
+    error = raw.get("error")
+    if tokens is not None and content is not None:
+        match = "".join(t["token"] for t in tokens) == content
+        probs = [math.exp(t["logprob"]) for t in tokens]
+        mean_prob = sum(probs) / len(probs) if probs else None
+    else:
+        match, mean_prob = None, None
+    note = raw.get("logprobs_note")
+    if tokens is None and error is None and note is None:
+        note = "no logprobs"
+    record = {
+        "question_id": request.question_id,
+        "question_index": request.row.get("index"),
+        "stage": request.stage,
+        "sample_index": request.sample_index,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "model": request.model,
+        "response_model": raw.get("response_model"),
+        "seed": raw.get("seed", request.seed),
+        "request_hash": request.request_hash,
+        "gold": request.row.get("answerKey"),
+        "gold_hint": request.gold_hint,
+        "messages": request.messages,
+        "content": content,
+        "reasoning": raw.get("reasoning"),
+        "tokens": tokens,
+        "logprobs_note": note if error is None else None,
+        "finish_reason": raw.get("finish_reason"),
+        "usage": raw.get("usage"),
+        "latency_s": raw.get("latency_s"),
+        "attempts": raw.get("attempts"),
+        "retry_errors": raw.get("retry_errors"),
+        "error": error,
+        "tokens_match_content": match,
+        "mean_token_prob": mean_prob,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    record["quality"] = judge.verdict(record, request.row)
+    record["kept"] = False  # decided per question once all its samples are known
+    return record
+
+
+def make_backend(cfg: Config) -> Any:
+    """Return the backend object for ``teacher.backend`` (models and keys load on first use)."""
+    if cfg.teacher.backend == "local":
+        from .teacher_local import LocalTeacher
+
+        return LocalTeacher(cfg, model_label(cfg))
+    if cfg.teacher.backend == "openai":
+        from .teacher_openai import OpenAITeacher
+
+        return OpenAITeacher(cfg, model_label(cfg))
+    raise TeacherError(f"teacher.backend must be 'openai' or 'local', got {cfg.teacher.backend!r}")
+
+
+class _Progress:
+    """A tqdm bar over one round of requests, with failures and kept responses in its postfix."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="req", dynamic_ncols=True)
+        self.failed = 0
+        self.kept = 0
+
+    def update(self, record: Mapping[str, Any]) -> None:
+        self.failed += record.get("error") is not None
+        self.kept += bool(record.get("quality", {}).get("ok"))
+        self.bar.set_postfix(ok=self.kept, failed=self.failed, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ----------------------------------------------------------------------------- one stage
+def generate_stage(
+    cfg: Config,
+    stage: int,
+    questions: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    backend: Any = None,
+    judge: QualityJudge | None = None,
+) -> dict[str, Any]:
+    """Return the stage's summary after generating every missing or failed response of the stage.
+
+    ``questions`` defaults to the run's training questions (``data/train.jsonl``). Completed
+    requests are reused, never re-sent. Records are appended to ``teacher/stage{stage}.jsonl`` as
+    they arrive; at the end the file is compacted to one record per current request. Raises
+    :class:`~dasd_utils.teacher_openai.TeacherFatalError` on 401/403/404 (what was received is kept).
+    """
+    _check_stage(stage)
+    started = time.perf_counter()
+    rows = list(questions) if questions is not None else load_run_questions(cfg, "train")
+    ids = [row["id"] for row in rows]
+    if len(set(ids)) != len(ids):
+        raise TeacherError("questions contain duplicate ids; each question must appear once")
+    rounds = build_requests(cfg, stage, rows)
+    judge = judge or QualityJudge(cfg)
+    backend = backend or make_backend(cfg)
+    path = stage_path(cfg, stage)
+    sent = failed_now = 0
+    with _stage_lock(cfg, stage):
+        store = _StageStore(cfg, stage, rounds)
+        try:
+            for sample_index, requests in enumerate(rounds):
+                todo = [r for r in requests if store.needs(r, judge)]
+                if not todo:
+                    continue
+                desc = f"teacher stage {stage}" + (f" sample {sample_index + 1}/{len(rounds)}" if len(rounds) > 1 else "")
+                progress = _Progress(len(todo), desc)
+
+                def on_result(request: TeacherRequest, raw: Mapping[str, Any]) -> None:
+                    nonlocal failed_now
+                    record = finalize_record(request, raw, judge)
+                    append_record(path, record)
+                    store.add(record)
+                    failed_now += record["error"] is not None
+                    progress.update(record)
+
+                sent += len(todo)
+                try:
+                    backend.generate(todo, on_result)
+                finally:
+                    progress.close()
+        finally:
+            records = store.finalize(judge)
+    summary = summarize_stage(cfg, stage, records, rows, judge)
+    summary.update(sent=sent, failed_this_run=failed_now, reused=store.reused, wall_s=round(time.perf_counter() - started, 2))
+    return summary
+
+
+class _StageStore:
+    """The records of one stage: what exists (file + archive), what is current, what is kept."""
+
+    def __init__(self, cfg: Config, stage: int, rounds: list[list[TeacherRequest]]) -> None:
+        self.cfg = cfg
+        self.stage = stage
+        self.path = stage_path(cfg, stage)
+        self.archive = archive_path(cfg, stage)
+        self.requests = {r.request_hash: r for requests in rounds for r in requests}
+        self.order = [r.request_hash for requests in zip(*rounds) for r in requests]  # question-major
+        self.by_sample = {(r.question_id, r.sample_index): r.request_hash for r in self.requests.values()}
+        archived = read_records(self.archive)
+        existing = dict(archived)
+        for key, record in read_records(self.path).items():
+            if _better(record, existing.get(key)):
+                existing[key] = record
+        self.records = {k: v for k, v in existing.items() if k in self.requests}
+        #: Completed records this run starts with (served from disk, not sent).
+        self.reused = sum(1 for r in self.records.values() if r.get("error") is None)
+        stale = {k: v for k, v in existing.items() if k not in self.requests}
+        # Compact now: removes torn lines and superseded failures before anything is appended,
+        # and moves other configurations' records out of the way of later phases (archive first,
+        # so that a kill between the two writes duplicates a record rather than losing it).
+        if stale.keys() != archived.keys():
+            _atomic_write(self.archive, list(stale.values()))
+            moved = len(stale.keys() - archived.keys())
+            if moved:
+                log.info("teacher stage %d: %d records of another configuration moved to %s", stage, moved, self.archive)
+        _atomic_write(self.path, [self.records[k] for k in self.order if k in self.records])
+
+    def add(self, record: dict[str, Any]) -> None:
+        key = record["request_hash"]
+        if _better(record, self.records.get(key)):
+            self.records[key] = record
+
+    def needs(self, request: TeacherRequest, judge: QualityJudge) -> bool:
+        """Return True when this request must be sent (missing or failed, and no earlier sample kept)."""
+        for earlier in range(request.sample_index):
+            previous = self._record_for(request.question_id, earlier)
+            if previous is not None and previous.get("error") is None and judge.verdict(previous, request.row)["ok"]:
+                return False
+        record = self.records.get(request.request_hash)
+        return record is None or record.get("error") is not None
+
+    def _record_for(self, question_id: str, sample_index: int) -> dict[str, Any] | None:
+        key = self.by_sample.get((question_id, sample_index))
+        return self.records.get(key) if key else None
+
+    def finalize(self, judge: QualityJudge) -> list[dict[str, Any]]:
+        """Recompute verdicts, mark the kept sample of each question, rewrite the file; return the records."""
+        out = []
+        kept_questions: set[str] = set()
+        for key in self.order:
+            record = self.records.get(key)
+            if record is None:
+                continue
+            request = self.requests[key]
+            record["quality"] = judge.verdict(record, request.row)
+            record["kept"] = bool(record["quality"]["ok"]) and request.question_id not in kept_questions
+            if record["kept"]:
+                kept_questions.add(request.question_id)
+            out.append(record)
+        _atomic_write(self.path, out)
+        return out
+
+
+# ----------------------------------------------------------------------------- summary
+def summarize_stage(
+    cfg: Config, stage: int, records: Sequence[Mapping[str, Any]], questions: Sequence[Mapping[str, Any]],
+    judge: QualityJudge | None = None,
+) -> dict[str, Any]:
+    """Return a stage's counts: requests, failed, rejected per reason, kept, accuracy, confidence."""
+    completed = [r for r in records if r.get("error") is None]
+    first = [r for r in completed if r.get("sample_index", 0) == 0]
+    rejected = Counter(r["quality"]["reason"] for r in completed if not r["quality"]["ok"])
+    confidences = [r["mean_token_prob"] for r in completed if r.get("mean_token_prob") is not None]
+    answered = [r for r in first if r["quality"].get("answer") is not None]
+    usage = Counter()
+    for r in completed:
+        for key, value in (r.get("usage") or {}).items():
+            if isinstance(value, (int, float)):
+                usage[key] += value
+
+    def share(part: int, whole: int) -> float | None:
+        return round(part / whole, 4) if whole else None
+
+    return {
+        "stage": stage,
+        "temperature": stage_temperature(cfg, stage),
+        "model": model_label(cfg),
+        "backend": cfg.teacher.backend,
+        "stand_in": cfg.teacher.stand_in,
+        "gold_hint": cfg.teacher.backend == "local" and cfg.teacher.local_gold_hint,
+        "few_shot": cfg.teacher.local_few_shot if cfg.teacher.backend == "local" else 0,
+        "best_of_n": samples_per_question(cfg),
+        "questions": len(questions),
+        "requests": len(records),
+        "completed": len(completed),
+        "failed": len(records) - len(completed),
+        "rejected": dict(sorted(rejected.items())),
+        "rejected_total": sum(rejected.values()),
+        "quality_ok": sum(1 for r in completed if r["quality"]["ok"]),
+        "kept": sum(1 for r in records if r.get("kept")),
+        # Teacher accuracy: first sample of each question, answer == gold (no answer counts as wrong).
+        "accuracy": share(sum(1 for r in first if r["quality"].get("answer") == r.get("gold")), len(first)),
+        "accuracy_all_samples": share(sum(1 for r in completed if r["quality"].get("answer") == r.get("gold")), len(completed)),
+        "format_rate": share(len(answered), len(first)),
+        "mean_confidence": round(sum(confidences) / len(confidences), 4) if confidences else None,
+        "with_logprobs": len(confidences),
+        "without_logprobs": sum(1 for r in completed if r.get("tokens") is None),
+        "tokens_mismatch": sum(1 for r in completed if r.get("tokens_match_content") is False),
+        "with_reasoning_field": sum(1 for r in completed if r.get("reasoning")),
+        "finish_reasons": dict(Counter(str(r.get("finish_reason")) for r in completed)),
+        "usage": dict(usage),
+        "context_checked": bool(judge.context_checked) if judge else None,
+    }
+
+
+# ----------------------------------------------------------------------------- phase
+def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
+    """Return the teacher phase's summary after generating both stages (reusing every completed request).
+
+    Writes ``teacher/stage{1,2}.jsonl``, ``teacher/summary.json`` and ``figures/teacher_quality.png``.
+    ``force`` moves the existing records to ``teacher/archive/forced-<time>/`` (never served again)
+    and generates everything anew.
+    """
+    started = time.perf_counter()
+    questions = load_run_questions(cfg, "train")
+    out = teacher_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    if force:
+        _archive_for_force(cfg)
+    previous = _read_json(out / "summary.json")
+    backend = make_backend(cfg)
+    judge = QualityJudge(cfg)
+    stages = {}
+    for stage in STAGES:
+        stages[f"stage{stage}"] = generate_stage(cfg, stage, questions, backend=backend, judge=judge)
+    sent = sum(s["sent"] for s in stages.values())
+    wall = round(time.perf_counter() - started, 2)
+    summary = {
+        "profile": cfg.profile,
+        "model": model_label(cfg),
+        "backend": cfg.teacher.backend,
+        "stand_in": cfg.teacher.stand_in,
+        "base_url": cfg.teacher.base_url if cfg.teacher.backend == "openai" else None,
+        "n_questions": len(questions),
+        "stages": stages,
+        "sent_this_run": sent,
+        "wall_s": wall,
+        # The time of the last run that actually generated something (a reuse run takes seconds).
+        "generation_wall_s": wall if sent or not previous else previous.get("generation_wall_s", wall),
+    }
+    if cfg.teacher.stand_in:
+        summary["note"] = (
+            "stand-in teacher: a tiny local model with few-shot examples"
+            + (", the gold answer as a hint" if cfg.teacher.local_gold_hint and cfg.teacher.backend == "local" else "")
+            + "; its accuracy and confidence are not the course teacher's"
+        )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    from .plots.teacher import plot_teacher_quality
+
+    records = {stage: load_records(cfg, stage) for stage in STAGES}
+    summary["figure"] = str(plot_teacher_quality(cfg, summary, records))
+    return summary
+
+
+def _archive_for_force(cfg: Config) -> None:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    target = teacher_dir(cfg) / "archive" / f"forced-{stamp}"
+    for stage in STAGES:
+        for source in (stage_path(cfg, stage), archive_path(cfg, stage)):
+            if source.is_file():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(source), target / (source.name if source.parent == teacher_dir(cfg) else f"archive_{source.name}"))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def kept_sft_examples(cfg: Config, stage: int, questions: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Return ``{question_id, stage, messages}`` SFT examples (student messages: no hint, no few-shot)."""
+    rows = {row["id"]: row for row in (questions if questions is not None else load_run_questions(cfg, "train"))}
+    out = []
+    for record in load_kept(cfg, stage):
+        row = rows.get(record["question_id"])
+        if row is None:
+            continue
+        out.append({"question_id": record["question_id"], "stage": stage,
+                    "messages": build_sft_example(row, record["content"], cfg.system_prompt)})
+    return out
+
+
+__all__ = [
+    "QualityJudge",
+    "STAND_IN_SUFFIX",
+    "TeacherError",
+    "TeacherRequest",
+    "archive_path",
+    "build_requests",
+    "finalize_record",
+    "generate_stage",
+    "kept_sft_examples",
+    "load_kept",
+    "load_records",
+    "make_backend",
+    "model_label",
+    "read_records",
+    "request_hash",
+    "run_phase",
+    "samples_per_question",
+    "stage_path",
+    "stage_temperature",
+    "summarize_stage",
+]
