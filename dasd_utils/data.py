@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -36,7 +35,7 @@ class DataError(ValueError):
 
 def bundled_path() -> Path:
     """Return the path of the validation split shipped with the package."""
-    return Path(str(resources.files("dasd_utils") / "resources" / BUNDLED_FILE))
+    return Path(__file__).resolve().parent / "resources" / BUNDLED_FILE
 
 
 def validate_row(row: Any, position: int, source: str = "") -> dict[str, Any]:
