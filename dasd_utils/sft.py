@@ -348,9 +348,13 @@ def lora_config(cfg: Config):
 
 
 def add_lora(model, cfg: Config):
-    """Return ``model`` wrapped with a fresh trainable LoRA adapter (stage 1)."""
+    """Return ``model`` wrapped with a fresh trainable LoRA adapter (stage 1), initialised from ``sft.seed``."""
     from peft import get_peft_model
+    from transformers import set_seed
 
+    # LoRA's A matrices are drawn from the global RNG: seed it here, not only in the Trainer
+    # (which seeds after the adapter exists), so that a re-run gives the same adapter.
+    set_seed(cfg.sft.seed)
     return get_peft_model(model, lora_config(cfg))
 
 
@@ -600,7 +604,8 @@ def stage_inputs(cfg: Config, stage: int) -> dict[str, Any]:
         "recipe_version": RECIPE_VERSION,
         "stage": stage,
         "base_model": cfg.student.model,
-        "data_path": str(data),
+        # Content hashes only, no paths: the same run reached through a relative (CLI) or an
+        # absolute (notebook) run directory must reuse its adapters.
         "data_sha256": file_sha256(data),
         "system_prompt_sha256": hashlib.sha256(cfg.system_prompt.encode()).hexdigest(),
         "settings": {
@@ -626,7 +631,7 @@ def stage_inputs(cfg: Config, stage: int) -> dict[str, Any]:
         parent = stage_dir(cfg, 1)
         if not all((parent / name).is_file() for name in ADAPTER_FILES):
             raise FileNotFoundError(f"stage-1 adapter not found in {parent}: train stage 1 first")
-        inputs["parent_adapter"] = {"path": str(parent), "sha256": adapter_sha256(parent)}
+        inputs["parent_adapter"] = {"sha256": adapter_sha256(parent)}
     return inputs
 
 
@@ -770,9 +775,9 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         "stage": stage,
         "base_model": cfg.student.model,
         "base_model_path": resolve_model(cfg.student.model, cfg),
-        "data_path": inputs["data_path"],
+        "data_path": f"das/{sft_data_path(cfg, stage).name}",  # relative to the run directory
         "data_sha256": inputs["data_sha256"],
-        "parent_adapter": inputs.get("parent_adapter"),
+        "parent_adapter": ({"path": "sft/stage1", **inputs["parent_adapter"]} if stage == 2 else None),
         "config": dataclasses.asdict(cfg.sft),
         "inputs": inputs,
         "dataset": dataclasses.asdict(stats),

@@ -521,3 +521,31 @@ def test_two_processes_under_torchrun_train_once_and_write_once(tmp_path, tiny_m
     assert "[SFT] étape" not in again.stdout  # both stages reused
     for stage in (1, 2):
         assert (sft.stage_dir(cfg, stage) / "manifest.json").stat().st_mtime_ns == mtimes[stage]
+
+
+def test_retraining_from_scratch_gives_the_same_adapter(tmp_path, tiny_model_dir):
+    """A grader re-running training (other run dir, other RNG history) must get the same adapter."""
+    import torch
+
+    first = tiny_sft_cfg(tmp_path / "a", tiny_model_dir, **{"sft.max_steps": 2})
+    write_sft_file(first, 1, 4)
+    sft.train_stage(first, 1)
+    torch.manual_seed(1234)  # disturb the global RNG between the two trainings
+    torch.rand(1000)
+    second = tiny_sft_cfg(tmp_path / "b", tiny_model_dir, **{"sft.max_steps": 2})
+    write_sft_file(second, 1, 4)
+    sft.train_stage(second, 1)
+    a, b = _adapter_tensors(sft.stage_dir(first, 1)), _adapter_tensors(sft.stage_dir(second, 1))
+    assert a.keys() == b.keys() and a
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_reuse_does_not_depend_on_how_the_run_dir_is_spelled(tmp_path, tiny_model_dir, monkeypatch):
+    """The CLI passes runs/x, the notebooks an absolute path: both must reuse the same adapter."""
+    monkeypatch.chdir(tmp_path)
+    relative = tiny_sft_cfg("run", tiny_model_dir, **{"sft.max_steps": 1})
+    write_sft_file(relative, 1, 2)
+    assert sft.train_stage(relative, 1)["reused"] is False
+    absolute = tiny_sft_cfg(tmp_path / "run", tiny_model_dir, **{"sft.max_steps": 1})
+    assert sft.train_stage(absolute, 1)["reused"] is True
