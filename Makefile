@@ -16,7 +16,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: venv demo test test-fast bench clean-venv help
+.PHONY: venv demo test test-fast notebooks clean-venv help
 
 help:
 	@echo "make demo   - create .venv, install, run the whole pipeline on the offline demo profile"
@@ -35,8 +35,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The command line runs every phase, then the notebooks replay them headless (papermill) on the
+# same run directory: executed copies land in $(RUN_DIR)/notebooks/. A second `make demo` reuses
+# everything cached (teacher records, DAS scores, adapters, predictions).
 demo: venv
 	$(PY) -m dasd_utils all --profile $(PROFILE) --run-dir $(RUN_DIR)
+	$(PY) tools/run_notebooks.py --profile $(PROFILE) --run-dir $(RUN_DIR)
+	@echo "Rapport : $(RUN_DIR)/report/rapport.html (et rapport.md)"
+
+# Re-execute the notebooks in place so that their stored outputs (checked by nbval) match a demo run.
+notebooks: venv
+	$(PY) tools/build_notebooks.py
+	$(PY) tools/run_notebooks.py --profile demo --in-place
 
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg

@@ -1,0 +1,199 @@
+"""Small helpers the notebooks call: resolve the run, load the config, show tables and figures.
+
+The notebooks hold no pipeline logic: every computation is a ``dasd_utils`` function that the
+command line calls too. These helpers only make the notebooks' first cells short and their
+outputs stable (relative paths, rounded numbers) for nbval.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import Config, load_config
+
+
+def project_root() -> Path:
+    """Return the repository root (the folder holding pyproject.toml above this package), else the cwd."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").is_file():
+        return here
+    return Path.cwd()
+
+
+def resolve_run_dir(run_dir: str | os.PathLike | None, profile: str) -> Path:
+    """Return the run directory: ``run_dir`` if given, else ``<project root>/runs/<profile>``."""
+    if run_dir:
+        return Path(run_dir).expanduser().resolve()
+    return project_root() / "runs" / profile
+
+
+def setup(profile: str = "demo", run_dir: str | None = None, overrides: dict[str, Any] | None = None,
+          config_file: str | None = None) -> Config:
+    """Return the resolved Config for a notebook, with the run directory created and config.json saved."""
+    cfg = load_config(profile, config_file=config_file, overrides=overrides or {},
+                      run_dir=resolve_run_dir(run_dir, profile))
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save()
+    return cfg
+
+
+def relative(path: str | os.PathLike) -> str:
+    """Return ``path`` relative to the project root when it lies inside it (stable notebook output)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def show_config(cfg: Config):
+    """Return a one-column pandas table of the settings that identify the run."""
+    import pandas as pd
+
+    rows = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in cfg.summary().items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["valeur"])
+
+
+def show_figure(cfg: Config, name: str, width: int | None = 720):
+    """Return an IPython Image of ``<run_dir>/figures/<name>`` (raises if the phase did not make it)."""
+    from IPython.display import Image
+
+    path = cfg.run_dir / "figures" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"figure {relative(path)} not found: run the phase that makes it first")
+    return Image(filename=str(path), width=width)
+
+
+def stand_in_banner(cfg: Config) -> str:
+    """Return the warning printed under every demo-profile result."""
+    if cfg.profile == "demo":
+        return ("⚠ Profil demo : ces chiffres viennent de petits modèles de substitution "
+                "(SmolLM2-135M comme professeur et comme élève), pas des modèles du cours "
+                "(gpt-oss-120b -> Qwen3-4B). Ils ne sont PAS les résultats du cours.")
+    return f"Profil {cfg.profile} : professeur {cfg.teacher.model}, élève {cfg.student.model}."
+
+
+# ------------------------------------------------------------------ per-phase tables (display only)
+def _stages(summary: dict[str, Any]) -> dict[str, Any]:
+    stages = summary.get("stages", summary)
+    return {str(k).replace("stage", ""): v for k, v in stages.items() if isinstance(v, dict)}
+
+
+def teacher_table(summary: dict[str, Any]):
+    """Return the teacher phase's per-stage counts as a table (one column per stage)."""
+    import pandas as pd
+
+    rows = {}
+    for stage, s in _stages(summary).items():
+        col = {
+            "température": s.get("temperature"),
+            "requêtes": s.get("requests"),
+            "échecs": s.get("failed"),
+            "rejetées (total)": s.get("rejected_total"),
+        }
+        for reason, count in sorted((s.get("rejected") or {}).items()):
+            col[f"  rejet : {reason}"] = count
+        col.update({
+            "gardées": s.get("kept"),
+            "précision du professeur": None if s.get("accuracy") is None else round(s["accuracy"], 3),
+            "confiance moyenne": None if s.get("mean_confidence") is None else round(s["mean_confidence"], 3),
+        })
+        rows[f"stage {stage}"] = col
+    return pd.DataFrame(rows).fillna(0)
+
+
+def teacher_example(cfg: Config, stage: int = 1, n_tokens: int = 12):
+    """Return (text, token table) for the first kept response of a stage: content and its first tokens' probabilities."""
+    import math
+
+    import pandas as pd
+
+    from .teacher import load_kept
+
+    kept = load_kept(cfg, stage)
+    if not kept:
+        return "aucune réponse gardée", None
+    record = kept[0]
+    tokens = (record.get("tokens") or [])[:n_tokens]
+    table = pd.DataFrame(
+        [{"token": repr(t["token"]), "probabilité": round(math.exp(t["logprob"]), 3)} for t in tokens]
+    )
+    print(f"question {record['question_id'][:8]}…, réponse attendue {record.get('gold')} :\n")
+    print(record["content"])
+    return table
+
+
+def das_table(summary: dict[str, Any]):
+    """Return the DAS phase's per-stage counts and teacher-sentence statistics as a table."""
+    import pandas as pd
+
+    rows = {}
+    for stage, s in _stages(summary).items():
+        ratio = s.get("teacher_sentence_ratio") or {}
+        types = s.get("sentence_types") or {}
+        rows[f"stage {stage}"] = {
+            "réponses notées": s.get("scored"),
+            "non notables": s.get("n_unscorable"),
+            "gardées (ratio > seuil)": s.get("kept"),
+            "rejetées": s.get("rejected"),
+            "ratio moyen": None if ratio.get("mean") is None else round(ratio["mean"], 3),
+            "ratio médian": None if ratio.get("median") is None else round(ratio["median"], 3),
+            "phrases": s.get("sentences"),
+            "phrases professeur": types.get("teacher"),
+            "phrases partagées": types.get("shared"),
+            "phrases élève": types.get("student"),
+        }
+    return pd.DataFrame(rows, dtype=object)
+
+
+def sft_table(manifest: dict[str, Any]):
+    """Return the few facts of a trained stage (examples, steps, losses) as a one-column table."""
+    import pandas as pd
+
+    dataset = manifest.get("dataset") or {}
+    facts = {
+        "stage": manifest.get("stage"),
+        "exemples": dataset.get("n_examples", manifest.get("n_examples")),
+        "pas d'optimisation": manifest.get("steps"),
+        "taux d'apprentissage": manifest.get("learning_rate", (manifest.get("settings") or {}).get("learning_rate")),
+        "perte initiale": None if manifest.get("first_loss") is None else round(manifest["first_loss"], 2),
+        "perte finale": None if manifest.get("final_loss") is None else round(manifest["final_loss"], 2),
+    }
+    return pd.DataFrame.from_dict(facts, orient="index", columns=["valeur"])
+
+
+def loss_table(cfg: Config, stage: int):
+    """Return the training log (step, loss, learning rate) of a stage as a table."""
+    import pandas as pd
+
+    from .sft import read_train_log
+
+    return pd.DataFrame(read_train_log(cfg, stage))
+
+
+def qualitative(cfg: Config, which: str = "highlight"):
+    """Print the crab question (or the random items) and each model's response; returns nothing."""
+    path = cfg.run_dir / "eval" / "qualitative.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{relative(path)} not found: run the evaluation phase first")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    items = [data.get("highlight")] if which == "highlight" else data.get("random", [])
+    for item in items:
+        if not item:
+            continue
+        print(f"Question (item {item['index']}) : {item['question']}")
+        for letter, text in item["choices"].items():
+            print(f"  {letter}. {text}")
+        print(f"Bonne réponse : {item['gold']}\n")
+        for name, answer in item["answers"].items():
+            verdict = "juste" if answer["correct"] else "faux"
+            print(f"--- {name} : réponse extraite {answer['extracted']} ({verdict}) ---")
+            print((answer["response"] or "").strip()[:1500])
+            print()
+
+
+__all__ = ["das_table", "loss_table", "qualitative", "sft_table", "teacher_example", "teacher_table",
+           "project_root", "relative", "resolve_run_dir", "setup", "show_config", "show_figure", "stand_in_banner"]

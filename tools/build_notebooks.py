@@ -1,0 +1,272 @@
+"""Write notebooks/01..07 from the cell lists below (run once after editing; then execute them).
+
+The notebooks are generated so that their shared cells (installation, parameters, setup) stay
+identical, and so that a review of a notebook change is a review of this file. Stored outputs
+come from executing them on the demo profile: ``python tools/run_notebooks.py --in-place``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+CHECK = "# NBVAL_CHECK_OUTPUT\n"
+
+INSTALL = """\
+# Installation sur Colab / Kaggle (en local, `make demo` a déjà tout installé : cette cellule ne fait rien).
+import os, sys
+IN_COLAB = "google.colab" in sys.modules
+IN_KAGGLE = "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+if IN_COLAB or IN_KAGGLE:
+    REPO_URL = os.environ.get("DASD_REPO_URL", "https://github.com/OWNER/dasd-course.git")  # votre fork
+    if not os.path.isdir("dasd-course"):
+        !git clone -q {REPO_URL} dasd-course
+    %cd dasd-course
+    # torch n'est pas dans requirements.txt : on garde la version CUDA préinstallée de Colab.
+    !pip install -q -r requirements.txt && pip install -q --no-deps -e .
+"""
+
+PARAMS = """\
+# Paramètres (cellule étiquetée « parameters » pour papermill)
+PROFILE = "demo"   # demo : CPU, hors ligne, petits modèles de substitution | colab : T4 16 Go | full : A100/H100
+RUN_DIR = None     # None -> runs/<PROFILE> à la racine du projet ; un même RUN_DIR relie les 7 notebooks
+FORCE = False      # True : recalculer la phase même si ses sorties existent déjà
+OVERRIDES = {}     # ex. {"data.n_train": 100, "teacher.base_url": "https://..."}
+"""
+
+SETUP = """\
+from dasd_utils import notebook as nb
+cfg = nb.setup(PROFILE, RUN_DIR, OVERRIDES)
+print(nb.stand_in_banner(cfg))
+"""
+
+SETUP_SHOW = CHECK + "nb.show_config(cfg)\n"
+
+
+def header(title: str, intro: str) -> list:
+    return [
+        new_markdown_cell(f"# {title}\n\n{intro}"),
+        new_code_cell(INSTALL),
+        new_code_cell(PARAMS, metadata={"tags": ["parameters"]}),
+        new_code_cell(SETUP),
+        new_code_cell(SETUP_SHOW),
+    ]
+
+
+NOTEBOOKS: dict[str, list] = {}
+
+# --------------------------------------------------------------------------- 01 data
+NOTEBOOKS["01_donnees.ipynb"] = header(
+    "01 · Données : CommonsenseQA",
+    """Ce notebook prépare les questions utilisées par tout le pipeline DASD (Distribution-Aligned
+Sequence Distillation).
+
+**CommonsenseQA** est un QCM de sens commun : une question, cinq options A-E, une seule bonne
+réponse (`answerKey`). Le professeur (un grand modèle) rédigera pour chaque question d'entraînement
+un raisonnement pas à pas ; l'élève (un petit modèle) apprendra à reproduire ce raisonnement.
+
+* Profil `colab` / `full` : questions d'entraînement tirées du split *train* du Hub
+  (`tau/commonsense_qa`), évaluation sur les 50 premières questions de *validation* (comme le
+  rapport du cours ; `data.n_eval=-1` pour les 1 221).
+* Profil `demo` (hors ligne) : seul le split de validation est livré avec le projet (licence MIT).
+  On entraîne sur les items 50 et suivants et on évalue sur les items 0-49 : les deux ensembles
+  ne se recouvrent jamais (le code le vérifie).
+
+Chaque ligne est validée : une question manquante, un nombre d'options différent de cinq ou une
+`answerKey` absente des labels lèvent une erreur qui nomme la ligne et le champ.""",
+) + [
+    new_code_cell("from dasd_utils import data\nsummary = data.run_phase(cfg)\n"),
+    new_markdown_cell("Combien de questions, et quelle répartition des bonnes réponses ? Une répartition "
+                      "déséquilibrée rendrait trompeuse une précision proche du hasard (20 %)."),
+    new_code_cell(CHECK + """import pandas as pd
+counts = pd.DataFrame({"entraînement": summary["train_answer_counts"], "évaluation": summary["eval_answer_counts"]})
+print(f"{summary['n_train']} questions d'entraînement (items {summary['train_indices']}), "
+      f"{summary['n_eval']} d'évaluation (items {summary['eval_indices']})")
+counts.T
+"""),
+    new_markdown_cell("Voici le message exact que verront le professeur et l'élève pour la question du crabe "
+                      "(item 49 de validation), celle de l'analyse qualitative du rapport du cours."),
+    new_code_cell(CHECK + """from dasd_utils import prompts
+eval_questions = data.load_run_questions(cfg, "eval")
+crab = next(q for q in eval_questions if q["index"] == cfg.eval.qualitative_index)
+for message in prompts.build_messages(crab, cfg.system_prompt):
+    print(f"--- {message['role']} ---\\n{message['content']}")
+"""),
+]
+
+# --------------------------------------------------------------------------- 02 teacher
+NOTEBOOKS["02_generation_professeur.ipynb"] = header(
+    "02 · Génération par le professeur (avec logprobs)",
+    """Le professeur répond à chaque question d'entraînement **deux fois** :
+
+* **Stage 1, température 0,3** : des réponses sûres et régulières, pour que l'élève apprenne
+  d'abord le format (`<reasoning>…</reasoning>` puis `Final Answer: X`) et les raisonnements les
+  plus probables du professeur ;
+* **Stage 2, température 0,9** : des réponses plus variées qui couvrent davantage de la
+  distribution du professeur. Le papier DASD montre qu'apprendre d'abord à basse température puis
+  à haute température stabilise l'entraînement et améliore la généralisation.
+
+Pour chaque réponse, l'API renvoie la **log-probabilité de chaque token** (`logprobs=True`) : c'est
+la confiance du professeur, dont la phase DAS a besoin phrase par phrase.
+
+Un **filtre de qualité** écarte, avec une raison : les réponses vides ou de moins de 30
+caractères, sans réponse finale claire, fausses (le cours ne vérifiait pas ce point), répétitives
+(n-grammes répétés, comme le papier) ou plus longues que le contexte de l'élève.
+
+Les appels sont **mis en cache** : chaque requête est écrite sur disque dès son arrivée ; une
+réexécution ne renvoie rien à l'API (les appels coûtent de l'argent). La clé d'API vient de
+l'environnement (`OPENAI_API_KEY`), d'un fichier `.env` ou des secrets Colab ; elle n'est jamais
+écrite nulle part.
+
+*Profil demo : le « professeur » est SmolLM2-135M-Instruct exécuté localement, un simple
+substitut (exemples résolus en contexte et bonne réponse donnée en indice, comme dans STaR). Ses
+réponses n'ont rien de la qualité de gpt-oss-120b.*""",
+) + [
+    new_code_cell("from dasd_utils import teacher\nteacher_summary = teacher.run_phase(cfg, force=FORCE)\n"),
+    new_markdown_cell("Bilan par stage : requêtes envoyées, échecs, rejets par raison, exemples gardés, "
+                      "précision du professeur et confiance moyenne (moyenne des probabilités de token)."),
+    new_code_cell(CHECK + "nb.teacher_table(teacher_summary)\n"),
+    new_code_cell("nb.show_figure(cfg, \"teacher_quality.png\")\n"),
+    new_markdown_cell("Un exemple de réponse gardée au stage 1, avec ses premiers tokens et leur probabilité :"),
+    new_code_cell("nb.teacher_example(cfg, stage=1)\n"),
+]
+
+# --------------------------------------------------------------------------- 03 DAS
+NOTEBOOKS["03_das.ipynb"] = header(
+    "03 · Divergence-Aware Sampling (DAS)",
+    """Toutes les réponses du professeur n'apprennent pas autant à l'élève. DAS les compare
+**phrase par phrase** :
+
+* $P_T$ : probabilité de la phrase pour le professeur (moyenne géométrique des probabilités de
+  ses tokens, tirées des logprobs de l'API) ;
+* $P_S$ : la même chose pour l'élève, calculée par *teacher forcing* : on fait lire la réponse du
+  professeur à l'élève, dans le même contexte de conversation que pendant l'entraînement.
+
+Une phrase est une **phrase professeur** quand le professeur est sûr de lui ($P_T > 0{,}6$) et que
+l'élève ne l'aurait pas écrite ($P_T - P_S > 0{,}2$) : c'est là que l'élève a le plus à apprendre.
+Une phrase **partagée** est probable pour les deux ; une phrase **élève** est plus probable pour
+l'élève que pour le professeur. Un exemple est gardé quand plus de 30 % de ses phrases sont des
+phrases professeur.
+
+**Alignement.** Le professeur (gpt-oss) et l'élève (Qwen3) n'ont pas le même tokenizer : on ne
+peut pas compter les tokens. Tout est aligné sur les **positions de caractères** dans le texte de
+la réponse : chaque phrase est un intervalle de caractères, chaque token (professeur ou élève) est
+rattaché aux phrases par ses positions. Une réponse dont les tokens ne reconstituent pas
+exactement le texte est écartée avec une raison comptée, jamais complétée par une valeur par
+défaut.""",
+) + [
+    new_code_cell("from dasd_utils import das\ndas_summary = das.run_phase(cfg, force=FORCE)\n"),
+    new_code_cell(CHECK + "nb.das_table(das_summary)\n"),
+    new_markdown_cell("**Distribution du ratio de phrases professeur**, exemples gardés et rejetés, avec le seuil "
+                      "de 0,3 (figure analogue à celles du rapport du cours)."),
+    new_code_cell("nb.show_figure(cfg, \"das_stage1.png\")\n"),
+    new_code_cell("nb.show_figure(cfg, \"das_stage2.png\")\n"),
+    new_markdown_cell("**$P_T$ contre $P_S$** pour toutes les phrases : la zone ombrée est celle des phrases "
+                      "professeur (au-dessus de 0,6 pour le professeur et à plus de 0,2 au-dessus de l'élève)."),
+    new_code_cell("nb.show_figure(cfg, \"das_scatter.png\")\n"),
+    new_markdown_cell("**Profil d'une réponse** phrase par phrase ($P_T$ et $P_S$ le long du texte, fond coloré "
+                      "par type de phrase), comme la figure 5 du papier DASD."),
+    new_code_cell("nb.show_figure(cfg, \"das_profile.png\")\n"),
+]
+
+# --------------------------------------------------------------------------- 04 SFT stage 1
+NOTEBOOKS["04_sft_stage1.ipynb"] = header(
+    "04 · SFT stage 1 : LoRA sur les réponses à basse température",
+    """On adapte l'élève avec **LoRA** (Low-Rank Adaptation) : les poids du modèle restent gelés et
+on n'entraîne que de petites matrices de rang 16 (alpha 32) ajoutées aux couches linéaires. C'est
+ce qui rend l'entraînement d'un modèle de 4 milliards de paramètres possible sur un T4 de 16 Go.
+
+Le **stage 1** (« burn-in ») utilise les réponses à température 0,3 qui ont passé le filtre de
+qualité : taux d'apprentissage 2e-4, 3 époques, batch 2 × accumulation 4. La perte n'est
+calculée que sur la réponse de l'assistant (le prompt système et la question sont masqués), avec
+le même gabarit de conversation et le même prompt système que la génération et l'évaluation.
+
+L'entraînement passe par `SFTTrainer` de TRL ; l'adaptateur, le journal de perte et un manifeste
+(modèle de base, empreinte des données, configuration) sont écrits dans `sft/stage1/`. Une
+réexécution avec les mêmes entrées réutilise l'adaptateur au lieu de réentraîner.""",
+) + [
+    new_code_cell("from dasd_utils import sft\nstage1 = sft.train_stage(cfg, 1, force=FORCE)\n"),
+    new_code_cell("nb.sft_table(stage1)\n"),
+    new_code_cell("nb.loss_table(cfg, 1).tail()\n"),
+]
+
+# --------------------------------------------------------------------------- 05 SFT stage 2
+NOTEBOOKS["05_sft_stage2.ipynb"] = header(
+    "05 · SFT stage 2 : DASD sur les réponses à haute température filtrées par DAS",
+    """Le **stage 2** repart de l'adaptateur du stage 1 (chargé comme entraînable, on ne repart pas
+de zéro) et l'entraîne sur les réponses à température 0,9 **gardées par DAS**, avec un taux
+d'apprentissage plus faible (1e-4). C'est l'apprentissage « programmé en température » du papier
+DASD : d'abord les raisonnements les plus probables du professeur, puis une couverture plus large
+de sa distribution, limitée aux exemples où l'élève a encore à apprendre.""",
+) + [
+    new_code_cell("from dasd_utils import sft\nstage2 = sft.train_stage(cfg, 2, force=FORCE)\n"),
+    new_code_cell("nb.sft_table(stage2)\n"),
+    new_markdown_cell("Courbes de perte des deux stages (la perte d'entraînement n'est pas une mesure de "
+                      "qualité : seule l'évaluation du notebook suivant l'est)."),
+    new_code_cell("sft.plot_loss(cfg)\nnb.show_figure(cfg, \"sft_loss.png\")\n"),
+]
+
+# --------------------------------------------------------------------------- 06 evaluation
+NOTEBOOKS["06_evaluation.ipynb"] = header(
+    "06 · Évaluation : base, stage 1, stage 2",
+    """On évalue trois modèles sur les mêmes questions de validation, avec le même prompt système et
+le même gabarit de conversation que l'entraînement, en décodage glouton : l'élève de base, l'élève
+après le stage 1, l'élève après le stage 2.
+
+**Lire les statistiques honnêtement.** Sur 50 questions, une précision de 82 % a un intervalle
+de confiance à 95 % (Wilson) d'environ ±11 points : deux modèles à 80 % et 84 % ne sont pas
+distinguables. Pour comparer deux modèles sur les *mêmes* questions, on utilise le **test exact
+de McNemar**, qui ne regarde que les questions où les deux modèles diffèrent (l'un juste, l'autre
+faux). On mesure aussi le **respect du format** (`Final Answer: X`), et une seconde métrique sans
+génération : la précision par **log-vraisemblance** des lettres A-E (formulation de
+lm-evaluation-harness).""",
+) + [
+    new_code_cell("from dasd_utils import evaluation\nmetrics = evaluation.run_phase(cfg, force=FORCE)\n"),
+    new_code_cell(CHECK + "evaluation.metrics_table(metrics)\n"),
+    new_code_cell(CHECK + "evaluation.comparisons_table(metrics)\n"),
+    new_code_cell("nb.show_figure(cfg, \"eval_accuracy.png\")\n"),
+    new_code_cell("nb.show_figure(cfg, \"eval_confusion.png\")\n"),
+    new_markdown_cell("**Analyse qualitative** : la question du crabe (item 49), réponse de chaque modèle."),
+    new_code_cell("nb.qualitative(cfg)\n"),
+]
+
+# --------------------------------------------------------------------------- 07 report
+NOTEBOOKS["07_rapport.ipynb"] = header(
+    "07 · Rapport",
+    """Le rapport en français est construit **à partir des fichiers du run** (`metrics.json`,
+résumés de chaque phase, figures) : aucun chiffre n'y est tapé à la main. Il reprend la structure
+du rapport du cours (Introduction, Méthodologie, Résultats, Analyse qualitative, Discussion) et
+est rendu en Markdown et en HTML autonome (figures intégrées).""",
+) + [
+    new_code_cell("from dasd_utils import report\npaths = report.run_phase(cfg, force=True)\n"
+                  "print(nb.relative(paths[\"markdown\"]))\nprint(nb.relative(paths[\"html\"]))\n"),
+    new_code_cell("from IPython.display import Markdown\nMarkdown(open(paths[\"markdown\"], encoding=\"utf-8\").read())\n"),
+]
+
+
+def build(names: list[str] | None = None) -> list[Path]:
+    """Write the notebooks (all, or those named) without outputs; returns their paths."""
+    written = []
+    for name, cells in NOTEBOOKS.items():
+        if names and name not in names:
+            continue
+        nb = new_notebook(cells=cells)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["language_info"] = {"name": "python"}
+        nb.metadata["accelerator"] = "GPU"
+        nb.metadata["colab"] = {"provenance": []}
+        path = NB_DIR / name
+        nbformat.validate(nb)
+        nbformat.write(nb, path)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in build(sys.argv[1:] or None):
+        print(path.relative_to(ROOT))

@@ -1,0 +1,72 @@
+"""Execute the numbered notebooks headless with papermill, on one run directory.
+
+    python tools/run_notebooks.py                       # executed copies in runs/demo/notebooks/
+    python tools/run_notebooks.py --in-place            # refresh the outputs stored in notebooks/ (for nbval)
+    python tools/run_notebooks.py --profile colab --run-dir runs/colab
+
+Every notebook reuses what the previous phases already produced in the run directory, so after
+``python -m dasd_utils all`` this only replays cached results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--run-dir", default=None, help="default: runs/<profile>")
+    parser.add_argument("--out", default=None, help="folder for executed copies (default: <run-dir>/notebooks)")
+    parser.add_argument("--in-place", action="store_true", help="overwrite notebooks/*.ipynb with their outputs")
+    parser.add_argument("--only", nargs="*", default=None, help="notebook file names to run (default: all)")
+    args = parser.parse_args(argv)
+
+    import papermill as pm
+
+    run_dir = Path(args.run_dir or ROOT / "runs" / args.profile).resolve()
+    out_dir = ROOT / "notebooks" if args.in_place else Path(args.out or run_dir / "notebooks").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if args.only:
+        notebooks = [p for p in notebooks if p.name in args.only]
+    # The stored notebooks keep RUN_DIR=None (project default) so that they run anywhere.
+    params = {"PROFILE": args.profile}
+    if not args.in_place or args.run_dir:
+        params["RUN_DIR"] = str(run_dir)
+    for path in notebooks:
+        start = time.perf_counter()
+        target = out_dir / path.name
+        pm.execute_notebook(
+            str(path), str(target), parameters=params, cwd=str(ROOT / "notebooks"),
+            kernel_name="python3", progress_bar=False, log_output=False,
+        )
+        if args.in_place:
+            _strip_papermill(target)
+        print(f"{path.name}: {time.perf_counter() - start:.1f} s -> {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+    return 0
+
+
+def _strip_papermill(path: Path) -> None:
+    """Remove papermill's injected cell and metadata, and stderr outputs, so the stored notebook stays clean."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            # stderr holds progress bars and library warnings with machine paths: not worth storing.
+            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    nbformat.write(nb, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
