@@ -71,6 +71,7 @@ from .align import (
 )
 from .config import Config, DASConfig
 from .data import load_run_questions, read_jsonl, write_jsonl
+from .hashing import adapter_sha256, file_sha256
 from .jsonl import iter_records
 from .prompts import build_messages
 from .segment import Sentence, sentence_spans
@@ -588,41 +589,20 @@ def summarize_stage(records: Sequence[dict[str, Any]], counts: dict[str, int], s
     return out
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _adapter_fingerprint(path: str | None) -> str | None:
-    if not path:
-        return None
-    folder = Path(path)
-    h = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-        f = folder / name
-        if f.is_file():
-            h.update(name.encode())
-            h.update(_sha256_file(f).encode())
-    return h.hexdigest()
-
-
 def scoring_inputs(cfg: Config, stage: int) -> dict[str, Any]:
     """Return what a stage's scores depend on (hashed to decide whether outputs can be reused)."""
     train = cfg.run_dir / "data" / "train.jsonl"
     return {
         "version": DAS_FORMAT_VERSION,
         "stage": stage,
-        "teacher_records_sha256": _sha256_file(teacher_path(cfg, stage)),
-        "questions_sha256": _sha256_file(train) if train.is_file() else None,
+        "teacher_records_sha256": file_sha256(teacher_path(cfg, stage)),
+        "questions_sha256": file_sha256(train) if train.is_file() else None,
         "system_prompt": cfg.system_prompt,
         "student_model": cfg.student.model,
         "student_dtype": cfg.student.dtype,
         "segmenter": cfg.das.segmenter,
         "distilled_adapter": cfg.das.distilled_adapter,
-        "distilled_adapter_sha256": _adapter_fingerprint(cfg.das.distilled_adapter),
+        "distilled_adapter_sha256": adapter_sha256(cfg.das.distilled_adapter) if cfg.das.distilled_adapter else None,
     }
 
 
@@ -782,7 +762,7 @@ def provenance_analysis(cfg: Config, distilled_adapter: str, stage: int = 2, for
     out = das_dir(cfg) / f"provenance_stage{stage}.jsonl"
     meta = das_dir(cfg) / f"provenance_stage{stage}.json"
     key = _key({**scoring_inputs(cfg, stage), "distilled_adapter": distilled_adapter,
-                "distilled_adapter_sha256": _adapter_fingerprint(distilled_adapter)})
+                "distilled_adapter_sha256": adapter_sha256(distilled_adapter)})
     saved = _read_json(meta) if not force else None
     if saved and saved.get("key") == key and out.is_file():
         records, counts = read_jsonl(out), saved["counts"]

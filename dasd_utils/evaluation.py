@@ -64,6 +64,7 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .data import load_run_questions, read_jsonl, write_jsonl
+from .hashing import adapter_sha256
 from .prompts import LETTERS, build_messages, extract_answer, has_final_answer_format
 from .stats import holm_adjust, mcnemar_exact, paired_counts, wilson_interval
 
@@ -137,6 +138,16 @@ def _is_adapter_dir(path: Path) -> bool:
     )
 
 
+def _display_path(cfg: Config, path: Path | None) -> str | None:
+    """Return ``path`` relative to the run directory when it lies inside it (stable across run-dir spellings)."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(cfg.run_dir.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def resolve_eval_model(cfg: Config, name: str) -> EvalModel:
     """Return the :class:`EvalModel` for one entry of ``eval.models`` (raises AdapterMissing if absent).
 
@@ -178,27 +189,13 @@ def resolve_eval_models(cfg: Config) -> list[EvalModel]:
 
 
 # =============================================================================== fingerprints
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _hash_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def adapter_fingerprint(path: Path) -> str:
-    """Return a sha256 over an adapter's config and weights (LoRA files are small enough to hash whole)."""
-    digest = hashlib.sha256()
-    for fname in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-        f = path / fname
-        if f.is_file():
-            digest.update(fname.encode())
-            digest.update(_sha256_file(f).encode())
-    return digest.hexdigest()
+    """Return a sha256 over an adapter's config and weights (see :func:`hashing.adapter_sha256`)."""
+    return adapter_sha256(path)
 
 
 def _weights_fingerprint(folder: Path) -> str:
@@ -972,7 +969,7 @@ def evaluate_model(cfg: Config, name: str, backend=None, force: bool = False, ro
             write_jsonl(ll_file, loglik)
     return {
         "name": spec.name,
-        "adapter": str(spec.adapter) if spec.adapter is not None else None,
+        "adapter": _display_path(cfg, spec.adapter),
         "adapter_fingerprint": model_key["adapter"],
         "predictions": predictions,
         "loglik": loglik,

@@ -44,6 +44,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .config import Config
 from .data import read_jsonl
+from .hashing import adapter_sha256, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -570,24 +571,6 @@ def train_log_records(log_history: Iterable[Mapping[str, Any]]) -> list[dict[str
 
 
 # --------------------------------------------------------------------------- reuse
-def file_sha256(path: str | os.PathLike) -> str:
-    """Return the sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def adapter_sha256(adapter_dir: str | os.PathLike) -> str:
-    """Return one sha256 over an adapter's config and weights files."""
-    digest = hashlib.sha256()
-    for name in ADAPTER_FILES:
-        digest.update(name.encode())
-        digest.update(file_sha256(Path(adapter_dir) / name).encode())
-    return digest.hexdigest()
-
-
 def stage_inputs(cfg: Config, stage: int) -> dict[str, Any]:
     """Return everything that determines a stage's adapter: base model, data hash, settings, parent adapter.
 
