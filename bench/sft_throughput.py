@@ -373,15 +373,10 @@ def _threads():
 
 
 def _versions():
-    import importlib.metadata as md
+    """Return the versions of the training stack (the same record the SFT manifests keep)."""
+    from dasd_utils.sft import _versions as sft_versions
 
-    out = {}
-    for name in ("torch", "transformers", "trl", "peft", "accelerate"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "missing"
-    return out
+    return sft_versions()
 
 
 def main(argv=None) -> int:
