@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from errno import errorcode
 import json
 import logging
 import sys
 import time
 from typing import Any, Callable
 
-from .config import PROFILES, ConfigError, load_config
+from .config import PROFILES, ConfigError, load_config, require_api_endpoint
+from .secrets import scrub
+
+log = logging.getLogger(__name__)
 
 #: Phase name -> module holding its ``run_phase(cfg)``.
 PHASES: dict[str, str] = {
@@ -65,34 +69,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(exc: BaseException) -> str:
+    """Return one line for a user-facing error: ``Type: message``, secrets scrubbed, OS errors with their file."""
+    if isinstance(exc, OSError) and not isinstance(exc, ConfigError):
+        errno_name = f" ({errorcode[exc.errno]})" if exc.errno in errorcode else ""
+        where = f": {exc.filename}" if exc.filename else ""
+        text = f"{type(exc).__name__}: {exc.strerror or exc}{errno_name}{where}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(scrub(text).split())
+
+
+def _fail(message: str, code: int) -> int:
+    print(" ".join(scrub(message).split()), file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Return the exit status: 0 done, 2 bad command or settings, 1 a phase failed, 130 interrupted.
+
+    User errors (settings, files, the run directory, the API) print one ``error ...`` line, never a
+    traceback; ``--verbose`` adds the traceback to the debug log.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     run_dir = args.run_dir or f"runs/{args.profile}"
+    phases = list(PHASES) if args.phase == "all" else [args.phase]
     try:
         cfg = load_config(args.profile, args.config, args.overrides, run_dir=run_dir)
+        if "generate" in phases:
+            require_api_endpoint(cfg)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    phases = list(PHASES) if args.phase == "all" else [args.phase]
+        return _fail(f"error: {exc}", 2)
     try:
         funcs = [(name, phase_function(name)) for name in phases]
     except PhaseUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    cfg.save()
+        return _fail(f"error: {exc}", 2)
+    try:
+        cfg.save()
+    except ConfigError as exc:
+        return _fail(f"error: {exc}", 2)
     for name, func in funcs:
         start = time.perf_counter()
         print(f"== phase {name} ({cfg.profile} profile, run dir {cfg.run_dir}) ==", flush=True)
         kwargs = {"force": True} if args.force and "force" in func.__code__.co_varnames else {}
         try:
             result = func(cfg, **kwargs)
-        except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
-            print(f"error in phase {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
+        except KeyboardInterrupt:
+            return _fail(f"interrupted in phase {name}: finished work is kept on disk; run the command again to resume", 130)
+        except (ConfigError, OSError, ValueError, RuntimeError) as exc:
+            log.debug("phase %s failed", name, exc_info=True)
+            return _fail(f"error in phase {name}: {error_line(exc)}", 1)
         elapsed = time.perf_counter() - start
         if isinstance(result, dict):
             print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
@@ -100,4 +130,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["PHASES", "PhaseUnavailable", "build_parser", "main", "phase_function"]
+__all__ = ["PHASES", "PhaseUnavailable", "build_parser", "error_line", "main", "phase_function"]

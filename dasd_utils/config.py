@@ -15,7 +15,9 @@ teacher's API key is read from the environment variable *named* by ``teacher.api
 from __future__ import annotations
 
 import copy
+import errno
 import json
+import math
 import os
 import types
 import typing
@@ -252,12 +254,25 @@ class Config:
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the resolved config as JSON (``<run_dir>/config.json`` by default); returns the path."""
         path = Path(path) if path is not None else self.run_dir / "config.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        check_run_dir(path.parent)
         # One temporary name per process: under `accelerate launch` every rank saves the config.
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(self.redacted_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ConfigError(f"cannot write {path}: {_os_reason(exc)}") from None
         return path
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """Return :meth:`to_dict` with credentials masked in every base URL (what files and messages show)."""
+        from .secrets import redact_url
+
+        data = self.to_dict()
+        for section in ("teacher", "eval"):
+            data[section]["base_url"] = redact_url(data[section].get("base_url"))
+        return data
 
     def summary(self) -> dict[str, Any]:
         """Return the few settings a reader needs to identify a run (used by notebooks and report)."""
@@ -282,6 +297,37 @@ class Config:
 
 class ConfigError(ValueError):
     """Raised for an unknown profile, an unknown key or a value of the wrong type."""
+
+
+def _os_reason(exc: OSError) -> str:
+    """Return a one-line reason for an OS error (``No space left on device (ENOSPC)``)."""
+    name = errno.errorcode.get(exc.errno or 0)
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({name})" if name else reason
+
+
+def check_run_dir(path: str | os.PathLike) -> Path:
+    """Return the run directory, created if needed; raise ConfigError when it cannot hold the run's files.
+
+    Catches a path that is a file (or lies under one), and a directory that cannot be written to
+    (read-only, no permission, disk full), before any phase starts working.
+    """
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is" if parent == path else f"lies under {parent}, which is"
+                raise ConfigError(f"run directory {path} {what} a file, not a directory: choose another --run-dir")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test.{os.getpid()}"
+        with open(probe, "w", encoding="utf-8") as fh:
+            fh.write("ok\n")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"run directory {path} cannot be written to: {_os_reason(exc)}; choose another --run-dir") from None
+    return path
 
 
 # ---------------------------------------------------------------------- profiles
@@ -454,6 +500,11 @@ def _typed_override(cfg: "Config", item: str) -> dict[str, Any]:
     """
     nested = parse_override(item)
     key, raw = item.split("=", 1)
+    if key.strip() == "profile":
+        raise ConfigError(
+            f"profile cannot be changed with --set: choose it with --profile ({', '.join(PROFILES)}); "
+            "a profile sets the models, sizes and hardware settings together"
+        )
     hint = _field_hint(cfg, key.strip())
     if hint is not None:
         members = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
@@ -500,26 +551,83 @@ def load_config(
     cfg = Config(profile=profile)
     _apply(cfg, copy.deepcopy(PROFILES[profile]))
     if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        loaded = read_yaml_file(config_file)
         loaded.pop("profile", None)
-        _apply(cfg, loaded)
+        try:
+            _apply(cfg, loaded)
+        except ConfigError as exc:
+            raise ConfigError(f"{config_file}: {exc}") from None
     if isinstance(overrides, dict):
         for key, value in overrides.items():
+            if key == "profile":
+                raise ConfigError(f"profile cannot be overridden: choose it with the profile argument ({', '.join(PROFILES)})")
             _apply(cfg, _nest(key, value))
     else:
         for item in overrides or []:
             _apply(cfg, _typed_override(cfg, item))
     if run_dir is not None:
         cfg.paths.run_dir = str(run_dir)
-    if cfg.data.n_eval is not None and cfg.data.n_eval < 0:
+    if cfg.data.n_eval == -1:
         cfg.data.n_eval = None
     validate(cfg)
     return cfg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key written twice in the same mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise ConfigError(
+                    f"{self.name}:{line}: duplicate key '{key}' (first written on line {seen[key]}); keep only one"
+                )
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Return the mapping held by a YAML config file; raise ConfigError naming the file and line.
+
+    Errors never quote the offending line (it may hold a key pasted by mistake): only its
+    position and what is wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {_os_reason(exc)}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)
+    try:
+        loaded = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML error: {type(exc).__name__}") from None
+    finally:
+        loader.dispose()
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return loaded
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -535,32 +643,150 @@ def load_run_config(run_dir: str | os.PathLike) -> Config:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise ConfigError(f"{path} not found: run the 'data' phase first")
-    return config_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f"{path}:{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(path)
+        raise ConfigError(f"{where}: not a valid config.json ({type(exc).__name__}); re-run the 'data' phase") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a valid config.json (expected a JSON object); re-run the 'data' phase")
+    return config_from_dict(data)
+
+
+#: Allowed values of the numeric settings: dotted key -> (low, high, low open, high open); None = unbounded.
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "seed": (0, None, False, False),
+    "data.train_offset": (0, None, False, False),
+    "data.n_train": (0, None, False, False),
+    "data.eval_offset": (0, None, False, False),
+    "data.n_eval": (0, None, False, False),
+    "teacher.temperature_stage1": (0, 2, False, False),
+    "teacher.temperature_stage2": (0, 2, False, False),
+    "teacher.max_tokens": (1, None, False, False),
+    "teacher.concurrency": (1, None, False, False),
+    "teacher.max_retries": (0, None, False, False),
+    "teacher.timeout_s": (0, None, True, False),
+    "teacher.backoff_base_s": (0, None, False, False),
+    "teacher.backoff_max_s": (0, None, False, False),
+    "teacher.local_batch_size": (1, None, False, False),
+    "teacher.local_few_shot": (0, None, False, False),
+    "teacher.local_best_of_n": (1, None, False, False),
+    "teacher.local_top_p": (0, 1, True, False),
+    "quality.min_chars": (0, None, False, False),
+    "quality.repetition_ngram": (1, None, False, False),
+    "quality.repetition_max_ratio": (0, 1, False, False),
+    "das.teacher_prob_threshold": (0, 1, False, False),
+    "das.divergence_threshold": (0, 1, False, False),
+    "das.keep_ratio_threshold": (0, 1, False, False),
+    "das.batch_size": (1, None, False, False),
+    "das.logprob_chunk_tokens": (1, None, False, False),
+    "sft.lora_r": (1, None, False, False),
+    "sft.lora_alpha": (0, None, True, False),
+    "sft.lora_dropout": (0, 1, False, True),
+    "sft.cutoff_len": (1, None, False, False),
+    "sft.lr_stage1": (0, None, True, False),
+    "sft.lr_stage2": (0, None, True, False),
+    "sft.epochs": (0, None, True, False),
+    "sft.per_device_batch_size": (1, None, False, False),
+    "sft.grad_accum": (1, None, False, False),
+    "sft.warmup_ratio": (0, 1, False, False),
+    "sft.weight_decay": (0, None, False, False),
+    "sft.logging_steps": (1, None, False, False),
+    "sft.seed": (0, None, False, False),
+    "eval.max_new_tokens": (1, None, False, False),
+    "eval.batch_size": (1, None, False, False),
+    "eval.qualitative_index": (0, None, False, False),
+    "eval.n_random_examples": (0, None, False, False),
+    "eval.concurrency": (1, None, False, False),
+    "eval.max_retries": (0, None, False, False),
+    "eval.timeout_s": (0, None, True, False),
+    "student.max_context": (1, None, False, False),
+}
+
+
+def _allowed(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    """Return the allowed range in words (``be > 0``, ``lie in [0, 1]``, ``be >= 1``)."""
+    if high is None:
+        return f"be {'>' if low_open else '>='} {low:g}"
+    return f"lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def _number_problems(cfg: Config) -> list[str]:
+    """Return one message per numeric setting that is NaN, infinite or outside its allowed range."""
+    problems = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            key = f"{prefix}{f.name}"
+            if is_dataclass(value):
+                walk(value, f"{key}.")
+            elif isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"{key} must be a finite number, got {value}")
+            elif key in _RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+                low, high, low_open, high_open = _RANGES[key]
+                bad = (low is not None and (value < low or (low_open and value == low))) or (
+                    high is not None and (value > high or (high_open and value == high))
+                )
+                if bad:
+                    problems.append(f"{key} must {_allowed(low, high, low_open, high_open)}, got {value!r}")
+
+    walk(cfg, "")
+    return problems
 
 
 def validate(cfg: Config) -> None:
-    """Raise ConfigError when values are out of range or inconsistent."""
+    """Raise ConfigError naming every value that is out of range or inconsistent, and what is allowed."""
+    from .secrets import env_name_problem, url_problem
+
     problems = []
+    if cfg.profile not in PROFILES:
+        problems.append(f"profile must be one of {', '.join(PROFILES)}, got {cfg.profile!r}")
     if cfg.teacher.backend not in ("openai", "local"):
         problems.append(f"teacher.backend must be 'openai' or 'local', got {cfg.teacher.backend!r}")
     if cfg.eval.backend not in ("hf", "openai"):
         problems.append(f"eval.backend must be 'hf' or 'openai', got {cfg.eval.backend!r}")
-    if cfg.teacher.concurrency < 1:
-        problems.append("teacher.concurrency must be >= 1")
-    for name in ("teacher_prob_threshold", "divergence_threshold", "keep_ratio_threshold"):
-        v = getattr(cfg.das, name)
-        if not -1.0 <= v <= 1.0:
-            problems.append(f"das.{name} must lie in [-1, 1], got {v}")
+    problems += _number_problems(cfg)
+    if cfg.sft.max_steps != -1 and cfg.sft.max_steps < 1:
+        problems.append(f"sft.max_steps must be -1 (no cap) or >= 1, got {cfg.sft.max_steps}")
+    if cfg.teacher.backoff_max_s < cfg.teacher.backoff_base_s:
+        problems.append("teacher.backoff_max_s must be >= teacher.backoff_base_s")
+    if not cfg.eval.models:
+        problems.append("eval.models must name at least one model (base, stage1, stage2)")
     if cfg.das.segmenter not in ("pysbd", "regex"):
         problems.append(f"das.segmenter must be 'pysbd' or 'regex', got {cfg.das.segmenter!r}")
-    if cfg.data.n_train < 0:
-        problems.append("data.n_train must be >= 0")
     if cfg.sft.precision not in ("auto", "bf16", "fp16", "fp32"):
         problems.append(f"sft.precision must be auto|bf16|fp16|fp32, got {cfg.sft.precision!r}")
     if cfg.student.dtype not in ("auto", "bf16", "fp16", "fp32"):
         problems.append(f"student.dtype must be auto|bf16|fp16|fp32, got {cfg.student.dtype!r}")
+    if not cfg.system_prompt or not cfg.system_prompt.strip():
+        problems.append("system_prompt must not be empty")
+    for section in ("teacher", "eval"):
+        url = getattr(cfg, section).base_url
+        if url is not None:
+            problems.append(url_problem(url, f"{section}.base_url"))
+        problems.append(env_name_problem(getattr(cfg, section).api_key_env, f"{section}.api_key_env"))
+    problems = [p for p in problems if p]
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def require_api_endpoint(cfg: Config) -> None:
+    """Return None; raise ConfigError when a colab/full teacher would call an OpenAI-compatible API without ``base_url``.
+
+    Without it the client falls back to api.openai.com, and the key meant for the course's
+    provider would be sent there. Called before the teacher's key is read (the evaluation's
+    openai backend already requires ``eval.base_url``); the demo profile may use api.openai.com
+    deliberately.
+    """
+    if cfg.profile not in ("colab", "full"):
+        return
+    if cfg.teacher.backend == "openai" and not cfg.teacher.base_url:
+        raise ConfigError(
+            f"the {cfg.profile} profile calls the teacher through an OpenAI-compatible API and needs its URL: "
+            "--set teacher.base_url=https://api.infomaniak.com/2/ai/<product_id>/openai/v1 (Infomaniak; "
+            "your product id is in the Infomaniak console), or http://localhost:8000/v1 for a vLLM server; see docs/teacher.md"
+        )
 
 
 def cache_dir(cfg: Config | None = None) -> Path:
@@ -599,6 +825,9 @@ __all__ = [
     "load_config",
     "load_run_config",
     "parse_override",
+    "check_run_dir",
+    "read_yaml_file",
     "replace",
+    "require_api_endpoint",
     "validate",
 ]

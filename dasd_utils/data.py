@@ -27,6 +27,11 @@ from .prompts import LETTERS
 
 HUB_DATASET = "tau/commonsense_qa"
 BUNDLED_FILE = "commonsense_qa_validation.jsonl"
+#: Longest question and option accepted, in characters. CommonsenseQA's longest validation question
+#: has 279 characters and its longest option 31: anything far beyond is not a CommonsenseQA row
+#: (and would blow up every prompt built from it).
+MAX_QUESTION_CHARS = 2000
+MAX_CHOICE_CHARS = 500
 
 
 class DataError(ValueError):
@@ -50,6 +55,8 @@ def validate_row(row: Any, position: int, source: str = "") -> dict[str, Any]:
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
         raise DataError(f"{label}: field 'question' is missing or empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise DataError(f"{label}: field 'question' has {len(question)} characters; at most {MAX_QUESTION_CHARS} are allowed")
     choices = row.get("choices")
     if not isinstance(choices, dict):
         raise DataError(f"{label}: field 'choices' is missing or not an object with 'label' and 'text'")
@@ -63,6 +70,10 @@ def validate_row(row: Any, position: int, source: str = "") -> dict[str, Any]:
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{label}: field 'choices.text[{i}]' is missing or empty")
+        if len(text) > MAX_CHOICE_CHARS:
+            raise DataError(
+                f"{label}: field 'choices.text[{i}]' has {len(text)} characters; at most {MAX_CHOICE_CHARS} are allowed"
+            )
     answer = row.get("answerKey")
     if answer not in labels:
         raise DataError(f"{label}: field 'answerKey' is {answer!r}, not among the labels {labels}")
@@ -75,15 +86,25 @@ def validate_row(row: Any, position: int, source: str = "") -> dict[str, Any]:
     }
 
 
-def validate_rows(rows: Iterable[Any], source: str = "") -> list[dict[str, Any]]:
-    """Return all rows validated (raises on the first bad one) and checks that ids are unique."""
+def validate_rows(rows: Iterable[Any], source: str = "", lines: list[int] | None = None) -> list[dict[str, Any]]:
+    """Return all rows validated (raises on the first bad one) and checks that ids are unique.
+
+    ``lines`` (the file line of each row, from :func:`read_jsonl_lines`) makes errors name the
+    line of the file.
+    """
     out = []
     seen: dict[str, int] = {}
     for i, row in enumerate(rows):
-        clean = validate_row(row, i, source)
+        at_line = f" (line {lines[i]} of the file)" if lines is not None else ""
+        try:
+            clean = validate_row(row, i, source)
+        except DataError as exc:
+            raise DataError(f"{exc}{at_line}") from None
         if clean["id"] in seen:
             where = f" in {source}" if source else ""
-            raise DataError(f"row id={clean['id']!r} (#{i}){where}: field 'id' duplicates row #{seen[clean['id']]}")
+            raise DataError(
+                f"row id={clean['id']!r} (#{i}){where}: field 'id' duplicates row #{seen[clean['id']]}{at_line}"
+            )
         seen[clean["id"]] = i
         out.append(clean)
     return out
@@ -91,16 +112,41 @@ def validate_rows(rows: Iterable[Any], source: str = "") -> list[dict[str, Any]]
 
 def read_jsonl(path: str | os.PathLike) -> list[Any]:
     """Return the objects of a JSONL file (blank lines skipped; a bad line raises DataError)."""
+    return [row for _, row in read_jsonl_lines(path)]
+
+
+def read_jsonl_lines(path: str | os.PathLike) -> list[tuple[int, Any]]:
+    """Return ``(line number, object)`` for each non-blank line of a JSONL file.
+
+    Raises DataError naming ``file:line`` for bytes that are not UTF-8 and for lines that are not
+    JSON, and naming the file when it cannot be read.
+    """
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    try:
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(
+                        f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                        "save the file as UTF-8"
+                    ) from None
+                if not line.strip():
+                    continue
+                try:
+                    rows.append((lineno, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     return rows
+
+
+def _validated_file(path: Path) -> list[dict[str, Any]]:
+    """Return the validated rows of a local JSONL file, errors naming the file and the line."""
+    numbered = read_jsonl_lines(path)
+    return validate_rows([row for _, row in numbered], str(path), lines=[lineno for lineno, _ in numbered])
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> Path:
@@ -136,16 +182,15 @@ def load_split(source: str, split: str) -> list[dict[str, Any]]:
                 f"data.source=bundled only ships the validation split (asked for '{split}'); "
                 "the demo profile takes its training questions from validation items 50 and above"
             )
-        path = bundled_path()
-        return validate_rows(read_jsonl(path), str(path.name))
+        return _validated_file(bundled_path())
     path = Path(source)
     if path.is_dir():
         candidate = path / f"{split}.jsonl"
         if not candidate.is_file():
             raise DataError(f"data.source={source}: no {split}.jsonl in that directory")
-        return validate_rows(read_jsonl(candidate), str(candidate))
+        return _validated_file(candidate)
     if path.is_file():
-        return validate_rows(read_jsonl(path), str(path))
+        return _validated_file(path)
     raise DataError(f"data.source must be 'hub', 'bundled' or an existing path, got {source!r}")
 
 
@@ -232,6 +277,7 @@ __all__ = [
     "load_run_questions",
     "load_split",
     "read_jsonl",
+    "read_jsonl_lines",
     "run_phase",
     "select_questions",
     "validate_row",

@@ -22,11 +22,11 @@ import html
 import json
 import logging
 import math
-import mimetypes
 import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import quote, unquote
 
 from .config import GPT_OSS_120B, QWEN3_4B, Config, EvalConfig
 from .plots import stand_in_note
@@ -471,6 +471,44 @@ FIGURE_CAPTIONS = (
 _FIGURE_ORDER = ("teacher_quality", "das_stage1", "das_stage2", "scatter", "profile", "loss", "accuracy", "format", "confusion")
 
 
+#: First bytes of the image formats the report embeds (PNG, JPEG, GIF, WebP); nothing else is inlined.
+IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF87a": "image/gif",
+                    b"GIF89a": "image/gif"}
+
+
+def image_mime(path: Path) -> str | None:
+    """Return the MIME type of a PNG, JPEG, GIF or WebP file from its first bytes, else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for magic, mime in IMAGE_SIGNATURES.items() if head.startswith(magic)), None)
+
+
+def inside(path: Path, root: Path) -> Path | None:
+    """Return ``path`` fully resolved (symlinks followed) when it is a regular file inside ``root``, else None."""
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not resolved.is_file() or not resolved.is_relative_to(root.resolve()):
+        return None
+    return resolved
+
+
+def run_figures(run_dir: Path, problems: list[str] | None = None) -> list[Path]:
+    """Return the run's ``figures/*.png`` that are image files inside the run (a symlink leading out is left out)."""
+    out = []
+    for path in sorted((run_dir / "figures").glob("*.png")):
+        if inside(path, run_dir) is None or image_mime(path) is None:
+            log.warning("report: %s is left out (not an image file inside the run directory)", path)
+            if problems is not None:
+                problems.append(f"figure {path.name} ignorée (pas une image à l'intérieur du run)")
+            continue
+        out.append(path)
+    return out
+
+
 def _classify_figures(paths: list[Path]) -> dict[str, list[Path]]:
     groups: dict[str, list[Path]] = {"teacher": [], "das": [], "sft": [], "eval": [], "other": []}
     def order(path: Path) -> tuple[int, str]:
@@ -486,7 +524,7 @@ def _classify_figures(paths: list[Path]) -> dict[str, list[Path]]:
 
 def _caption(path: Path, profile: str | None) -> str:
     stem = path.stem.lower()
-    caption = next((text for key, text in FIGURE_CAPTIONS if key in stem), f"Figure `{path.name}`.")
+    caption = next((text for key, text in FIGURE_CAPTIONS if key in stem), f"Figure {md_code(path.name)}.")
     note = stand_in_note(profile or "")
     return f"{caption} ({note})" if note else caption
 
@@ -581,6 +619,25 @@ def md_escape(text: Any) -> str:
     return re.sub(r"([\\`*_{}\[\]<>#|!])", r"\\\1", text)
 
 
+def md_code(text: Any) -> str:
+    """Return ``text`` as an inline code span on one line; text holding a backtick or ``|`` is escaped instead.
+
+    A backtick would close the span early and let the rest be read as Markdown; a ``|`` would
+    split a table cell. Such text (never a real profile, split or path) is shown escaped, not in code.
+    """
+    if text is None:
+        return "—"
+    text = " ".join(str(text).split())
+    if not text or "`" in text or "|" in text:
+        return md_escape(text) if text else "—"
+    return f"`{text}`"
+
+
+def md_alt(text: Any) -> str:
+    """Return ``text`` escaped for the alt text of a Markdown image (brackets, backticks, ``<``, ``\\``), on one line."""
+    return re.sub(r"([\\`\[\]<>])", r"\\\1", " ".join(str(text or "").split()))
+
+
 def fence(text: Any) -> str:
     """Return ``text`` in a fenced code block whose fence is longer than any backtick run inside."""
     text = "" if text is None else str(text)
@@ -659,7 +716,7 @@ def collect_context(run_dir: str | os.PathLike, config: Mapping[str, Any] | None
             qualitative_source = "eval/predictions_*.jsonl"
 
     report_dir = run_dir / "report"
-    figures = _classify_figures(list((run_dir / "figures").glob("*.png")))
+    figures = _classify_figures(run_figures(run_dir, problems))
     if not figures["sft"]:
         fallback = _loss_curves_fallback(run_dir, report_dir)
         if fallback is not None:
@@ -667,7 +724,7 @@ def collect_context(run_dir: str | os.PathLike, config: Mapping[str, Any] | None
 
     def figure_entries(paths: list[Path]) -> list[dict[str, str]]:
         return [
-            {"path": os.path.relpath(p, report_dir).replace(os.sep, "/"), "name": p.name, "caption": _caption(p, facts["profile"])}
+            {"path": quote(os.path.relpath(p, report_dir).replace(os.sep, "/")), "name": p.name, "caption": _caption(p, facts["profile"])}
             for p in paths
         ]
 
@@ -748,11 +805,11 @@ def _environment(template_dir: Path):
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        autoescape=False,  # Markdown output; text from the run is escaped with md_escape / fence
+        autoescape=False,  # Markdown output; text from the run is escaped with md / code / fence
     )
     env.filters.update(
         num=fmt_num, g=fmt_g, int=fmt_int, pct=fmt_pct, ci=fmt_ci, pval=fmt_p, sci=fmt_sci,
-        duration=fmt_duration, md=md_escape, fence=fence,
+        duration=fmt_duration, md=md_escape, code=md_code, alt=md_alt, fence=fence,
     )
     return env
 
@@ -783,28 +840,59 @@ def _collapse_blank_lines(text: str) -> str:
     return "\n".join(out)
 
 
-_IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")([^"]+)(")', re.IGNORECASE)
+_IMG_TAG = re.compile(r'<img\b[^>]*?\bsrc="([^"]*)"[^>]*>', re.IGNORECASE)
+_URL_ATTR = re.compile(r'\b(href|src)="([^"]*)"', re.IGNORECASE)
+_SAFE_URL = re.compile(r"(?i)^(https?://|mailto:|#|data:image/(png|jpeg|gif|webp);base64,)")
 
 
-def markdown_to_html(markdown_text: str, base_dir: str | os.PathLike, title: str = "Rapport DASD") -> str:
-    """Return a standalone HTML page: the Markdown rendered, figures inlined as data URIs, CSS inline."""
+def _markdown_renderer():
+    """Return a Python-Markdown converter that shows raw HTML as text instead of passing it through."""
     import markdown
 
+    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists"], output_format="html")
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    md.ESCAPED_CHARS.extend(c for c in "<|" if c not in md.ESCAPED_CHARS)  # "\<" and "\|" from md_escape
+    return md
+
+
+def markdown_to_html(
+    markdown_text: str, base_dir: str | os.PathLike, title: str = "Rapport DASD", root: str | os.PathLike | None = None
+) -> str:
+    """Return a standalone HTML page: the Markdown rendered, figures inlined as data URIs, CSS inline.
+
+    Raw HTML in the Markdown is shown as text, never passed through. Only image files (PNG, JPEG,
+    GIF, WebP) that resolve, symlinks followed, to a file inside ``root`` (default: the parent
+    of ``base_dir``, i.e. the run directory for ``<run>/report``) are embedded; any other image
+    is replaced by a note. Links keep only http(s), mailto and in-page targets.
+    """
     base_dir = Path(base_dir)
-    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code", "sane_lists"], output_format="html")
+    root = Path(root) if root is not None else base_dir.parent
+    body = _markdown_renderer().convert(markdown_text)
 
     def inline(match: re.Match[str]) -> str:
-        src = match.group(2)
+        src = html.unescape(match.group(1))
         if src.startswith("data:"):
-            return match.group(0)
-        path = (base_dir / src).resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"figure {src} referenced by the report is missing ({path})")
-        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            return match.group(0) if _SAFE_URL.match(src) else ""
+        candidate = base_dir / unquote(src)
+        if not (os.path.lexists(candidate) or candidate.exists()):
+            raise FileNotFoundError(f"figure {src} referenced by the report is missing ({candidate})")
+        path = inside(candidate, root)
+        mime = image_mime(path) if path is not None else None
+        if path is None or mime is None:
+            log.warning("report: figure %s is not embedded (not an image file inside %s)", src, root)
+            return f'<em class="note">[figure non intégrée : {html.escape(Path(src).name)} n\'est pas une image du run]</em>'
         data = base64.b64encode(path.read_bytes()).decode("ascii")
-        return f"{match.group(1)}data:{mime};base64,{data}{match.group(3)}"
+        return match.group(0).replace(f'src="{match.group(1)}"', f'src="data:{mime};base64,{data}"', 1)
 
-    body = _IMG_SRC.sub(inline, body)
+    def safe_url(match: re.Match[str]) -> str:
+        # Browsers ignore whitespace and control characters inside a scheme ("java\tscript:").
+        url = re.sub(r"[\x00-\x20]", "", html.unescape(match.group(2)))
+        relative = not re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:", url)
+        return match.group(0) if relative or _SAFE_URL.match(url) else f'{match.group(1)}="#"'
+
+    body = _IMG_TAG.sub(inline, body)
+    body = _URL_ATTR.sub(safe_url, body)
     return (
         "<!DOCTYPE html>\n<html lang=\"fr\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -853,7 +941,7 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     context = collect_context(run_dir, config)
     markdown_text = render_markdown(context, template_dir)
-    html_text = markdown_to_html(markdown_text, out_dir, title=f"Rapport DASD — {context['run_name']}")
+    html_text = markdown_to_html(markdown_text, out_dir, title=f"Rapport DASD — {context['run_name']}", root=run_dir)
     for path, text in ((md_path, markdown_text), (html_path, html_text)):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")

@@ -25,6 +25,13 @@ _KNOWN_SECRETS: set[str] = set()
 _LOCK = threading.Lock()
 # "Authorization: Bearer <anything>" echoed by a proxy: hide the token even if we never saw it.
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}")
+# Credentials inside a URL: "scheme://user:password@host" and "?api_key=..." style parameters.
+_URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@?#]+@")
+_URL_SECRET_PARAM_RE = re.compile(
+    r"(?i)([?&;](?:[a-z0-9_\-]*(?:key|token|secret|passw(?:or)?d|pwd|auth|signature|sig|credential)[a-z0-9_\-]*)=)[^&#\s\"']+"
+)
+#: What an environment variable name may look like (POSIX portable names, upper case).
+ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 MASK = "***"
 
 
@@ -47,7 +54,67 @@ def scrub(text: object) -> str:
     for secret in secrets:
         if secret in out:
             out = out.replace(secret, MASK)
+    out = _URL_USERINFO_RE.sub(lambda m: m.group(1) + MASK + "@", out)
+    out = _URL_SECRET_PARAM_RE.sub(lambda m: m.group(1) + MASK, out)
     return _BEARER_RE.sub(lambda m: m.group(1) + MASK, out)
+
+
+def redact_url(url: str | None) -> str | None:
+    """Return ``url`` without its credentials: user-info and every query value become ``***``.
+
+    ``https://user:pw@host/v1?api_key=k&x=1`` -> ``https://***@host/v1?api_key=***&x=***``; None
+    and URLs without credentials come back unchanged.
+    """
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return MASK  # unparseable: show nothing of it
+    netloc = parts.netloc
+    if "@" not in netloc and not parts.query and not parts.fragment:
+        return url
+    if "@" in netloc:
+        netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(f"{item.split('=', 1)[0]}={MASK}" if "=" in item else MASK for item in parts.query.split("&") if item)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, MASK if parts.fragment else ""))
+
+
+def url_problem(url: str, key: str) -> str | None:
+    """Return why ``url`` cannot be an API base URL (not http(s), no host, credentials in it), or None.
+
+    The message names ``key`` and shows the URL only with its credentials masked.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(url).strip())
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return f"{key} is not a valid URL: expected http(s)://host[:port]/path"
+    shown = redact_url(str(url).strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{key} must be an http:// or https:// URL with a host, got {shown!r}"
+    if parts.username is not None or parts.password is not None:
+        return (f"{key} must not hold credentials (user-info before '@'; got {shown!r}): put the key in the "
+                "environment variable named by the api_key_env setting instead")
+    if parts.query or parts.fragment:
+        return (f"{key} must not hold a query string or fragment (got {shown!r}): OpenAI-compatible base URLs "
+                "end with the API path (e.g. .../v1); the key goes in the environment variable named by api_key_env")
+    return None
+
+
+def env_name_problem(name: object, key: str) -> str | None:
+    """Return why ``name`` is not a valid environment variable name for ``key``, or None.
+
+    The value itself is never echoed: someone may have pasted the key instead of its variable's name.
+    """
+    if isinstance(name, str) and ENV_NAME_RE.fullmatch(name):
+        return None
+    return (f"{key} must be the NAME of an environment variable holding the key (upper-case letters, digits "
+            "and '_', at most 64 characters, e.g. OPENAI_API_KEY), not the key itself; the value given is not shown")
 
 
 def _from_dotenv(name: str, dotenv_path: str | os.PathLike | None) -> str | None:
@@ -79,8 +146,9 @@ def get_api_key(name: str = "OPENAI_API_KEY", dotenv_path: str | os.PathLike | N
 
     Raises :class:`MissingAPIKey` naming ``name`` (never a value) when none of them has it.
     """
-    if not name or not isinstance(name, str):
-        raise MissingAPIKey("teacher.api_key_env must name an environment variable (e.g. OPENAI_API_KEY)")
+    problem = env_name_problem(name, "api_key_env")
+    if problem:
+        raise MissingAPIKey(problem)
     for source in (lambda: os.environ.get(name), lambda: _from_dotenv(name, dotenv_path), lambda: _from_colab(name)):
         value = source()
         if value and value.strip():
@@ -136,4 +204,16 @@ def install_log_scrubber() -> None:
         _FACTORY_INSTALLED = True
 
 
-__all__ = ["MASK", "MissingAPIKey", "ScrubFilter", "get_api_key", "install_log_scrubber", "register_secret", "scrub"]
+__all__ = [
+    "ENV_NAME_RE",
+    "MASK",
+    "MissingAPIKey",
+    "ScrubFilter",
+    "env_name_problem",
+    "get_api_key",
+    "install_log_scrubber",
+    "redact_url",
+    "register_secret",
+    "scrub",
+    "url_problem",
+]

@@ -49,6 +49,7 @@ from .data import load_run_questions
 from .jsonl import append_record
 from .prompts import build_messages, build_sft_example, extract_answer
 from .quality import check_response
+from .secrets import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,39 @@ def _atomic_write(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def backup_if_corrupt(path: Path) -> Path | None:
+    """Return the path of a timestamped copy of ``path`` made because lines in its middle are broken, else None.
+
+    A crash can only tear the last line (no newline at the end); a broken line anywhere else
+    (bytes that are not UTF-8 or not JSON) means the file was damaged otherwise. Compaction
+    would drop such lines, so the original is copied first and a warning says what was found.
+    """
+    if not path.is_file():
+        return None
+    lines = path.read_bytes().splitlines(keepends=True)
+    bad = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip() or (lineno == len(lines) and not line.endswith(b"\n")):
+            continue  # blank, or the torn last line of an interrupted write
+        try:
+            json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            bad.append(lineno)
+    if not bad:
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    backup = path.with_name(f"{path.name}.corrupt-{stamp}.bak")
+    shutil.copy2(path, backup)
+    shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+    log.warning(
+        "%s: %d line(s) in the middle of the file are not valid UTF-8 JSON records (line %s of %d); an "
+        "interrupted write only tears the last line, so the file was damaged otherwise. The original is "
+        "kept at %s before the file is compacted to its complete records.",
+        path, len(bad), shown, len(lines), backup,
+    )
+    return backup
 
 
 @contextlib.contextmanager
@@ -461,6 +495,8 @@ class _StageStore:
         self.requests = {r.request_hash: r for requests in rounds for r in requests}
         self.order = [r.request_hash for requests in zip(*rounds) for r in requests]  # question-major
         self.by_sample = {(r.question_id, r.sample_index): r.request_hash for r in self.requests.values()}
+        for path in (self.archive, self.path):
+            backup_if_corrupt(path)  # before compaction rewrites them
         archived = read_records(self.archive)
         existing = dict(archived)
         for key, record in read_records(self.path).items():
@@ -595,7 +631,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         "model": model_label(cfg),
         "backend": cfg.teacher.backend,
         "stand_in": cfg.teacher.stand_in,
-        "base_url": cfg.teacher.base_url if cfg.teacher.backend == "openai" else None,
+        "base_url": redact_url(cfg.teacher.base_url) if cfg.teacher.backend == "openai" else None,
         "n_questions": len(questions),
         "stages": stages,
         "sent_this_run": sent,

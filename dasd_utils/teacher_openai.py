@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import Config
+from .config import Config, require_api_endpoint
 from .secrets import get_api_key, install_log_scrubber, scrub
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,7 @@ class OpenAITeacher:
 
     def _api_key(self) -> str:
         if self._key is None:
+            require_api_endpoint(self.cfg)  # never send the key to api.openai.com by default
             self._key = get_api_key(self.cfg.teacher.api_key_env, self.cfg.teacher.dotenv_path)
             install_log_scrubber()
         return self._key
