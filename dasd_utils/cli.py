@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable
 
 from .config import PROFILES, ConfigError, load_config, require_api_endpoint
-from .secrets import scrub
+from .secrets import install_log_scrubber, scrub
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_scrubber()
     run_dir = args.run_dir or f"runs/{args.profile}"
     phases = list(PHASES) if args.phase == "all" else [args.phase]
     try:

@@ -392,6 +392,14 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _shown(value: Any) -> str:
+    """Return ``value`` for an error message; a long string (perhaps a key pasted in the wrong place) is not shown."""
+    if isinstance(value, str) and len(value) > 24:
+        return f"a {len(value)}-character text (not shown)"
+    text = repr(value)
+    return text if len(text) <= 80 else f"a {type(value).__name__} (not shown)"
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Return ``value`` converted to ``hint`` where that is unambiguous; raise ConfigError otherwise."""
     origin = typing.get_origin(hint)
@@ -409,27 +417,29 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as exc:  # try the next member of the union
                 errors.append(str(exc))
-        raise ConfigError(f"{key}: {value!r} does not fit {hint}")
+        if len(errors) == 1:  # "int | None": the member's own message, saying null is allowed too
+            raise ConfigError(f"{errors[0]} (or null)")
+        raise ConfigError(f"{key}: {_shown(value)} does not fit {hint}")
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {_shown(value)}")
         inner = args[0] if args else Any
         return [_coerce(v, inner, key) for v in value]
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {_shown(value)}")
         return dict(value)
     if hint is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        raise ConfigError(f"{key}: expected true/false, got {_shown(value)}")
     if hint is int:
         if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {_shown(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -439,10 +449,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 return int(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise ConfigError(f"{key}: expected an integer, got {_shown(value)}")
     if hint is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {_shown(value)}")
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str):
@@ -450,11 +460,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(f"{key}: expected a number, got {_shown(value)}")
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        raise ConfigError(f"{key}: expected a string, got {_shown(value)}")
     return value
 
 
@@ -470,7 +480,7 @@ def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
         current = getattr(obj, key)
         if is_dataclass(current):
             if not isinstance(value, dict):
-                raise ConfigError(f"{dotted}: expected a mapping of sub-keys, got {value!r}")
+                raise ConfigError(f"{dotted}: expected a mapping of sub-keys, got {_shown(value)}")
             _apply(current, value, prefix=f"{dotted}.")
         else:
             setattr(obj, key, _coerce(value, hints[key], dotted))
@@ -741,11 +751,11 @@ def validate(cfg: Config) -> None:
 
     problems = []
     if cfg.profile not in PROFILES:
-        problems.append(f"profile must be one of {', '.join(PROFILES)}, got {cfg.profile!r}")
+        problems.append(f"profile must be one of {', '.join(PROFILES)}, got {_shown(cfg.profile)}")
     if cfg.teacher.backend not in ("openai", "local"):
-        problems.append(f"teacher.backend must be 'openai' or 'local', got {cfg.teacher.backend!r}")
+        problems.append(f"teacher.backend must be 'openai' or 'local', got {_shown(cfg.teacher.backend)}")
     if cfg.eval.backend not in ("hf", "openai"):
-        problems.append(f"eval.backend must be 'hf' or 'openai', got {cfg.eval.backend!r}")
+        problems.append(f"eval.backend must be 'hf' or 'openai', got {_shown(cfg.eval.backend)}")
     problems += _number_problems(cfg)
     if cfg.sft.max_steps != -1 and cfg.sft.max_steps < 1:
         problems.append(f"sft.max_steps must be -1 (no cap) or >= 1, got {cfg.sft.max_steps}")
@@ -754,11 +764,11 @@ def validate(cfg: Config) -> None:
     if not cfg.eval.models:
         problems.append("eval.models must name at least one model (base, stage1, stage2)")
     if cfg.das.segmenter not in ("pysbd", "regex"):
-        problems.append(f"das.segmenter must be 'pysbd' or 'regex', got {cfg.das.segmenter!r}")
+        problems.append(f"das.segmenter must be 'pysbd' or 'regex', got {_shown(cfg.das.segmenter)}")
     if cfg.sft.precision not in ("auto", "bf16", "fp16", "fp32"):
-        problems.append(f"sft.precision must be auto|bf16|fp16|fp32, got {cfg.sft.precision!r}")
+        problems.append(f"sft.precision must be auto|bf16|fp16|fp32, got {_shown(cfg.sft.precision)}")
     if cfg.student.dtype not in ("auto", "bf16", "fp16", "fp32"):
-        problems.append(f"student.dtype must be auto|bf16|fp16|fp32, got {cfg.student.dtype!r}")
+        problems.append(f"student.dtype must be auto|bf16|fp16|fp32, got {_shown(cfg.student.dtype)}")
     if not cfg.system_prompt or not cfg.system_prompt.strip():
         problems.append("system_prompt must not be empty")
     for section in ("teacher", "eval"):

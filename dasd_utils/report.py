@@ -427,22 +427,26 @@ def _read_json(path: Path, problems: list[str]) -> Any:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8 (UnicodeDecodeError) or not JSON
         problems.append(f"{path.name} illisible ({type(exc).__name__})")
         log.warning("report: cannot read %s: %s", path, exc)
         return None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]] | None:
+    """Return the JSON objects of a JSONL file, or None when it is missing; broken lines are skipped with a warning."""
     if not path.is_file():
         return None
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), 1):
+        if raw.strip():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of an interrupted phase
+                row = json.loads(raw.decode("utf-8"))
+            except ValueError:  # not UTF-8, or a torn last line of an interrupted phase
+                log.warning("report: %s:%d is not a UTF-8 JSON record; it is ignored", path, lineno)
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
     return rows
 
 

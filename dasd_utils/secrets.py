@@ -96,7 +96,9 @@ def url_problem(url: str, key: str) -> str | None:
         return f"{key} is not a valid URL: expected http(s)://host[:port]/path"
     shown = redact_url(str(url).strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{key} must be an http:// or https:// URL with a host, got {shown!r}"
+        # Text without "://" may be a key pasted in the wrong place: it is not echoed.
+        got = f"got {shown!r}" if "://" in str(url) else "the value given is not shown"
+        return f"{key} must be an http:// or https:// URL with a host, e.g. http://localhost:8000/v1 ({got})"
     if parts.username is not None or parts.password is not None:
         return (f"{key} must not hold credentials (user-info before '@'; got {shown!r}): put the key in the "
                 "environment variable named by the api_key_env setting instead")
@@ -189,15 +191,15 @@ def install_log_scrubber() -> None:
         previous = logging.getLogRecordFactory()
 
         def factory(*args, **kwargs):
+            # Registered keys, and credentials inside URLs even when no key was read.
             record = previous(*args, **kwargs)
-            if _KNOWN_SECRETS:
-                try:
-                    message = record.getMessage()
-                except Exception:  # a malformed log call: leave it to logging's own error path
-                    return record
-                clean = scrub(message)
-                if clean != message:
-                    record.msg, record.args = clean, None
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed log call: leave it to logging's own error path
+                return record
+            clean = scrub(message)
+            if clean != message:
+                record.msg, record.args = clean, None
             return record
 
         logging.setLogRecordFactory(factory)

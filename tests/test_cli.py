@@ -131,3 +131,28 @@ def test_every_documented_phase_is_in_the_parser(phase):
     assert phase in cli.PHASES
     args = cli.build_parser().parse_args([phase])
     assert args.phase == phase and args.profile == "demo"
+
+
+def test_os_errors_in_a_phase_are_one_line(tmp_path, monkeypatch, capsys):
+    def full_disk(cfg, force=False):
+        raise OSError(28, "No space left on device", str(tmp_path / "run" / "x.jsonl"))
+
+    monkeypatch.setattr(cli, "phase_function", lambda name: full_disk)
+    assert cli.main(["data", "--profile", "demo", "--run-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error in phase data: OSError: No space left on device (ENOSPC): {tmp_path / 'run' / 'x.jsonl'}"
+
+
+def test_phase_errors_are_scrubbed(tmp_path, monkeypatch, capsys):
+    from dasd_utils.secrets import register_secret
+
+    secret = "sk-cli-scrub-test-0123456789"
+    register_secret(secret)
+
+    def leaky(cfg, force=False):
+        raise RuntimeError(f"server said: bad key {secret} at https://u:pw@host/v1\nsecond line")
+
+    monkeypatch.setattr(cli, "phase_function", lambda name: leaky)
+    assert cli.main(["data", "--profile", "demo", "--run-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert secret not in err and "pw@" not in err and len(err.strip().splitlines()) == 1

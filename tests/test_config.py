@@ -198,3 +198,74 @@ def test_summary_names_the_run():
     assert summary["temperatures"] == [0.3, 0.9]
     assert summary["das_thresholds"] == [0.6, 0.2, 0.3]
     assert summary["lora"] == "r=16 alpha=32"
+
+
+# ------------------------------------------------------------------------------- hardening
+# (What the CLI prints for each bad value is checked case by case in tests/test_hardening.py.)
+def test_base_url_credentials_are_refused_and_never_shown():
+    from dasd_utils.secrets import redact_url, url_problem
+
+    secret = "sk-in-url-0123456789abcdef"
+    for url in (f"https://u:{secret}@h/v1", f"https://{secret}@h/v1", f"https://h/v1?api_key={secret}", f"https://h/v1#{secret}"):
+        with pytest.raises(ConfigError) as info:
+            load_config("demo", overrides=[f"teacher.base_url={url}"])
+        assert secret not in str(info.value) and "teacher.base_url" in str(info.value)
+        assert secret not in redact_url(url)
+    assert redact_url("https://u:p@h:8/v1?a=1&b") == "https://***@h:8/v1?a=***&***"
+    assert redact_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+    assert url_problem("https://api.infomaniak.com/2/ai/123/openai/v1", "teacher.base_url") is None
+
+
+def test_api_key_env_must_be_a_variable_name():
+    for bad in ("sk-abc123-pasted-key", "lower_case", "1ABC", "A" * 65, "MY KEY"):
+        with pytest.raises(ConfigError, match="must be the NAME of an environment variable") as info:
+            load_config("demo", overrides=[f"eval.api_key_env={bad}"])
+        assert bad not in str(info.value)
+    assert load_config("demo", overrides=["teacher.api_key_env=INFOMANIAK_TOKEN_2"]).teacher.api_key_env == "INFOMANIAK_TOKEN_2"
+
+
+def test_colab_and_full_need_an_explicit_teacher_url():
+    from dasd_utils.config import require_api_endpoint
+
+    for profile in ("colab", "full"):
+        cfg = load_config(profile)  # loading is fine (data phase, notebooks)
+        with pytest.raises(ConfigError, match=r"teacher.base_url=https://api.infomaniak.com/2/ai/<product_id>/openai/v1"):
+            require_api_endpoint(cfg)
+        require_api_endpoint(replace(cfg, **{"teacher.base_url": "http://localhost:8000/v1"}))
+        require_api_endpoint(replace(cfg, **{"teacher.backend": "local"}))
+    require_api_endpoint(load_config("demo", overrides=["teacher.backend=openai"]))  # api.openai.com on purpose
+
+
+def test_every_range_names_the_key_and_what_is_allowed():
+    cfg = load_config("demo")
+    cfg.data.n_train, cfg.das.divergence_threshold, cfg.teacher.timeout_s, cfg.sft.warmup_ratio = -1, 1.5, float("nan"), 2.0
+    from dasd_utils.config import validate
+
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    message = str(info.value)
+    assert "data.n_train must be >= 0, got -1" in message
+    assert "das.divergence_threshold must lie in [0, 1], got 1.5" in message
+    assert "teacher.timeout_s must be a finite number" in message
+    assert "sft.warmup_ratio must lie in [0, 1], got 2.0" in message
+    assert load_config("demo", overrides=["data.n_eval=-1"]).data.n_eval is None  # documented: the whole split
+
+
+def test_yaml_nested_duplicate_and_profile_through_set(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("data:\n  n_train: 3\nsft:\n  epochs: 1\ndata:\n  n_eval: 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"dup.yaml:5: duplicate key 'data' \(first written on line 1\)"):
+        load_config("demo", config_file=path)
+    with pytest.raises(ConfigError, match="profile cannot be changed with --set"):
+        load_config("demo", overrides=["profile=colab"])
+    with pytest.raises(ConfigError, match="profile cannot be overridden"):
+        load_config("demo", overrides={"profile": "colab"})
+
+
+def test_damaged_config_json_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_bytes(b'{"profile": "demo",\n  "seed": \xff}')
+    with pytest.raises(ConfigError, match="not a valid config.json"):
+        load_run_config(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        load_run_config(tmp_path)

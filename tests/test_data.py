@@ -299,3 +299,27 @@ def test_run_phase_writes_questions_and_config(demo_cfg):
 def test_load_run_questions_before_the_data_phase(demo_cfg):
     with pytest.raises(FileNotFoundError, match="run the 'data' phase first"):
         load_run_questions(demo_cfg, "train")
+
+
+def test_jsonl_lines_name_file_and_line_for_bytes_and_json(tmp_path):
+    from dasd_utils.data import read_jsonl_lines
+
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(make_row(0)).encode() + b"\n\n" + json.dumps(make_row(1)).encode() + b"\n")
+    assert [lineno for lineno, _ in read_jsonl_lines(path)] == [1, 3]  # a BOM is accepted, blank lines skipped
+    path.write_bytes(json.dumps(make_row(0)).encode() + b"\n\xc3\x28 broken\n")
+    with pytest.raises(DataError, match=r"mixed.jsonl:2: not UTF-8 text \(byte 0xc3 at column 1\)"):
+        read_jsonl_lines(path)
+    with pytest.raises(DataError, match="cannot read"):
+        read_jsonl_lines(tmp_path)  # a directory
+
+
+def test_oversized_rows_are_refused():
+    from dasd_utils.data import MAX_CHOICE_CHARS, MAX_QUESTION_CHARS
+
+    with pytest.raises(DataError, match=f"at most {MAX_QUESTION_CHARS}"):
+        validate_row(make_row(0, question="x" * (MAX_QUESTION_CHARS + 1)), 0)
+    row = make_row(0)
+    row["choices"]["text"][4] = "y" * (MAX_CHOICE_CHARS + 1)
+    with pytest.raises(DataError, match=r"'choices.text\[4\]' has 501 characters"):
+        validate_row(row, 0)

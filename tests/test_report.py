@@ -556,3 +556,46 @@ def test_model_responses_stay_verbatim(tmp_path):
     assert f"````text\n{weird}\n````" in read_md(result)
     html = read_html(result)
     assert "Line one.\n\n\n\nAfter three blank lines" in html and "&lt;/reasoning&gt;" in html
+
+
+# ------------------------------------------------------------------------------- hostile input
+# (Every place where run text lands is tried with <script> and <img onerror> in tests/test_hardening.py.)
+def test_markdown_renderer_does_not_pass_raw_html(tmp_path):
+    page = report.markdown_to_html(
+        "<script>alert(1)</script>\n\n<div onclick=\"x()\">block</div>\n\ninline <img src=x onerror=alert(1)> "
+        "[a](javascript:alert(1)) [b](java&#x09;script:alert(2)) [ok](https://example.org)\n",
+        tmp_path / "report",
+    )
+    body = page[page.index("<body>"):]
+    assert "<script" not in body and "<div" not in body and "<img" not in body and "onerror" not in body.replace("onerror=alert", "")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "&lt;img src=x onerror=alert(1)&gt;" in body
+    assert 'href="javascript' not in body and body.count('href="#"') == 2
+    assert '<a href="https://example.org">ok</a>' in body
+
+
+def test_md_escaped_text_shows_as_text_in_html(tmp_path):
+    text = report.md_escape("a <b>|</b> [x](javascript:y) `z`")
+    page = report.markdown_to_html(f"| t |\n| --- |\n| {text} |\n", tmp_path / "report")
+    assert "<td>a &lt;b&gt;|&lt;/b&gt; [x](javascript:y) `z`</td>" in page
+    assert report.md_code("ok name") == "`ok name`"
+    assert report.md_code("a`b|c") == report.md_escape("a`b|c")  # would break out of the span
+
+
+def test_only_image_files_inside_the_run_are_embedded(tmp_path):
+    run_dir = make_fake_run(tmp_path, "demo")
+    outside = tmp_path / "outside.png"
+    _png(outside, "outside")
+    (run_dir / "figures" / "link_out.png").symlink_to(outside)
+    (run_dir / "figures" / "not_an_image.png").write_text("root:x:0:0\n", encoding="utf-8")
+    result = report.build_report(run_dir)
+    md = read_md(result)
+    assert "link_out.png" not in md.split("Fichiers illisibles")[0] and "](../figures/not_an_image.png)" not in md
+    assert result["figures"] == len(FIGURE_NAMES)
+    assert sum("ignorée" in p for p in result["problems"]) == 2
+    # markdown_to_html itself refuses a path leading out of the run, and a symlink out of it
+    report_dir = run_dir / "report"
+    for src in ("../../outside.png", "../figures/link_out.png", "../figures/not_an_image.png"):
+        page = report.markdown_to_html(f"![f]({src})\n", report_dir)
+        assert "<img" not in page and "figure non intégrée" in page, src
+    page = report.markdown_to_html("![f](../figures/sft_loss.png)\n", report_dir)
+    assert '<img alt="f" src="data:image/png;base64,' in page
