@@ -24,7 +24,7 @@ from typing import Callable
 
 import pytest
 
-from dasd_utils import cli, config as config_module, data, report, teacher
+from dasd_utils import cli, config as config_module, data, report
 from dasd_utils.config import Config, load_config
 from dasd_utils.secrets import scrub
 
