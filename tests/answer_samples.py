@@ -28,7 +28,7 @@ ANSWERS: list[tuple[str, int]] = [
         "- **D. intertidal zone** – a habitat.\n"
         "- **E. obesity** – a condition.\n\n"
         "Only C names people. So the final answer is C.\n</reasoning>\nFinal Answer: C",
-        8,
+        9,
     ),
     (
         "<reasoning>\nWe need the place where you would find a crab in the wild.\n\n"
