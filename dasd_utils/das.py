@@ -58,7 +58,7 @@ import statistics
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -79,7 +79,7 @@ from .segment import Sentence, sentence_spans
 log = logging.getLogger(__name__)
 
 #: Bump when the scoring of a record changes, so that old outputs are recomputed.
-DAS_FORMAT_VERSION = 1
+DAS_FORMAT_VERSION = 2  # 2: sentence rules of issue 10 item 5, teacher_sentence_ratio_without_final
 STAGES = (1, 2)
 SENTENCE_TYPES = ("teacher", "shared", "student")
 PROVENANCE_TYPES = ("teacher", "boosted", "shared", "student")
@@ -138,6 +138,17 @@ def teacher_sentence_ratio(types: Sequence[str]) -> float:
     if not types:
         raise ValueError("teacher_sentence_ratio needs at least one sentence")
     return sum(t == "teacher" for t in types) / len(types)
+
+
+def ratio_without_final(sentences: Sequence[Mapping[str, Any]]) -> float | None:
+    """Return the teacher-sentence ratio over the sentences that are not the final-answer line (None if none is left).
+
+    Reported next to ``teacher_sentence_ratio`` (which the keep rule uses, as in the course): the
+    "Final Answer: X" line is one sentence of a few tokens that both models predict easily, so it
+    moves the ratio of a short answer without saying anything about its reasoning.
+    """
+    types = [s["type"] for s in sentences if not s.get("final_answer")]
+    return teacher_sentence_ratio(types) if types else None
 
 
 def keep_example(ratio: float, cfg: DASConfig | None = None) -> bool:
@@ -242,6 +253,7 @@ def score_example(
     return {
         "sentences": out_sentences,
         "teacher_sentence_ratio": ratio,
+        "teacher_sentence_ratio_without_final": ratio_without_final(out_sentences),
         "keep": keep_example(ratio, cfg),
         "n_merged_sentences": len(sentences) - len(groups),
     }
@@ -267,6 +279,7 @@ def reclassify(record: dict[str, Any], cfg: DASConfig) -> bool:
     keep = keep_example(ratio, cfg)
     if record["teacher_sentence_ratio"] != ratio or record["keep"] != keep:
         record["teacher_sentence_ratio"], record["keep"], changed = ratio, keep, True
+    record["teacher_sentence_ratio_without_final"] = ratio_without_final(sentences)
     return changed
 
 
@@ -335,13 +348,14 @@ def _base_record(rec: dict[str, Any], stage: int, messages: list[dict[str, str]]
         "teacher_alignment": None,
         "sentences": [],
         "teacher_sentence_ratio": None,
+        "teacher_sentence_ratio_without_final": None,
         "keep": False,
     }
 
 
 def _unscorable(record: dict[str, Any], exc: UnscorableError) -> dict[str, Any]:
     record.update(scorable=False, unscorable_reason=exc.reason, unscorable_detail=exc.detail or None,
-                  sentences=[], teacher_sentence_ratio=None, keep=False)
+                  sentences=[], teacher_sentence_ratio=None, teacher_sentence_ratio_without_final=None, keep=False)
     return record
 
 
@@ -559,6 +573,8 @@ def summarize_stage(records: Sequence[dict[str, Any]], counts: dict[str, int], s
     scored = [r for r in records if r.get("scorable")]
     unscorable = Counter(r["unscorable_reason"] for r in records if not r.get("scorable"))
     ratios = [r["teacher_sentence_ratio"] for r in scored]
+    ratios_wo_final = [r["teacher_sentence_ratio_without_final"] for r in scored
+                       if r.get("teacher_sentence_ratio_without_final") is not None]
     sentences = [s for r in scored for s in r["sentences"]]
     kept = sum(bool(r["keep"]) for r in scored)
     out: dict[str, Any] = {
@@ -573,6 +589,7 @@ def summarize_stage(records: Sequence[dict[str, Any]], counts: dict[str, int], s
             "mean": _mean(ratios), "median": _median(ratios),
             "min": min(ratios) if ratios else None, "max": max(ratios) if ratios else None,
         },
+        "teacher_sentence_ratio_without_final": {"mean": _mean(ratios_wo_final), "median": _median(ratios_wo_final)},
         "sentences": len(sentences),
         "sentence_types": {t: sum(s["type"] == t for s in sentences) for t in SENTENCE_TYPES},
         "mean_sentences_per_example": len(sentences) / len(scored) if scored else None,
@@ -802,6 +819,7 @@ __all__ = [
     "process_state",
     "provenance",
     "provenance_analysis",
+    "ratio_without_final",
     "reclassify",
     "run_phase",
     "score_example",

@@ -62,6 +62,7 @@ from typing import Any, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
+from .chat import generation_prompt
 from .config import Config
 from .data import load_run_questions, read_jsonl, write_jsonl
 from .hashing import adapter_sha256
@@ -253,10 +254,13 @@ def loglik_context(row: dict[str, Any]) -> str:
 
 
 def render_chat_prompt(tokenizer, row: dict[str, Any], system_prompt: str) -> str:
-    """Return the exact text the student sees: training messages through its chat template, generation prompt added."""
-    return tokenizer.apply_chat_template(
-        build_messages(row, system_prompt), tokenize=False, add_generation_prompt=True
-    )
+    """Return the exact text the student sees: training messages through its chat template, generation prompt added.
+
+    The prompt SFT trained after and DAS scored with (:func:`dasd_utils.chat.generation_prompt`),
+    including any assistant prefix the template writes (Qwen3's hybrid template: an empty
+    ``<think>`` block, i.e. its non-thinking mode).
+    """
+    return generation_prompt(tokenizer, build_messages(row, system_prompt))
 
 
 # =============================================================================== HF generation

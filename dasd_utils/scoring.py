@@ -1,8 +1,8 @@
 """Batched teacher forcing: the student's log-probability of every response token, in one pass.
 
 The student reads the same context as in SFT and evaluation: the system prompt and the question
-through its chat template with the generation prompt (:func:`encode_for_scoring`), then the
-teacher's response. The prompt and the response are tokenized **separately** and concatenated,
+through its chat template with the generation prompt and any assistant prefix the template writes
+(:func:`chat_prompt`, :mod:`dasd_utils.chat`), then the teacher's response. The prompt and the response are tokenized **separately** and concatenated,
 so that no token ever spans the template/response boundary (a joint tokenization could merge,
 say, the template's final newline with a response starting with a newline); the response's
 token offsets are then offsets into ``content`` itself.
@@ -35,6 +35,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .chat import generation_prompt
+
 log = logging.getLogger(__name__)
 
 #: A shared prompt prefix shorter than this is not worth a cache (it would cost a copy per batch).
@@ -56,8 +58,12 @@ class EncodedExample:
 
 
 def chat_prompt(tokenizer, messages: Sequence[dict[str, str]]) -> str:
-    """Return the chat-template text of ``messages`` followed by the assistant generation prompt."""
-    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    """Return the chat-template text of ``messages``, the generation prompt and the assistant prefix.
+
+    The same prompt as SFT and evaluation (:func:`dasd_utils.chat.generation_prompt`): with
+    Qwen3's hybrid template it ends with the empty ``<think>`` block the student was trained after.
+    """
+    return generation_prompt(tokenizer, messages)
 
 
 def encode_for_scoring(

@@ -15,9 +15,11 @@ newline the template writes after ``<|im_end|>`` are set to -100. Why not TRL's 
 * the conversational prompt-completion format (``completion_only_loss``) also trains on the
   template's trailing newline after ``<|im_end|>``, and truncation there is silent.
 
-The prompt part is the template rendered with ``add_generation_prompt=True``, i.e. exactly the
-tokens the model sees at generation and evaluation time, with the same system prompt
-(``cfg.system_prompt``; a data file written with another one is refused).
+The prompt part is the template rendered with ``add_generation_prompt=True`` plus any text the
+template writes before the assistant's text (Qwen3's hybrid template: an empty ``<think>`` block),
+i.e. exactly the tokens the model sees at DAS scoring and evaluation time (one rendering for the
+three, :mod:`dasd_utils.chat`), with the same system prompt (``cfg.system_prompt``; a data file
+written with another one is refused).
 
 Hardware: bf16 on GPUs with native bf16 (Ampere and newer), fp16 on older ones (T4), fp32 on the
 CPU (``sft.precision: auto``); gradient checkpointing (``sft.gradient_checkpointing``); optional
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .chat import END_OF_TURN_TOKENS, end_of_turn_ids, render_turn
 from .config import Config
 from .data import read_jsonl
 from .hashing import adapter_sha256, file_sha256
@@ -50,10 +53,8 @@ logger = logging.getLogger(__name__)
 
 STAGES = (1, 2)
 #: Bumped when the tokenization / masking recipe changes, so that old adapters are retrained.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-#: Special tokens that close a chat turn in common templates (ChatML, Llama 3, Gemma, Phi-3).
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
 
 
 class SFTSetupError(RuntimeError):
@@ -114,56 +115,39 @@ def load_sft_examples(path: str | os.PathLike, system_prompt: str | None = None)
     return records
 
 
-def end_of_turn_ids(tokenizer) -> set[int]:
-    """Return the ids of the tokens that may close an assistant turn (EOS plus known end-of-turn tokens)."""
-    ids = set()
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    vocab = tokenizer.get_vocab()
-    for token in END_OF_TURN_TOKENS:
-        if token in vocab:
-            ids.add(int(vocab[token]))
-    return ids
-
-
-def _render(tokenizer, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
-    # The rendered text already holds the template's special tokens; adding BOS/EOS again would
-    # give the model a context it never sees at inference.
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
 def tokenize_sft_example(tokenizer, messages: Sequence[Mapping[str, str]], cutoff_len: int | None = None) -> dict[str, Any]:
     """Return ``input_ids`` and ``labels`` for ``[system, user, assistant]``: loss on the response and end-of-turn only.
 
-    The prompt is the chat template rendered with ``add_generation_prompt=True`` (what the model
-    sees when it generates). Labels are -100 on the prompt and on anything the template writes
-    after the end-of-turn token. Also returns ``prompt_len``, ``response_end`` (index after the
-    end-of-turn token), ``truncated`` (the sequence was cut at ``cutoff_len``) and
-    ``prompt_mismatch`` (the prompt's tokens are not a prefix of the full conversation's, so the
-    response starts where they diverge).
+    The example is exactly what the model reads and writes at inference (see
+    :mod:`dasd_utils.chat`): ``prompt`` (the chat template with the generation prompt, plus any
+    text the template writes before the assistant's text, such as Qwen3's empty ``<think>``
+    block; never supervised), the response, one end-of-turn token (both supervised), and what
+    the template writes after it (not supervised). The prompt and the response are tokenized
+    separately, as DAS scoring and evaluation tokenize them, so no token spans the boundary.
+
+    Also returns ``prompt_len``, ``response_end`` (index after the end-of-turn token),
+    ``truncated`` (cut at ``cutoff_len``), ``prompt_mismatch`` (the template writes a past
+    assistant turn's header shorter than its generation prompt; the generation prompt is used),
+    ``response_rewritten`` (the template's own rendering alters the response; the response as
+    given is used) and ``assistant_prefix``. Raises :class:`dasd_utils.chat.ChatTemplateError`
+    (a ValueError naming the template) when no such rendering exists.
     """
-    if len(messages) < 2 or messages[-1].get("role") != "assistant":
-        raise ValueError("an SFT example must end with an assistant message")
-    prompt_ids = _render(tokenizer, messages[:-1], add_generation_prompt=True)
-    full_ids = _render(tokenizer, messages, add_generation_prompt=False)
-    prompt_len = 0
-    for a, b in zip(prompt_ids, full_ids):
-        if a != b:
-            break
-        prompt_len += 1
-    stop_ids = end_of_turn_ids(tokenizer)
-    response_end = None
-    for i in range(prompt_len, len(full_ids)):
-        if full_ids[i] in stop_ids:
-            response_end = i + 1
-            break
-    if response_end is None:
-        raise ValueError(
-            "the chat template does not close the assistant turn with a known end-of-turn token "
-            f"({', '.join(END_OF_TURN_TOKENS)} or the tokenizer's EOS): the model would never learn to stop"
-        )
-    labels = [-100] * prompt_len + full_ids[prompt_len:response_end] + [-100] * (len(full_ids) - response_end)
+    turn = render_turn(tokenizer, messages)
+    layout = turn.layout
+
+    def encode(text: str) -> list[int]:
+        # The rendered text already holds the template's special tokens; adding BOS/EOS again would
+        # give the model a context it never sees at inference.
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+    prompt_ids, response_ids, tail_ids = encode(layout.prompt), encode(turn.response), encode(layout.tail)
+    stops = end_of_turn_ids(tokenizer)
+    if any(t in stops for t in response_ids):
+        raise ValueError("the assistant's text holds an end-of-turn token: the model would learn to stop inside its answer")
+    full_ids = prompt_ids + response_ids + [layout.end_of_turn_id] + tail_ids
+    prompt_len = len(prompt_ids)
+    response_end = prompt_len + len(response_ids) + 1
+    labels = [-100] * prompt_len + full_ids[prompt_len:response_end] + [-100] * len(tail_ids)
     truncated = cutoff_len is not None and len(full_ids) > cutoff_len
     if truncated:
         full_ids, labels = full_ids[:cutoff_len], labels[:cutoff_len]
@@ -173,7 +157,9 @@ def tokenize_sft_example(tokenizer, messages: Sequence[Mapping[str, str]], cutof
         "prompt_len": prompt_len,
         "response_end": response_end,
         "truncated": truncated,
-        "prompt_mismatch": prompt_len < len(prompt_ids),
+        "prompt_mismatch": layout.header_mismatch,
+        "response_rewritten": turn.response_rewritten,
+        "assistant_prefix": layout.assistant_prefix,
     }
 
 
@@ -186,6 +172,9 @@ class DatasetStats:
     n_truncated: int = 0
     n_dropped_no_response: int = 0
     n_prompt_mismatch: int = 0
+    n_response_rewritten: int = 0
+    #: Text the chat template writes before the assistant's text (part of the prompt, not supervised).
+    assistant_prefix: str = ""
     n_tokens: int = 0
     n_supervised_tokens: int = 0
     max_len: int = 0
@@ -208,6 +197,8 @@ def build_sft_dataset(records: Iterable[Mapping[str, Any]], tokenizer, cutoff_le
         n_supervised = sum(1 for label in tok["labels"] if label != -100)
         stats.n_truncated += int(tok["truncated"])
         stats.n_prompt_mismatch += int(tok["prompt_mismatch"])
+        stats.n_response_rewritten += int(tok["response_rewritten"])
+        stats.assistant_prefix = tok["assistant_prefix"]
         if n_supervised == 0:
             stats.n_dropped_no_response += 1
             continue
@@ -229,9 +220,15 @@ def build_sft_dataset(records: Iterable[Mapping[str, Any]], tokenizer, cutoff_le
         )
     if stats.n_prompt_mismatch:
         logger.warning(
-            "%d SFT examples: the chat template renders the prompt differently alone and before the response; "
-            "the response mask starts where the two tokenizations diverge",
+            "%d SFT examples: the chat template writes a past assistant turn's header differently from its "
+            "generation prompt; training reads the generation prompt, as generation does",
             stats.n_prompt_mismatch,
+        )
+    if stats.n_response_rewritten:
+        logger.warning(
+            "%d SFT examples: the chat template rewrites the assistant's text when it renders a whole conversation "
+            "(e.g. strips leading newlines or a <think> block); training uses the text as DAS scored it",
+            stats.n_response_rewritten,
         )
     if not rows:
         raise ValueError(f"no SFT example left to train on ({stats.n_records} records read)")
@@ -879,6 +876,7 @@ __all__ = [
     "build_sft_dataset",
     "distributed_state",
     "end_of_turn_ids",
+    "END_OF_TURN_TOKENS",
     "figure_path",
     "fit",
     "load_adapter_model",

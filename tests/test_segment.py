@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from answer_samples import ANSWERS, COURSE_ANSWER
+
 from dasd_utils.segment import SEGMENTERS, sentence_spans
 
 SEGS = pytest.mark.parametrize("segmenter", SEGMENTERS)
@@ -30,7 +32,9 @@ def test_reasoning_tags_are_not_sentences_and_final_answer_is_its_own(segmenter)
 @SEGS
 def test_final_answer_split_from_preceding_text_on_the_same_line(segmenter):
     assert texts("So it is C. Final Answer: C", segmenter) == ["So it is C.", "Final Answer: C"]
-    assert texts("Thus C **Final Answer:** C", segmenter) == ["Thus C", "**Final Answer:** C"]
+    assert [s.final_answer for s in sentence_spans("So it is C. Final Answer: C", segmenter)] == [False, True]
+    # Issue 10 item 5: mid-line, the marker forces no boundary (it used to split "Thus C" off).
+    assert texts("Thus C **Final Answer:** C", segmenter) == ["Thus C **Final Answer:** C"]
     # A closing tag glued to the final line is a hard boundary too.
     assert texts("<reasoning>Only C works.</reasoning> Final Answer: C", segmenter) == ["Only C works.", "Final Answer: C"]
 
@@ -75,14 +79,7 @@ def test_accents_emoji_and_repeated_spaces_keep_exact_offsets(segmenter):
 
 
 def test_pysbd_and_regex_agree_on_the_course_example():
-    text = (
-        "<reasoning> The question asks for a “who” that would be excited about a crab. Among the options, "
-        "only a living entity that could have a reaction to a crab is a person. The fish market, pet shop, "
-        "and intertidal zone are places or environments, not entities that can be excited. “Obesity” is a "
-        "condition, not a person. The only plausible answer is a fishmonger, who sells fish and seafood and "
-        "would likely be interested in crabs as a product. Therefore, the most appropriate choice is C. "
-        "</reasoning> Final Answer: C"
-    )
+    text = COURSE_ANSWER
     a, b = texts(text, "pysbd"), texts(text, "regex")
     assert a == b
     assert len(a) == 7 and a[-1] == "Final Answer: C"
@@ -106,3 +103,52 @@ def test_a_lone_option_letter_ends_a_sentence_only_when_it_is_not_a_label(segmen
     assert texts("The answer is C. “Crab” fits.", segmenter) == ["The answer is C.", "“Crab” fits."]
     assert texts("B. Pet shop is wrong. I pick (D). Then E.", segmenter) == ["B. Pet shop is wrong.", "I pick (D).", "Then E."]
     assert texts("Options A. and B. are wrong.", segmenter) == ["Options A. and B. are wrong."]
+
+
+# --------------------------------------------------------------------------- issue 10 item 5
+@SEGS
+def test_final_answer_in_prose_is_not_a_boundary(segmenter):
+    text = "<reasoning>Only C names people. So the final answer is C.</reasoning>\nFinal Answer: C"
+    assert texts(text, segmenter) == ["Only C names people.", "So the final answer is C.", "Final Answer: C"]
+    assert [s.final_answer for s in sentence_spans(text, segmenter)] == [False, False, True]
+    assert texts("Hiding is natural, so the final answer is B.", segmenter) == ["Hiding is natural, so the final answer is B."]
+    # At the start of a line (after markdown) or right after </reasoning>, it is the final line.
+    for text in ("It is D.\n**Final Answer:** D", "It is D.\n- final answer: D", "<reasoning>It is D.</reasoning>Final Answer: D"):
+        spans = sentence_spans(text, segmenter)
+        assert [s.text for s in spans][0] == "It is D." and spans[-1].final_answer and len(spans) == 2
+
+
+@SEGS
+def test_markdown_option_labels_are_not_sentences_of_their_own(segmenter):
+    assert texts("- **A. fish market** – a place, not a person.", segmenter) == ["- **A. fish market** – a place, not a person."]
+    assert texts("Thus the answer is **C. bank**. It fits.", segmenter) == ["Thus the answer is **C. bank**.", "It fits."]
+    assert texts("**Step 1.** Identify the emotion. **Step 2.** Name it.", segmenter) == [
+        "**Step 1.** Identify the emotion.", "**Step 2.** Name it.",
+    ]
+    # A label line is a heading: it joins the sentence it introduces (the span holds the line break).
+    assert texts("The correct choice:\n**C. Fishmongers**\nThey handle crabs.", segmenter) == [
+        "The correct choice:", "**C. Fishmongers**\nThey handle crabs.",
+    ]
+    assert texts("- **D) intertidal zone**:\nCrabs live there.\nB)\npet shop", segmenter) == [
+        "- **D) intertidal zone**:\nCrabs live there.", "B)\npet shop",
+    ]
+    # ... but never the final-answer line: then it joins the previous sentence.
+    text = "Only C fits.\n**C. Fishmongers**\nFinal Answer: C"
+    assert texts(text, segmenter) == ["Only C fits.\n**C. Fishmongers**", "Final Answer: C"]
+    # Plain list items stay sentences (rule 2).
+    assert texts("Options:\nA. fish market\nB. pet shop", segmenter) == ["Options:", "A. fish market", "B. pet shop"]
+
+
+@SEGS
+def test_tiny_fragments_join_a_neighbour(segmenter):
+    assert texts("It is C.\nC\nFinal Answer: C", segmenter) == ["It is C.\nC", "Final Answer: C"]
+    assert texts("C\nIt is C.", segmenter) == ["C\nIt is C."]
+    assert texts("No!\nIt is C.", segmenter) == ["No!", "It is C."]  # two letters: a sentence
+
+
+@SEGS
+def test_realistic_answers_sentence_counts(segmenter):
+    for content, expected in ANSWERS:
+        spans = sentence_spans(content, segmenter)
+        assert len(texts(content, segmenter)) == expected, content
+        assert [s.final_answer for s in spans] == [False] * (expected - 1) + [True], content

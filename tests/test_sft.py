@@ -458,7 +458,8 @@ def test_templates_that_render_the_prompt_differently_or_never_close_the_turn(ti
     row = _rows(1)[0]
     messages = build_sft_example(row, RESPONSE)
     # Like Qwen3's hybrid template: the assistant turn starts with an empty think block, written
-    # after the generation prompt: it is part of what the model must produce, so it is supervised.
+    # after the generation prompt. Issue 10 item 4: it is part of the prompt (as in scoring and
+    # evaluation), never supervised: the model is not trained to write text it is given.
     tok = copy.deepcopy(tiny_tokenizer)
     tok.chat_template = (
         "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' }}"
@@ -469,7 +470,9 @@ def test_templates_that_render_the_prompt_differently_or_never_close_the_turn(ti
     out = sft.tokenize_sft_example(tok, messages)
     assert not out["prompt_mismatch"]
     supervised = [t for t, label in zip(out["input_ids"], out["labels"]) if label != -100]
-    assert tok.decode(supervised) == "<think>\n\n</think>\n\n" + RESPONSE + "<|im_end|>"
+    assert tok.decode(supervised) == RESPONSE + "<|im_end|>"
+    assert tok.decode(out["input_ids"][: out["prompt_len"]]).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert out["assistant_prefix"] == "<think>\n\n</think>\n\n"
 
     # A generation prompt that is not a prefix of the full rendering: the mask starts where the
     # two tokenizations diverge, and the example is flagged.
