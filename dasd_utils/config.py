@@ -85,6 +85,23 @@ class TeacherConfig:
     backoff_max_s: float = 60.0
     #: Extra fields sent as-is in the request body (e.g. {"reasoning_effort": "low"}).
     extra_body: dict[str, Any] = field(default_factory=dict)
+    #: ``top_logprobs`` sent with ``logprobs: true`` (null: not sent). llama.cpp and older vLLM
+    #: return no logprobs without it; the preflight tries the other setting when one fails.
+    top_logprobs: int | None = 1
+    #: Where P_T and the SFT target come from: ``content`` (the answer's <reasoning> block, the
+    #: course's choice) or ``analysis`` (gpt-oss's analysis channel inside <reasoning> tags, plus
+    #: the content's Final Answer line; needs logprobs on the analysis tokens, e.g. vLLM).
+    reasoning_source: str = "content"
+    #: Tokenizer decoding ``token_id:N`` logprob tokens (vLLM's return_tokens_as_token_ids);
+    #: null: the teacher model's name.
+    tokenizer: str | None = None
+    #: Send the first request of a stage alone and check the endpoint (auth, model, content,
+    #: logprobs, reasoning, max_tokens) before the others go out.
+    preflight: bool = True
+    #: DAS needs logprobs: a preflight without usable logprobs stops the run, and so do this many
+    #: consecutive responses without usable logprobs (0: never). False: only warn.
+    require_logprobs: bool = True
+    max_consecutive_without_logprobs: int = 8
     # --- local backend only (stand-in teacher for the offline demo) ---
     local_batch_size: int = 8
     #: Worked examples prepended to the teacher's prompt (not to the student's).
@@ -547,6 +564,12 @@ def validate(cfg: Config) -> None:
         problems.append(f"eval.backend must be 'hf' or 'openai', got {cfg.eval.backend!r}")
     if cfg.teacher.concurrency < 1:
         problems.append("teacher.concurrency must be >= 1")
+    if cfg.teacher.reasoning_source not in ("content", "analysis"):
+        problems.append(f"teacher.reasoning_source must be 'content' or 'analysis', got {cfg.teacher.reasoning_source!r}")
+    if cfg.teacher.top_logprobs is not None and not 0 <= cfg.teacher.top_logprobs <= 20:
+        problems.append(f"teacher.top_logprobs must be null or an integer in [0, 20], got {cfg.teacher.top_logprobs}")
+    if cfg.teacher.max_consecutive_without_logprobs < 0:
+        problems.append("teacher.max_consecutive_without_logprobs must be >= 0 (0: never stop)")
     for name in ("teacher_prob_threshold", "divergence_threshold", "keep_ratio_threshold"):
         v = getattr(cfg.das, name)
         if not -1.0 <= v <= 1.0:
