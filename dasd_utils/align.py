@@ -255,47 +255,62 @@ def _inside_word(text: str) -> bool:
 
 
 def _find_run(readings: Sequence[tuple[bytes | None, str | None]], data: bytes, end: int, text: str) -> Located | None:
-    """Return the run of tokens ending at ``end`` that covers ``data`` exactly (None when there is none)."""
+    """Return the run of tokens ending at ``end`` that covers ``data`` exactly (None when there is none).
+
+    A run may start at token 0 or after a token whose bytes are known: a "\ufffd" piece just before
+    it could be the text's own first piece. When runs of different lengths fit (lossy pieces that
+    can be split in several ways), the text's tokens are not known: UnscorableError.
+    """
     low = high = 0
+    found: list[tuple[int, list[list[tuple[int, int]]]]] = []
     for start in range(end - 1, -1, -1):
         lo, hi = _length_range(readings[start])
         low += lo
         high += hi
         if low > len(data):
-            return None
-        if high < len(data):
+            break
+        if high < len(data) or (start > 0 and readings[start - 1][0] is None):
             continue
         choices = _match(readings[start:end], data)
-        if choices is None:
+        if choices is not None:
+            found.append((start, choices))
+    if not found:
+        return None
+    # Runs that differ only by leading empty tokens hold the same characters: the shortest is kept.
+    starts = [start for start, _ in found]
+    if any(readings[k][0] != b"" for k in range(min(starts), max(starts))):
+        raise UnscorableError(
+            "tokens_mismatch",
+            f"the text fits token runs starting at #{min(starts)} and #{max(starts)}: where it starts is ambiguous",
+        )
+    start, choices = found[0]
+    char_of = _byte_to_char(text)
+    pieces: list[bytes | None] = []
+    spans: list[tuple[int, int]] = []
+    ambiguous = 0
+    for k, options in enumerate(choices):
+        if len(options) == 1:
+            pos, n = options[0]
+            pieces.append(data[pos:pos + n])
+            spans.append(_char_span(char_of, len(text), pos, n))
             continue
-        char_of = _byte_to_char(text)
-        pieces: list[bytes | None] = []
-        spans: list[tuple[int, int]] = []
-        ambiguous = 0
-        for k, options in enumerate(choices):
-            if len(options) == 1:
-                pos, n = options[0]
-                pieces.append(data[pos:pos + n])
-                spans.append(_char_span(char_of, len(text), pos, n))
-                continue
-            pieces.append(None)  # several byte splits fit: the bytes are not known, never chosen
-            candidates = {_char_span(char_of, len(text), pos, n) for pos, n in options}
-            lo_char, hi_char = min(a for a, _ in candidates), max(b for _, b in candidates)
-            if len(candidates) > 1:
-                # The token's characters depend on the split. Accepted only inside a run of
-                # symbols/letters with no ASCII, space or punctuation: no sentence boundary can fall
-                # there, so every split gives the token to the same sentence.
-                if not _inside_word(text[lo_char:hi_char]):
-                    raise UnscorableError(
-                        "tokens_mismatch",
-                        f"token #{start + k} ({readings[start + k][1]!r}) could cover different characters of "
-                        f"{text[lo_char:hi_char]!r}: the split of the multi-byte pieces is ambiguous",
-                    )
-                ambiguous += 1
-            spans.append((lo_char, hi_char))
-        n_matched = sum(1 for r in readings[start:end] if r[0] is None)
-        return Located(start, end, pieces, spans, n_matched, ambiguous)
-    return None
+        pieces.append(None)  # several byte splits fit: the bytes are not known, never chosen
+        candidates = {_char_span(char_of, len(text), pos, n) for pos, n in options}
+        lo_char, hi_char = min(a for a, _ in candidates), max(b for _, b in candidates)
+        if len(candidates) > 1:
+            # The token's characters depend on the split. Accepted only inside a run of
+            # symbols/letters with no ASCII, space or punctuation: no sentence boundary can fall
+            # there, so every split gives the token to the same sentence.
+            if not _inside_word(text[lo_char:hi_char]):
+                raise UnscorableError(
+                    "tokens_mismatch",
+                    f"token #{start + k} ({readings[start + k][1]!r}) could cover different characters of "
+                    f"{text[lo_char:hi_char]!r}: the split of the multi-byte pieces is ambiguous",
+                )
+            ambiguous += 1
+        spans.append((lo_char, hi_char))
+    n_matched = sum(1 for r in readings[start:end] if r[0] is None)
+    return Located(start, end, pieces, spans, n_matched, ambiguous)
 
 
 def locate_text(
