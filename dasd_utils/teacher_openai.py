@@ -471,24 +471,28 @@ class OpenAITeacher:
                 request, result = await self._preflight(check, client, pending.pop(0), rng,
                                                         last=not pending or probe == MAX_PROBES)
                 on_result(request, result)
-                self._count_logprobs(result)
                 if self._fatal_error is not None:
                     raise self._fatal_error
                 if not _refused_alone(result) or not pending:
                     break
             tasks = [asyncio.create_task(self._one(client, request, rng)) for request in pending]
+            handed: set[int] = set()
             try:
                 for finished in asyncio.as_completed(tasks):
                     request, result = await finished
+                    handed.add(id(request))
                     on_result(request, result)
-                    self._count_logprobs(result)
                     if self._fatal_error is not None:
                         raise self._fatal_error
             except BaseException:
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
                 if self._fatal_error is not None:
+                    # Answers that arrived while stopping were paid for: keep them too.
+                    for outcome in outcomes:
+                        if isinstance(outcome, tuple) and id(outcome[0]) not in handed:
+                            on_result(*outcome)
                     raise self._fatal_error from None
                 raise
         finally:
@@ -661,6 +665,7 @@ class OpenAITeacher:
                     except json.JSONDecodeError as exc:
                         raise MalformedResponse(f"response body is not JSON ({exc.msg} at char {exc.pos})") from None
                     result = parse_completion(data, self.decode_token_id)
+                    self._count_logprobs(result)  # before the slot is freed: the next request sees a stop
                     result["latency_s"] = round(time.perf_counter() - started, 4)
                     result["attempts"] = attempt + 1
                     result["retry_errors"] = errors or None
