@@ -116,39 +116,21 @@ class TokenizerUnavailable(RuntimeError):
 
 
 def make_token_decoder(tokenizer: Any) -> TokenDecoder:
-    """Return a function giving the exact bytes of a token id (lossy text when the tokenizer is not byte-level)."""
-    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
-    added = {i for i in getattr(tokenizer, "added_tokens_decoder", {}) or {}}
-    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
-    byte_level = type(decoder).__name__ == "ByteLevel" or "ByteLevel" in repr(decoder)
+    """Return a function giving the exact bytes of a token id (lossy text when the tokenizer does not expose them)."""
+    from .teacher_local import _is_byte_level, token_bytes
+
+    byte_level = _is_byte_level(tokenizer)
     cache: dict[int, bytes | str] = {}
 
     def decode(token_id: int) -> bytes | str:
         if token_id not in cache:
-            piece = tokenizer.convert_ids_to_tokens(token_id)
-            if piece is None:
+            if tokenizer.convert_ids_to_tokens(token_id) is None:
                 raise TokenizerUnavailable(f"token id {token_id} is not in the teacher tokenizer's vocabulary")
-            if token_id in added:
-                cache[token_id] = piece.encode("utf-8")
-            elif byte_level and all(c in byte_of for c in piece):
-                cache[token_id] = bytes(byte_of[c] for c in piece)
-            else:
-                cache[token_id] = tokenizer.decode([token_id])
+            raw = token_bytes(tokenizer, token_id, byte_level)
+            cache[token_id] = bytes(raw) if raw is not None else tokenizer.decode([token_id])
         return cache[token_id]
 
     return decode
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """Return the byte -> printable character table of byte-level BPE tokenizers (GPT-2, o200k, Qwen)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    table = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
 
 
 def _valid_entries(entries: list[Any]) -> tuple[list[dict[str, Any]] | None, str | None]:

@@ -23,6 +23,8 @@ import math
 import random
 from dataclasses import dataclass
 
+from test_das_support import _byte_level_table
+
 STYLES = ("openai", "harmony", "harmony_return", "token_ids")
 
 
@@ -31,18 +33,8 @@ def content_of(reasoning: str, letter: str) -> str:
     return f"<reasoning>\n{reasoning}\n</reasoning>\nFinal Answer: {letter}"
 
 
-def _byte_table() -> dict[str, int]:
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    table = {chr(b): b for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            table[chr(256 + extra)] = b
-            extra += 1
-    return table
-
-
-_TABLE = _byte_table()
+# GPT-2's byte-level table (character -> byte), kept in the tests apart from the package's copy.
+_TABLE = _byte_level_table()
 
 
 def id_bytes(tokenizer, token_id: int) -> bytes:
