@@ -183,3 +183,18 @@ def test_das_scores_the_analysis_channel_end_to_end(cfg):
         assert [r["messages"][-1]["content"] for r in rows] == [r["content"] for r in records]
     summary = das.summarize_stage(records, {}, 1, cfg)
     assert summary["scored"] == len(records)
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("teacher.reasoning_source", "hidden", "content' or 'analysis"),
+    ("teacher.top_logprobs", "25", "[0, 20]"),
+    ("teacher.max_consecutive_without_logprobs", "-1", ">= 0"),
+])
+def test_new_teacher_settings_are_validated(tmp_path, key, value, words):
+    from dasd_utils.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as info:
+        load_config("colab", run_dir=tmp_path / "run", overrides={key: value})
+    assert words in str(info.value)
+    cfg = load_config("colab", run_dir=tmp_path / "run")
+    assert (cfg.teacher.reasoning_source, cfg.teacher.top_logprobs, cfg.teacher.preflight) == ("content", 1, True)

@@ -226,3 +226,23 @@ def test_exact_reference_is_not_trivially_equal(cases, gptoss_tokenizer):
                                                [lp for k, lp in enumerate(case.content_logprobs) if k not in partial], sentences)
         changed += any(a is not None and b is not None and not math.isclose(a, b) for a, b in zip(exact, without))
     assert changed >= 30
+
+
+def test_incremental_strings_with_exact_bytes_count_every_piece():
+    """Local-backend / rebuilt records: a piece reads "" and the next token carries the character.
+
+    On the text path the "" piece had an empty span and dropped out of P_T; its exact bytes give it the
+    character's span, so it counts toward the sentence holding the character.
+    """
+    content = "Crab \U0001f980 here."
+    crab = content.index("\U0001f980")
+    tokens = [{"token": "Crab ", "logprob": -0.1, "bytes": list(b"Crab ")},
+              {"token": "", "logprob": -2.0, "bytes": [0xF0, 0x9F]},
+              {"token": "\U0001f980", "logprob": -0.3, "bytes": [0xA6, 0x80]},
+              {"token": " here.", "logprob": -0.2, "bytes": list(b" here.")}]
+    spans = teacher_token_spans(content, tokens)
+    assert spans.method == "bytes"
+    assert [(int(a), int(b)) for a, b in zip(spans.starts, spans.ends)][1:3] == [(crab, crab + 1)] * 2
+    got = align.assign_tokens([0], [len(content)], spans.starts, spans.ends)
+    counts, means = align.sentence_stats(got, spans.logprobs, 1)
+    assert counts[0] == 4 and math.exp(means[0]) == pytest.approx(math.exp((-0.1 - 2.0 - 0.3 - 0.2) / 4))
