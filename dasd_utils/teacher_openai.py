@@ -318,6 +318,8 @@ class Preflight:
         self.lines: list[tuple[str, str]] = []
         self.top_logprobs: int | None = None
         self.requests = 0
+        #: The top_logprobs settings the probe was sent with.
+        self.tried: list[int | None] = []
 
     def add(self, level: str, text: str) -> None:
         self.lines.append((level, scrub(text)))
@@ -345,9 +347,10 @@ class Preflight:
                 "checks": [{"level": level, "text": text} for level, text in self.lines]}
 
 
-def _no_logprobs_message(cfg: Config, note: str | None, top_logprobs: int | None) -> str:
+def _no_logprobs_message(cfg: Config, note: str | None, tried: Sequence[int | None]) -> str:
     t = cfg.teacher
-    return (f"no usable logprobs: {note or 'none returned'} (top_logprobs={top_logprobs}). DAS needs the "
+    settings = " and ".join(f"top_logprobs={v}" if v is not None else "without top_logprobs" for v in tried)
+    return (f"no usable logprobs: {note or 'none returned'} (tried {settings}). DAS needs the "
             f"teacher's token logprobs: use a provider or server that returns them for '{t.model}' (vLLM, SGLang "
             "without a reasoning parser, OpenAI), or set teacher.require_logprobs=false to generate SFT data only")
 
@@ -496,7 +499,7 @@ class OpenAITeacher:
         if t.require_logprobs and limit and self._without_logprobs >= limit and self._fatal_error is None:
             self._fatal_error = TeacherFatalError(scrub(
                 f"teacher at {endpoint_host(t.base_url)}: {limit} consecutive answers came without usable logprobs; "
-                + _no_logprobs_message(self.cfg, result.get("logprobs_note"), self.top_logprobs)
+                + _no_logprobs_message(self.cfg, result.get("logprobs_note"), [self.top_logprobs])
                 + ". Run stopped; what was received is kept, re-run to continue."
             ))
 
@@ -505,6 +508,7 @@ class OpenAITeacher:
         """Return a probe request's result after checking the endpoint with it; sets the run's fatal error."""
         t = self.cfg.teacher
         check.requests += 1
+        check.tried = [self.top_logprobs]
         try:
             request, result = await self._one(client, request, rng, self.top_logprobs)
         except TeacherFatalError as exc:
@@ -522,6 +526,7 @@ class OpenAITeacher:
             before = result
             request, result = await self._one(client, request, rng, other)
             check.requests += 1
+            check.tried.append(other)
             if result.get("error") is None and result.get("tokens") is not None:
                 why = "rejects" if rejected else "returns no logprobs with"
                 check.add("warn", f"the endpoint {why} top_logprobs={self.top_logprobs}; top_logprobs={other} works: "
@@ -560,10 +565,8 @@ class OpenAITeacher:
             check.add("warn", f"finish_reason=length: the answer was cut at max_tokens={t.max_tokens}; "
                       "raise teacher.max_tokens (gpt-oss writes its analysis first)")
         note = result.get("logprobs_note")
-        if result.get("tokens") is None:
-            check.add("FATAL" if t.require_logprobs else "warn", _no_logprobs_message(self.cfg, note, self.top_logprobs))
-        elif not result.get("logprobs_usable"):
-            check.add("FATAL" if t.require_logprobs else "warn", _no_logprobs_message(self.cfg, note, self.top_logprobs))
+        if not result.get("logprobs_usable"):  # none, or not alignable on the content
+            check.add("FATAL" if t.require_logprobs else "warn", _no_logprobs_message(self.cfg, note, check.tried))
         else:
             check.add("ok", f"logprobs present and aligned on the content ({len(result['tokens'])} tokens"
                       + (f"; {note}" if note else "") + ")")
