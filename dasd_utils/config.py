@@ -566,6 +566,9 @@ def validate(cfg: Config) -> None:
         problems.append("teacher.concurrency must be >= 1")
     if cfg.teacher.reasoning_source not in ("content", "analysis"):
         problems.append(f"teacher.reasoning_source must be 'content' or 'analysis', got {cfg.teacher.reasoning_source!r}")
+    elif cfg.teacher.reasoning_source == "analysis" and cfg.teacher.backend != "openai":
+        problems.append("teacher.reasoning_source=analysis needs the openai backend (a server returning gpt-oss's "
+                        "analysis channel with logprobs); the local teacher has no analysis channel")
     if cfg.teacher.top_logprobs is not None and not 0 <= cfg.teacher.top_logprobs <= 20:
         problems.append(f"teacher.top_logprobs must be null or an integer in [0, 20], got {cfg.teacher.top_logprobs}")
     if cfg.teacher.max_consecutive_without_logprobs < 0:

@@ -24,8 +24,14 @@ the stored content, so a changed quality setting applies without re-sending anyt
 best-of-n, ``kept`` marks the first sample of a question that passes the filter: later phases use
 :func:`load_kept`.
 
-Front doors: :func:`run_phase` (both stages, summary, figure; ``python -m dasd_utils generate``)
-and :func:`generate_stage` (one stage, for the notebook).
+The openai backend sends the first request of each stage alone and checks the endpoint with
+it before the others go out (:class:`~dasd_utils.teacher_openai.Preflight`: auth, model,
+content, logprobs alignable on the content, reasoning field, ``max_tokens``); its verdict is
+printed and kept in the stage summary (``preflight``).
+
+Front doors: :func:`run_phase` (both stages, summary, figure; ``python -m dasd_utils generate``;
+raises :class:`TeacherIncompleteError` after writing everything when requests failed, so the
+command exits non-zero and says to re-run) and :func:`generate_stage` (one stage, for the notebook).
 """
 
 from __future__ import annotations

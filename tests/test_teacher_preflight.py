@@ -198,3 +198,5 @@ def test_new_teacher_settings_are_validated(tmp_path, key, value, words):
     assert words in str(info.value)
     cfg = load_config("colab", run_dir=tmp_path / "run")
     assert (cfg.teacher.reasoning_source, cfg.teacher.top_logprobs, cfg.teacher.preflight) == ("content", 1, True)
+    with pytest.raises(ConfigError, match="needs the openai backend"):
+        load_config("demo", run_dir=tmp_path / "demo", overrides={"teacher.reasoning_source": "analysis"})
