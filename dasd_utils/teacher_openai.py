@@ -75,17 +75,6 @@ def _content_text(content: Any) -> str | None:
     return str(content)
 
 
-def _rebuild_from_bytes(entries: list[dict[str, Any]]) -> list[str] | None:
-    """Return token strings decoded incrementally from their bytes, or None when a token has none."""
-    pieces = []
-    for entry in entries:
-        raw = entry.get("bytes")
-        if not isinstance(raw, list):
-            return None
-        pieces.append(bytes(raw))
-    return _incremental_strings(pieces)
-
-
 def _incremental_strings(pieces: Sequence[bytes]) -> list[str]:
     """Return strings that join to the decoded bytes: a character goes to the token holding its last byte."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
