@@ -246,3 +246,23 @@ def test_incremental_strings_with_exact_bytes_count_every_piece():
     got = align.assign_tokens([0], [len(content)], spans.starts, spans.ends)
     counts, means = align.sentence_stats(got, spans.logprobs, 1)
     assert counts[0] == 4 and math.exp(means[0]) == pytest.approx(math.exp((-0.1 - 2.0 - 0.3 - 0.2) / 4))
+
+
+def test_client_decodes_token_ids_with_the_configured_tokenizer(cases, tmp_path):
+    from real_tokenizers import tokenizer_dir
+
+    from dasd_utils.config import load_config
+    from dasd_utils.teacher_openai import OpenAITeacher, TokenizerUnavailable
+
+    case = cases["token_ids"][2]
+    cfg = load_config("colab", run_dir=tmp_path / "run", overrides={"teacher.tokenizer": str(tmp_path / "missing")})
+    client = OpenAITeacher(cfg, cfg.teacher.model)
+    record = parse_completion(case.body(), client.decode_token_id)
+    assert not record["logprobs_usable"] and "could not be loaded" in record["logprobs_note"]
+    assert "teacher.tokenizer" in record["logprobs_note"]
+    with pytest.raises(TokenizerUnavailable):  # the failure is remembered, not retried per token
+        client.decode_token_id(1)
+    cfg.teacher.tokenizer = str(tokenizer_dir("gptoss"))
+    client = OpenAITeacher(cfg, cfg.teacher.model)
+    record = parse_completion(case.body(), client.decode_token_id)
+    assert record["logprobs_usable"] and "".join(t["token"] for t in record["tokens"]) == case.content
