@@ -298,6 +298,12 @@ def endpoint_host(base_url: str | None) -> str:
     return f"{host}:{port}" if port else host
 
 
+def _url_without_secrets(base_url: str | None) -> str:
+    """Return ``scheme://host[:port]/path`` of an endpoint URL: no user-info, query or fragment (they may hold keys)."""
+    parts = urllib.parse.urlsplit(base_url or "https://api.openai.com/v1")
+    return f"{parts.scheme}://{endpoint_host(base_url)}{parts.path}"
+
+
 class Preflight:
     """The verdict on one probe request: lines marked ``ok`` / ``warn`` / ``FATAL``, and the setting that worked."""
 
@@ -594,7 +600,7 @@ class OpenAITeacher:
         what = {
             401: f"the API key was refused: check the key in the variable {t.api_key_env} (its value is not shown)",
             403: f"the key in {t.api_key_env} may not use model '{t.model}' at this endpoint",
-            404: f"model '{t.model}' or the URL {t.base_url} was not found: check teacher.model and teacher.base_url "
+            404: f"model '{t.model}' or the URL {_url_without_secrets(t.base_url)} was not found: check teacher.model and teacher.base_url "
             "(Infomaniak: https://api.infomaniak.com/2/ai/<product_id>/openai/v1)",
         }.get(status, "the endpoint refused the request")
         return TeacherFatalError(scrub(f"teacher API answered {status}: {what}. Server said: {_short(exc)}. Run stopped, nothing retried."))

@@ -138,6 +138,10 @@ def test_connection_error_names_the_host_not_the_credentials(cfg, capsys):
     assert "127.0.0.1:9" in record["error"] and "hunter2secret" not in json.dumps(record)
     assert endpoint_host("https://u:p@api.example.org:8443/v1") == "api.example.org:8443"
     assert endpoint_host(None) == "api.openai.com"
+    cfg.teacher.base_url = "http://someone:hunter2secret@127.0.0.1:9/v1?key=abc"
+    from dasd_utils.teacher_openai import _url_without_secrets
+
+    assert _url_without_secrets(cfg.teacher.base_url) == "http://127.0.0.1:9/v1"
 
 
 def test_failed_requests_make_the_cli_exit_non_zero(tmp_path, tiny_model_dir, api_key, capsys):
@@ -200,3 +204,15 @@ def test_new_teacher_settings_are_validated(tmp_path, key, value, words):
     assert (cfg.teacher.reasoning_source, cfg.teacher.top_logprobs, cfg.teacher.preflight) == ("content", 1, True)
     with pytest.raises(ConfigError, match="needs the openai backend"):
         load_config("demo", run_dir=tmp_path / "demo", overrides={"teacher.reasoning_source": "analysis"})
+
+
+def test_404_message_shows_the_url_without_credentials(cfg, capsys):
+    with serve(cfg, default="404") as server:
+        plain = server.base_url
+        cfg.teacher.base_url = plain.replace("http://", "http://someone:hunter2secret@") + "?key=abc"
+        with pytest.raises(TeacherFatalError) as info:
+            teacher.generate_stage(cfg, 1)
+        assert server.count() == 1
+    message = str(info.value) + capsys.readouterr().out
+    assert f"{plain} was not found" in message
+    assert "hunter2secret" not in message and "key=abc" not in message
