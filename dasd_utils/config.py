@@ -87,6 +87,23 @@ class TeacherConfig:
     backoff_max_s: float = 60.0
     #: Extra fields sent as-is in the request body (e.g. {"reasoning_effort": "low"}).
     extra_body: dict[str, Any] = field(default_factory=dict)
+    #: ``top_logprobs`` sent with ``logprobs: true`` (null: not sent). llama.cpp and older vLLM
+    #: return no logprobs without it; the preflight tries the other setting when one fails.
+    top_logprobs: int | None = 1
+    #: Where P_T and the SFT target come from: ``content`` (the answer's <reasoning> block, the
+    #: course's choice) or ``analysis`` (gpt-oss's analysis channel inside <reasoning> tags, plus
+    #: the content's Final Answer line; needs logprobs on the analysis tokens, e.g. vLLM).
+    reasoning_source: str = "content"
+    #: Tokenizer decoding ``token_id:N`` logprob tokens (vLLM's return_tokens_as_token_ids);
+    #: null: the teacher model's name.
+    tokenizer: str | None = None
+    #: Send the first request of a stage alone and check the endpoint (auth, model, content,
+    #: logprobs, reasoning, max_tokens) before the others go out.
+    preflight: bool = True
+    #: DAS needs logprobs: a preflight without usable logprobs stops the run, and so do this many
+    #: consecutive responses without usable logprobs (0: never). False: only warn.
+    require_logprobs: bool = True
+    max_consecutive_without_logprobs: int = 8
     # --- local backend only (stand-in teacher for the offline demo) ---
     local_batch_size: int = 8
     #: Worked examples prepended to the teacher's prompt (not to the student's).
@@ -682,6 +699,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "teacher.local_few_shot": (0, None, False, False),
     "teacher.local_best_of_n": (1, None, False, False),
     "teacher.local_top_p": (0, 1, True, False),
+    "teacher.top_logprobs": (0, 20, False, False),
+    "teacher.max_consecutive_without_logprobs": (0, None, False, False),
     "quality.min_chars": (0, None, False, False),
     "quality.repetition_ngram": (1, None, False, False),
     "quality.repetition_max_ratio": (0, 1, False, False),
@@ -763,6 +782,11 @@ def validate(cfg: Config) -> None:
         problems.append("teacher.backoff_max_s must be >= teacher.backoff_base_s")
     if not cfg.eval.models:
         problems.append("eval.models must name at least one model (base, stage1, stage2)")
+    if cfg.teacher.reasoning_source not in ("content", "analysis"):
+        problems.append(f"teacher.reasoning_source must be 'content' or 'analysis', got {_shown(cfg.teacher.reasoning_source)}")
+    elif cfg.teacher.reasoning_source == "analysis" and cfg.teacher.backend != "openai":
+        problems.append("teacher.reasoning_source=analysis needs the openai backend (a server returning gpt-oss's "
+                        "analysis channel with logprobs); the local teacher has no analysis channel")
     if cfg.das.segmenter not in ("pysbd", "regex"):
         problems.append(f"das.segmenter must be 'pysbd' or 'regex', got {_shown(cfg.das.segmenter)}")
     if cfg.sft.precision not in ("auto", "bf16", "fp16", "fp32"):

@@ -65,6 +65,8 @@ import numpy as np
 from .align import (
     UNSCORABLE_REASONS,
     UnscorableError,
+    analysis_target,
+    analysis_text,
     assign_tokens,
     sentence_stats,
     teacher_token_spans,
@@ -79,7 +81,7 @@ from .segment import Sentence, sentence_spans
 log = logging.getLogger(__name__)
 
 #: Bump when the scoring of a record changes, so that old outputs are recomputed.
-DAS_FORMAT_VERSION = 2  # 2: sentence rules of issue 10 item 5, teacher_sentence_ratio_without_final
+DAS_FORMAT_VERSION = 3  # 2: sentence rules of issue 10 item 5 (+ ratio without final); 3: located teacher tokens, reasoning_source
 STAGES = (1, 2)
 SENTENCE_TYPES = ("teacher", "shared", "student")
 PROVENANCE_TYPES = ("teacher", "boosted", "shared", "student")
@@ -477,8 +479,18 @@ def score_stage(
             # A quality-kept record always has text; guard against hand-edited files anyway.
             _unscorable(record, UnscorableError("no_sentences", "empty content"))
             continue
+        record["reasoning_source"] = cfg.teacher.reasoning_source
         try:
-            teacher = teacher_token_spans(content, rec.get("tokens"))
+            if cfg.teacher.reasoning_source == "analysis":
+                try:
+                    content = record["content"] = analysis_text(content, rec.get("reasoning"))
+                except UnscorableError:
+                    record["content"] = None  # no target of the chosen source: not trained on either
+                    raise
+                content, teacher = analysis_target(rec.get("content"), rec.get("reasoning"), rec.get("tokens"),
+                                                   rec.get("reasoning_tokens"))
+            else:
+                teacher = teacher_token_spans(content, rec.get("tokens"))
             sentences = sentence_spans(content, cfg.das.segmenter)
             if not sentences:
                 raise UnscorableError("no_sentences", "the response holds no sentence outside markup")
@@ -486,6 +498,7 @@ def score_stage(
             _unscorable(record, exc)
             continue
         record["teacher_alignment"] = teacher.method
+        record["teacher_alignment_note"] = teacher.note
         prepared[i] = (sentences, teacher)
 
     todo = sorted(prepared)
@@ -551,6 +564,8 @@ def sft_rows(records: Sequence[dict[str, Any]], stage: int, cfg: Config) -> list
     rows = []
     for rec in records:
         if das_filter and not rec.get("keep"):
+            continue
+        if not rec.get("content"):  # reasoning_source=analysis and the record has no analysis text
             continue
         rows.append({
             "question_id": rec["question_id"],
@@ -618,6 +633,7 @@ def scoring_inputs(cfg: Config, stage: int) -> dict[str, Any]:
         "student_model": cfg.student.model,
         "student_dtype": cfg.student.dtype,
         "segmenter": cfg.das.segmenter,
+        "reasoning_source": cfg.teacher.reasoning_source,
         "distilled_adapter": cfg.das.distilled_adapter,
         "distilled_adapter_sha256": adapter_sha256(cfg.das.distilled_adapter) if cfg.das.distilled_adapter else None,
     }
@@ -746,6 +762,9 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             "keep_ratio": cfg.das.keep_ratio_threshold,
         },
         "segmenter": cfg.das.segmenter,
+        # Where P_T and the SFT target come from (teacher.reasoning_source): the answer's <reasoning>
+        # block (content) or gpt-oss's analysis channel (analysis).
+        "reasoning_source": cfg.teacher.reasoning_source,
         "num_processes": state.num_processes,
         "rescored_stages": [s for s in STAGES if not reuse[s]],
         "reused": False,

@@ -19,19 +19,31 @@ def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+class DamagedRecordError(ValueError):
+    """A JSONL line other than a torn last one is not a JSON record (or not UTF-8); the message names file and line."""
+
+
 def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """Yield the complete records of an append-only JSONL file; a torn last line (crash) is skipped."""
+    """Yield the complete records of an append-only JSONL file; a torn last line (crash) is skipped.
+
+    A line holding bytes that are not UTF-8 is a damaged write, treated like a torn line: skipped
+    when it is the unterminated last line, otherwise DamagedRecordError names the file and line.
+    """
     path = Path(path)
     if not path.is_file():
         return
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:
         lines = fh.readlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1 and not line.endswith("\n"):
+            yield json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if i == len(lines) - 1 and not line.endswith(b"\n"):
                 continue  # the line being written when the process died
-            raise
+            what = "holds bytes that are not UTF-8" if isinstance(exc, UnicodeDecodeError) else f"is not JSON ({exc.msg})"
+            raise DamagedRecordError(
+                f"{path}:{i + 1} {what}: a damaged record. For a teacher file, re-run the 'generate' phase: "
+                "it sets the damaged line aside and sends that request again"
+            ) from None

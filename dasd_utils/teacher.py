@@ -24,8 +24,14 @@ the stored content, so a changed quality setting applies without re-sending anyt
 best-of-n, ``kept`` marks the first sample of a question that passes the filter: later phases use
 :func:`load_kept`.
 
-Front doors: :func:`run_phase` (both stages, summary, figure; ``python -m dasd_utils generate``)
-and :func:`generate_stage` (one stage, for the notebook).
+The openai backend sends the first request of each stage alone and checks the endpoint with
+it before the others go out (:class:`~dasd_utils.teacher_openai.Preflight`: auth, model,
+content, logprobs alignable on the content, reasoning field, ``max_tokens``); its verdict is
+printed and kept in the stage summary (``preflight``).
+
+Front doors: :func:`run_phase` (both stages, summary, figure; ``python -m dasd_utils generate``;
+raises :class:`TeacherIncompleteError` after writing everything when requests failed, so the
+command exits non-zero and says to re-run) and :func:`generate_stage` (one stage, for the notebook).
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ STAGES = (1, 2)
 
 class TeacherError(RuntimeError):
     """The teacher phase cannot run (bad configuration, a locked run directory...)."""
+
+
+class TeacherIncompleteError(TeacherError):
+    """Some requests failed: everything else is saved; re-running sends only the failed ones."""
 
 
 # ----------------------------------------------------------------------------- paths and names
@@ -200,12 +210,17 @@ def _iter_tolerant(path: Path) -> Iterator[dict[str, Any]]:
     """
     if not path.is_file():
         return
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                # Decoding with replacement would silently change the stored text: treated like a torn line.
+                log.warning("%s:%d holds bytes that are not UTF-8 (a damaged write); the record is ignored "
+                            "and its request will be sent again", path, lineno)
+                continue
             except json.JSONDecodeError:
                 log.warning("%s:%d is not a complete JSON record (interrupted write); it is ignored", path, lineno)
                 continue
@@ -353,7 +368,8 @@ def finalize_record(request: TeacherRequest, raw: Mapping[str, Any], judge: Qual
     content = raw.get("content")
     error = raw.get("error")
     if tokens is not None and content is not None:
-        match = "".join(t["token"] for t in tokens) == content
+        # Located by the backend (exact bytes recovered), or token strings that join to the content.
+        match = bool(raw["logprobs_usable"]) if "logprobs_usable" in raw else "".join(t["token"] for t in tokens) == content
         probs = [math.exp(t["logprob"]) for t in tokens]
         mean_prob = sum(probs) / len(probs) if probs else None
     else:
@@ -378,6 +394,7 @@ def finalize_record(request: TeacherRequest, raw: Mapping[str, Any], judge: Qual
         "content": content,
         "reasoning": raw.get("reasoning"),
         "tokens": tokens,
+        "reasoning_tokens": raw.get("reasoning_tokens"),
         "logprobs_note": note if error is None else None,
         "finish_reason": raw.get("finish_reason"),
         "usage": raw.get("usage"),
@@ -481,6 +498,8 @@ def generate_stage(
             records = store.finalize(judge)
     summary = summarize_stage(cfg, stage, records, rows, judge)
     summary.update(sent=sent, failed_this_run=failed_now, reused=store.reused, wall_s=round(time.perf_counter() - started, 2))
+    if getattr(backend, "last_preflight", None) is not None and sent:
+        summary["preflight"] = backend.last_preflight
     return summary
 
 
@@ -598,6 +617,8 @@ def summarize_stage(
         "without_logprobs": sum(1 for r in completed if r.get("tokens") is None),
         "tokens_mismatch": sum(1 for r in completed if r.get("tokens_match_content") is False),
         "with_reasoning_field": sum(1 for r in completed if r.get("reasoning")),
+        "with_reasoning_logprobs": sum(1 for r in completed if r.get("reasoning_tokens")),
+        "reasoning_source": cfg.teacher.reasoning_source,
         "finish_reasons": dict(Counter(str(r.get("finish_reason")) for r in completed)),
         "usage": dict(usage),
         "context_checked": bool(judge.context_checked) if judge else None,
@@ -609,6 +630,8 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Return the teacher phase's summary after generating both stages (reusing every completed request).
 
     Writes ``teacher/stage{1,2}.jsonl``, ``teacher/summary.json`` and ``figures/teacher_quality.png``.
+    Raises :class:`TeacherIncompleteError` (after writing them) when requests failed, so that the
+    command line exits non-zero and says to re-run.
     ``force`` moves the existing records to ``teacher/archive/forced-<time>/`` (never served again)
     and generates everything anew.
     """
@@ -639,6 +662,9 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         # The time of the last run that actually generated something (a reuse run takes seconds).
         "generation_wall_s": wall if sent or not previous else previous.get("generation_wall_s", wall),
     }
+    if cfg.teacher.backend == "openai":
+        summary["reasoning_source"] = cfg.teacher.reasoning_source
+        summary["top_logprobs"] = getattr(backend, "top_logprobs", cfg.teacher.top_logprobs)
     if cfg.teacher.stand_in:
         summary["note"] = (
             "stand-in teacher: a tiny local model with few-shot examples"
@@ -650,6 +676,15 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
 
     records = {stage: load_records(cfg, stage) for stage in STAGES}
     summary["figure"] = str(plot_teacher_quality(cfg, summary, records))
+    failed = {name: s["failed"] for name, s in stages.items() if s["failed"]}
+    if failed:
+        total = sum(s["requests"] for s in stages.values())
+        raise TeacherIncompleteError(
+            f"{sum(failed.values())} of {total} teacher requests failed ("
+            + ", ".join(f"{name}: {n}" for name, n in failed.items())
+            + f"; their errors are in {teacher_dir(cfg)}/stage*.jsonl). Everything received is saved: re-run the "
+            "same command to send only the failed requests again."
+        )
     return summary
 
 
@@ -687,6 +722,7 @@ __all__ = [
     "QualityJudge",
     "STAND_IN_SUFFIX",
     "TeacherError",
+    "TeacherIncompleteError",
     "TeacherRequest",
     "archive_path",
     "build_requests",

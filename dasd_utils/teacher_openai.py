@@ -3,11 +3,21 @@
 Uses ``openai.AsyncOpenAI`` with ``max_retries=0``: retries are ours, so that they are visible,
 bounded and shared between requests.
 
+* **Preflight** (:class:`Preflight`): the first request of every stage goes alone, so a 401/403/404
+  costs one request, and (``teacher.preflight``) its answer is checked before the others go out:
+  auth, model name, content present, logprobs present and alignable on the content, reasoning
+  field, ``finish_reason=length`` (``max_tokens`` too small for gpt-oss's analysis channel). When
+  the answer has no logprobs, the same request is sent once more with the other ``top_logprobs``
+  setting (llama.cpp and older vLLM need ``top_logprobs >= 1``; some servers reject it), and the
+  verdict says which one the endpoint needed; the run then uses it. A fatal verdict (401/403/404,
+  an unreachable host, no usable logprobs while DAS needs them) stops the run.
+* During the run, ``teacher.max_consecutive_without_logprobs`` consecutive answers without usable
+  logprobs stop it too (:class:`TeacherFatalError`).
 * Concurrency: at most ``teacher.concurrency`` requests in flight (an ``asyncio.Semaphore``).
 * Retries, up to ``teacher.max_retries`` per request: 429 (waits ``Retry-After`` /
   ``retry-after-ms`` when given, and pauses *every* worker until then, so a rate limit does not
-  turn into a retry storm), 408/409/5xx, timeouts, connection errors and malformed bodies, with
-  exponential backoff and jitter otherwise.
+  turn into a retry storm), 408/409/5xx, timeouts, connection errors (named with the host, never
+  the credentials) and malformed bodies, with exponential backoff and jitter otherwise.
 * 401, 403 and 404 stop the whole run at once (:class:`TeacherFatalError`): a wrong key, a model
   the key may not use or a wrong URL will not fix itself by retrying.
 * Other 4xx (400, 422...) fail that request only; the record keeps the (scrubbed) message.
@@ -16,8 +26,11 @@ Provider variants handled by :func:`parse_completion`: ``logprobs`` absent / nul
 ``{"content": null}`` (``tokens`` is then null and ``logprobs_note`` says why: no probability is
 ever invented), ``content`` null because reasoning used up ``max_tokens``, a separate
 ``reasoning`` / ``reasoning_content`` field (kept), ``bytes`` absent, OpenAI-style ``bytes:\\x..``
-placeholders for partial UTF-8 tokens (token strings are rebuilt from the bytes), and logprobs
-that also cover the reasoning (trimmed to the content when a token boundary allows it).
+placeholders for partial UTF-8 tokens, and logprobs that cover the whole harmony stream (analysis
+channel, channel markers, final channel, ``<|return|>``) with ``"\\ufffd"`` pieces of multi-byte
+characters or ``token_id:N`` strings: the content's tokens are located with
+:func:`dasd_utils.align.locate_text` and stored with their exact bytes; the analysis tokens are
+stored apart (``reasoning_tokens``) when the reasoning text is found among them.
 """
 
 from __future__ import annotations
@@ -32,8 +45,10 @@ import math
 import random
 import threading
 import time
+import urllib.parse
 from typing import Any, Callable, Mapping, Sequence
 
+from .align import LOGPROB_CLIP, TokenDecoder, UnscorableError, clip_note, locate_text, located_note, token_reading
 from .config import Config, require_api_endpoint
 from .secrets import get_api_key, install_log_scrubber, scrub
 
@@ -60,66 +75,151 @@ def _content_text(content: Any) -> str | None:
     return str(content)
 
 
-def _rebuild_from_bytes(entries: list[dict[str, Any]]) -> list[str] | None:
-    """Return token strings decoded incrementally from their bytes, or None when a token has none."""
+def _incremental_strings(pieces: Sequence[bytes]) -> list[str]:
+    """Return strings that join to the decoded bytes: a character goes to the token holding its last byte."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    out = []
-    for entry in entries:
-        raw = entry.get("bytes")
-        if not isinstance(raw, list):
-            return None
-        out.append(decoder.decode(bytes(raw)))
+    out = [decoder.decode(piece) for piece in pieces]
     tail = decoder.decode(b"", final=True)
     if tail and out:
         out[-1] += tail
     return out
 
 
-def normalize_tokens(entries: Any, content: str | None) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """Return (``tokens`` for the record, a note or None) from a provider's ``logprobs.content``.
+def _with_exact_bytes(entries: Sequence[dict[str, Any]], pieces: Sequence[bytes | None]) -> list[dict[str, Any]]:
+    """Return copies of ``entries`` carrying their exact bytes (strings that join to the text when all are known).
 
-    Never invents a probability: a token without a finite logprob makes the whole list null.
+    A token whose bytes are not uniquely determined (None) is kept as received.
     """
-    if entries is None:
-        return None, "logprobs.content is null"
-    if not isinstance(entries, list):
-        return None, f"logprobs.content is a {type(entries).__name__}, not a list"
-    if content is None:
-        return None, "no content to attach logprobs to"
+    if all(p is not None for p in pieces):
+        texts = _incremental_strings(pieces)  # type: ignore[arg-type]
+    else:
+        texts = [p.decode("utf-8", "replace") if p is not None else "" for p in pieces]
+    return [
+        {"token": text, "logprob": entry["logprob"], "bytes": list(piece)} if piece is not None else dict(entry)
+        for entry, piece, text in zip(entries, pieces, texts)
+    ]
+
+
+class TokenizerUnavailable(RuntimeError):
+    """The teacher tokenizer needed to decode ``token_id:N`` logprob tokens cannot be loaded."""
+
+
+def make_token_decoder(tokenizer: Any) -> TokenDecoder:
+    """Return a function giving the exact bytes of a token id (lossy text when the tokenizer does not expose them)."""
+    from .teacher_local import _is_byte_level, token_bytes
+
+    byte_level = _is_byte_level(tokenizer)
+    cache: dict[int, bytes | str] = {}
+
+    def decode(token_id: int) -> bytes | str:
+        if token_id not in cache:
+            if tokenizer.convert_ids_to_tokens(token_id) is None:
+                raise TokenizerUnavailable(f"token id {token_id} is not in the teacher tokenizer's vocabulary")
+            raw = token_bytes(tokenizer, token_id, byte_level)
+            cache[token_id] = bytes(raw) if raw is not None else tokenizer.decode([token_id])
+        return cache[token_id]
+
+    return decode
+
+
+def _valid_entries(entries: list[Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """Return (token/logprob/bytes entries, a clipping note) or (None, why they are unusable)."""
     tokens = []
+    clipped = []
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
             return None, "a logprobs entry has no token string"
         logprob = entry.get("logprob")
-        if not isinstance(logprob, (int, float)) or isinstance(logprob, bool) or math.isnan(logprob) or logprob > 1e-6:
+        if not isinstance(logprob, (int, float)) or isinstance(logprob, bool) or math.isnan(logprob) or logprob > LOGPROB_CLIP:
             return None, f"a token has no valid logprob ({logprob!r})"
+        if logprob > 0:  # rounding noise above 0: clipped, said in the note
+            clipped.append(float(logprob))
+            logprob = 0.0
         raw = entry.get("bytes")
         tokens.append({"token": entry["token"], "logprob": float(logprob), "bytes": list(raw) if isinstance(raw, list) else None})
-    note = None
-    if "".join(t["token"] for t in tokens) != content:
-        rebuilt = _rebuild_from_bytes(tokens)
-        if rebuilt is not None and "".join(rebuilt) == content:
-            for token, text in zip(tokens, rebuilt):
-                token["token"] = text
-            note = "token strings rebuilt from bytes"
+    return tokens, clip_note(clipped)
+
+
+def normalize_logprobs(
+    entries: Any, content: str | None, reasoning: str | None = None, decode_id: TokenDecoder | None = None,
+) -> dict[str, Any]:
+    """Return ``tokens``, ``reasoning_tokens``, ``logprobs_note`` and ``logprobs_usable`` from ``logprobs.content``.
+
+    ``tokens`` are the content's tokens with their exact bytes when the content was located in the
+    provider's stream (``logprobs_usable`` True); otherwise the provider's tokens as received (or
+    null), and the note says what was seen. Never invents a probability: a token without a valid
+    logprob makes the whole list null.
+    """
+    out: dict[str, Any] = {"tokens": None, "reasoning_tokens": None, "logprobs_note": None, "logprobs_usable": False}
+    if entries is None:
+        out["logprobs_note"] = "logprobs.content is null"
+        return out
+    if not isinstance(entries, list):
+        out["logprobs_note"] = f"logprobs.content is a {type(entries).__name__}, not a list"
+        return out
+    if content is None:
+        out["logprobs_note"] = "no content to attach logprobs to"
+        return out
+    tokens, clip = _valid_entries(entries)
+    if tokens is None:
+        out["logprobs_note"] = clip
+        return out
+    notes = []
+    strings = [t["token"] for t in tokens]
+    if "".join(strings) == content and all(t["bytes"] in (None, list(t["token"].encode("utf-8", "surrogatepass"))) for t in tokens):
+        out.update(tokens=tokens, logprobs_usable=True)
+        start = 0
+    else:
+        try:
+            located = locate_text(tokens, content, decode_id)
+        except TokenizerUnavailable as exc:
+            out.update(tokens=tokens, logprobs_note=scrub(f"logprobs not aligned to the content: {exc}"))
+            return out
+        except UnscorableError as exc:
+            out.update(tokens=tokens, logprobs_note=f"logprobs not aligned to the content: {exc.detail or exc.reason}")
+            return out
+        start = located.start
+        content_tokens = _with_exact_bytes(tokens[located.start:located.end], located.pieces)
+        rebuilt = [t["token"] for t in content_tokens] != strings[located.start:located.end]
+        notes += [located_note(located, len(tokens)), "token strings rebuilt from bytes" if rebuilt else None]
+        out.update(tokens=content_tokens, logprobs_usable=True)
+    if reasoning and start > 0:
+        found = _locate_reasoning(tokens[:start], reasoning, decode_id)
+        if isinstance(found, str):
+            notes.append(found)
         else:
-            # Logprobs covering reasoning + content: keep the tokens after the boundary where content starts.
-            texts = rebuilt if rebuilt is not None and content in "".join(rebuilt) else [t["token"] for t in tokens]
-            suffix = ""
-            for i in range(len(texts) - 1, -1, -1):
-                suffix = texts[i] + suffix
-                if suffix == content:
-                    tokens = tokens[i:]
-                    for token, text in zip(tokens, texts[i:]):
-                        token["token"] = text
-                    note = f"first {i} logprob tokens (reasoning) dropped"
-                    break
-                if len(suffix) > len(content):
-                    break
-    return tokens, note
+            out["reasoning_tokens"] = found
+            notes.append(f"{len(found)} analysis tokens kept in reasoning_tokens")
+    notes.append(clip)
+    out["logprobs_note"] = "; ".join(n for n in notes if n) or None
+    return out
 
 
-def parse_completion(data: Any) -> dict[str, Any]:
+def _locate_reasoning(entries: list[dict[str, Any]], reasoning: str, decode_id: TokenDecoder | None) -> list[dict[str, Any]] | str:
+    """Return the analysis tokens (exact bytes) found before the content, or a note saying why not."""
+    # Harmony: <|channel|>analysis<|message|>{analysis}<|end|><|start|>assistant<|channel|>final<|message|>
+    def is_marker(entry: dict[str, Any]) -> bool:
+        try:
+            exact, _ = token_reading(entry, decode_id)
+        except (UnscorableError, TokenizerUnavailable):
+            return False
+        return exact is not None and exact.startswith(b"<|") and exact.endswith(b"|>")
+
+    ends = [len(entries)] + [j for j in range(len(entries) - 1, max(-1, len(entries) - 16), -1) if is_marker(entries[j])]
+    try:
+        located = locate_text(entries, reasoning, decode_id, ends=ends)
+    except (UnscorableError, TokenizerUnavailable) as exc:
+        return f"analysis text not found in the logprobs ({getattr(exc, 'detail', '') or exc})"
+    return _with_exact_bytes(entries[located.start:located.end], located.pieces)
+
+
+def normalize_tokens(entries: Any, content: str | None) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """Return (``tokens`` for the record, a note or None) from a provider's ``logprobs.content``."""
+    out = normalize_logprobs(entries, content)
+    return out["tokens"], out["logprobs_note"]
+
+
+def parse_completion(data: Any, decode_id: TokenDecoder | None = None) -> dict[str, Any]:
     """Return the record fields of a chat-completion JSON body; raise MalformedResponse when it is not one."""
     if not isinstance(data, dict):
         raise MalformedResponse(f"response body is a {type(data).__name__}, not an object")
@@ -139,19 +239,19 @@ def parse_completion(data: Any) -> dict[str, Any]:
             reasoning = message[key]
             break
     if "logprobs" not in choice:
-        tokens, note = None, "no logprobs in the response (the provider may not support them)"
+        logprobs = {"tokens": None, "reasoning_tokens": None, "logprobs_usable": False,
+                    "logprobs_note": "no logprobs in the response (the provider may not support them)"}
     elif choice["logprobs"] is None:
-        tokens, note = None, "logprobs is null"
+        logprobs = {"tokens": None, "reasoning_tokens": None, "logprobs_usable": False, "logprobs_note": "logprobs is null"}
     elif not isinstance(choice["logprobs"], dict):
-        tokens, note = None, "logprobs is not an object"
+        logprobs = {"tokens": None, "reasoning_tokens": None, "logprobs_usable": False, "logprobs_note": "logprobs is not an object"}
     else:
-        tokens, note = normalize_tokens(choice["logprobs"].get("content"), content)
+        logprobs = normalize_logprobs(choice["logprobs"].get("content"), content, reasoning, decode_id)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
     return {
         "content": content,
         "reasoning": reasoning,
-        "tokens": tokens,
-        "logprobs_note": note,
+        **logprobs,
         "finish_reason": choice.get("finish_reason"),
         "usage": usage,
         "response_model": data.get("model"),
@@ -182,6 +282,74 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     return None
 
 
+# ----------------------------------------------------------------------------- preflight
+class TeacherPreflightError(TeacherFatalError):
+    """The preflight request showed that the run cannot give what the pipeline needs; the message is the verdict."""
+
+
+def endpoint_host(base_url: str | None) -> str:
+    """Return ``host[:port]`` of an endpoint URL, without credentials or path (for messages)."""
+    parts = urllib.parse.urlsplit(base_url or "https://api.openai.com/v1")
+    host = parts.hostname or "?"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port else host
+
+
+def _url_without_secrets(base_url: str | None) -> str:
+    """Return ``scheme://host[:port]/path`` of an endpoint URL: no user-info, query or fragment (they may hold keys)."""
+    parts = urllib.parse.urlsplit(base_url or "https://api.openai.com/v1")
+    return f"{parts.scheme}://{endpoint_host(base_url)}{parts.path}"
+
+
+class Preflight:
+    """The verdict on one probe request: lines marked ``ok`` / ``warn`` / ``FATAL``, and the setting that worked."""
+
+    def __init__(self, host: str, model: str) -> None:
+        self.host = host
+        self.model = model
+        self.lines: list[tuple[str, str]] = []
+        self.top_logprobs: int | None = None
+        self.requests = 0
+        #: The top_logprobs settings the probe was sent with.
+        self.tried: list[int | None] = []
+
+    def add(self, level: str, text: str) -> None:
+        self.lines.append((level, scrub(text)))
+
+    @property
+    def fatal(self) -> bool:
+        return any(level == "FATAL" for level, _ in self.lines)
+
+    @property
+    def verdict(self) -> str:
+        if self.fatal:
+            return "stop"
+        return "go, with warnings" if any(level == "warn" for level, _ in self.lines) else "go"
+
+    def text(self) -> str:
+        """Return the verdict as printed: a header, one line per check, what happens next."""
+        head = f"teacher preflight: {self.requests} request(s) to {self.host}, model '{self.model}' -> {self.verdict.upper()}"
+        body = [f"  [{level}] {text}" for level, text in self.lines]
+        tail = ("  Run stopped before any other request was sent; fix the [FATAL] line(s) and re-run "
+                "(completed requests are kept and never sent again).") if self.fatal else None
+        return "\n".join([head, *body, *([tail] if tail else [])])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "host": self.host, "requests": self.requests, "top_logprobs": self.top_logprobs,
+                "checks": [{"level": level, "text": text} for level, text in self.lines]}
+
+
+def _no_logprobs_message(cfg: Config, note: str | None, tried: Sequence[int | None]) -> str:
+    t = cfg.teacher
+    settings = " and ".join(f"top_logprobs={v}" if v is not None else "without top_logprobs" for v in tried)
+    return (f"no usable logprobs: {note or 'none returned'} (tried {settings}). DAS needs the "
+            f"teacher's token logprobs: use a provider or server that returns them for '{t.model}' (vLLM, SGLang "
+            "without a reasoning parser, OpenAI), or set teacher.require_logprobs=false to generate SFT data only")
+
+
 # ----------------------------------------------------------------------------- client
 class OpenAITeacher:
     """Concurrent chat completions against one OpenAI-compatible endpoint."""
@@ -190,6 +358,12 @@ class OpenAITeacher:
         self.cfg = cfg
         self.model_label = model_label
         self._key: str | None = None
+        #: The top_logprobs setting sent (the preflight may change it for the rest of the run).
+        self.top_logprobs: int | None = cfg.teacher.top_logprobs
+        #: The last preflight's verdict (``Preflight.to_dict()``), for the stage summary.
+        self.last_preflight: dict[str, Any] | None = None
+        self._decoder: TokenDecoder | None = None
+        self._decoder_error: str | None = None
 
     def _api_key(self) -> str:
         if self._key is None:
@@ -198,11 +372,33 @@ class OpenAITeacher:
             install_log_scrubber()
         return self._key
 
+    def decode_token_id(self, token_id: int) -> bytes | str:
+        """Return the exact bytes of a teacher token id (loads ``teacher.tokenizer`` or the model's on first use)."""
+        if self._decoder is None:
+            if self._decoder_error is not None:
+                raise TokenizerUnavailable(self._decoder_error)
+            name = self.cfg.teacher.tokenizer or self.cfg.teacher.model
+            try:
+                from transformers import AutoTokenizer
+
+                self._decoder = make_token_decoder(AutoTokenizer.from_pretrained(name, trust_remote_code=False))
+            except Exception as exc:  # noqa: BLE001 - offline, unknown name...: said in every note
+                self._decoder_error = scrub(
+                    f"the logprob tokens are 'token_id:N' strings and the teacher tokenizer '{name}' could not be "
+                    f"loaded ({type(exc).__name__}: {_short(exc, 160)}); set teacher.tokenizer to a local tokenizer "
+                    "folder, or stop return_tokens_as_token_ids"
+                )
+                raise TokenizerUnavailable(self._decoder_error) from None
+        return self._decoder(token_id)
+
     def generate(self, requests: Sequence[Any], on_result: Callable[[Any, dict[str, Any]], None]) -> None:
         """Send every request and call ``on_result(request, raw_result)`` as each one completes.
 
-        Works from plain Python and from a running event loop (Jupyter): in the latter case the
-        requests run in a worker thread with their own loop. Raises TeacherFatalError on 401/403/404.
+        The first request goes alone (preflight); the others follow only when its verdict is not
+        fatal. Works from plain Python and from a running event loop (Jupyter): in the latter case
+        the requests run in a worker thread with their own loop. Raises TeacherFatalError on
+        401/403/404, a fatal preflight (:class:`TeacherPreflightError`) or too many consecutive
+        answers without usable logprobs.
         """
         if not requests:
             return
@@ -245,22 +441,147 @@ class OpenAITeacher:
         self._semaphore = asyncio.Semaphore(t.concurrency)
         self._pause_until = 0.0
         self._fatal_error: TeacherFatalError | None = None
+        self._without_logprobs = 0
         rng = random.Random(t.seed)
         try:
-            tasks = [asyncio.create_task(self._one(client, request, rng)) for request in requests]
+            # The first request goes alone: a refused key or a server without logprobs costs one request.
+            # A request refused on its own (400, 422) does not tell about the endpoint: the next one probes.
+            check = Preflight(endpoint_host(t.base_url), t.model)
+            pending = list(requests)
+            for probe in range(1, MAX_PROBES + 1):
+                request, result = await self._preflight(check, client, pending.pop(0), rng,
+                                                        last=not pending or probe == MAX_PROBES)
+                on_result(request, result)
+                if self._fatal_error is not None:
+                    raise self._fatal_error
+                if not _refused_alone(result) or not pending:
+                    break
+            tasks = [asyncio.create_task(self._one(client, request, rng)) for request in pending]
+            handed: set[int] = set()
             try:
                 for finished in asyncio.as_completed(tasks):
                     request, result = await finished
+                    handed.add(id(request))
                     on_result(request, result)
+                    if self._fatal_error is not None:
+                        raise self._fatal_error
             except BaseException:
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
                 if self._fatal_error is not None:
+                    # Answers that arrived while stopping were paid for: keep them too.
+                    for outcome in outcomes:
+                        if isinstance(outcome, tuple) and id(outcome[0]) not in handed:
+                            on_result(*outcome)
                     raise self._fatal_error from None
                 raise
         finally:
             await client.close()
+
+    def _usable(self, result: Mapping[str, Any]) -> bool:
+        usable = bool(result.get("logprobs_usable"))
+        if self.cfg.teacher.reasoning_source == "analysis":
+            usable = usable and bool(result.get("reasoning_tokens"))
+        return usable
+
+    def _count_logprobs(self, result: Mapping[str, Any]) -> None:
+        """Stop the run after K consecutive answers (with content) without usable logprobs."""
+        t = self.cfg.teacher
+        if result.get("error") is not None or not result.get("content"):
+            return
+        self._without_logprobs = 0 if self._usable(result) else self._without_logprobs + 1
+        limit = t.max_consecutive_without_logprobs
+        if t.require_logprobs and limit and self._without_logprobs >= limit and self._fatal_error is None:
+            self._fatal_error = TeacherFatalError(scrub(
+                f"teacher at {endpoint_host(t.base_url)}: {limit} consecutive answers came without usable logprobs; "
+                + _no_logprobs_message(self.cfg, result.get("logprobs_note"), [self.top_logprobs])
+                + ". Run stopped; what was received is kept, re-run to continue."
+            ))
+
+    async def _preflight(self, check: Preflight, client: Any, request: Any, rng: random.Random,
+                         last: bool) -> tuple[Any, dict[str, Any]]:
+        """Return a probe request's result after checking the endpoint with it; sets the run's fatal error."""
+        t = self.cfg.teacher
+        check.requests += 1
+        check.tried = [self.top_logprobs]
+        try:
+            request, result = await self._one(client, request, rng, self.top_logprobs)
+        except TeacherFatalError as exc:
+            check.add("FATAL", str(exc))
+            self._report(check)
+            raise
+        if not t.preflight:
+            return request, result
+        # Another top_logprobs setting when this one was refused or gave no logprobs (llama.cpp, older vLLM).
+        other = None if self.top_logprobs else 1
+        error = str(result.get("error") or "")
+        rejected = _refused_alone(result) and "logprobs" in error.lower() and self.top_logprobs is not None
+        missing = not error and result.get("content") and result.get("tokens") is None
+        if rejected or missing:
+            before = result
+            request, result = await self._one(client, request, rng, other)
+            check.requests += 1
+            check.tried.append(other)
+            if result.get("error") is None and result.get("tokens") is not None:
+                why = "rejects" if rejected else "returns no logprobs with"
+                check.add("warn", f"the endpoint {why} top_logprobs={self.top_logprobs}; top_logprobs={other} works: "
+                          f"used for the rest of the run (set teacher.top_logprobs={'null' if other is None else other} "
+                          "to skip this retry)")
+                self.top_logprobs = other
+            elif result.get("error") is not None:
+                result = before
+        check.top_logprobs = self.top_logprobs
+        if _refused_alone(result) and not last:
+            check.add("warn", f"probe request refused on its own ({result['error']}); the next request probes")
+            return request, result
+        self._judge(check, result)
+        self._report(check)
+        if check.fatal:
+            self._fatal_error = TeacherPreflightError(check.text())
+        return request, result
+
+    def _judge(self, check: Preflight, result: Mapping[str, Any]) -> None:
+        t = self.cfg.teacher
+        if result.get("error") is not None:
+            check.add("FATAL", f"the probe request failed: {result['error']}")
+            return
+        check.add("ok", "authentication and model accepted")
+        if result.get("response_model") and result["response_model"] != t.model:
+            check.add("ok", f"the server answered as model '{result['response_model']}'")
+        content, finish = result.get("content"), result.get("finish_reason")
+        if not content:
+            level = "FATAL" if finish == "length" else "warn"
+            hint = (f" (finish_reason=length: the analysis channel used up max_tokens={t.max_tokens}; raise "
+                    "teacher.max_tokens or lower extra_body.reasoning_effort)") if finish == "length" else ""
+            check.add(level, f"the answer has no content{hint}")
+            return
+        check.add("ok", f"content present ({len(content)} characters)")
+        if finish == "length":
+            check.add("warn", f"finish_reason=length: the answer was cut at max_tokens={t.max_tokens}; "
+                      "raise teacher.max_tokens (gpt-oss writes its analysis first)")
+        note = result.get("logprobs_note")
+        if not result.get("logprobs_usable"):  # none, or not alignable on the content
+            check.add("FATAL" if t.require_logprobs else "warn", _no_logprobs_message(self.cfg, note, check.tried))
+        else:
+            check.add("ok", f"logprobs present and aligned on the content ({len(result['tokens'])} tokens"
+                      + (f"; {note}" if note else "") + ")")
+        reasoning = result.get("reasoning")
+        if reasoning:
+            check.add("ok", f"reasoning field present ({len(reasoning)} characters); teacher.reasoning_source="
+                      f"{t.reasoning_source}" + (": P_T is that of the content, written after this hidden analysis"
+                                                 if t.reasoning_source == "content" else ""))
+        else:
+            check.add("ok", "no reasoning field in the answer")
+        if t.reasoning_source == "analysis" and not result.get("reasoning_tokens"):
+            check.add("FATAL" if t.require_logprobs else "warn",
+                      "teacher.reasoning_source=analysis needs the analysis text and its logprobs, and "
+                      + ("the answer has no reasoning field" if not reasoning else "the logprobs do not cover it")
+                      + " (vLLM serving gpt-oss returns both; use reasoning_source=content otherwise)")
+
+    def _report(self, check: Preflight) -> None:
+        self.last_preflight = check.to_dict()
+        print(check.text(), flush=True)
 
     async def _wait_for_pause(self) -> None:
         while True:
@@ -280,15 +601,21 @@ class OpenAITeacher:
         what = {
             401: f"the API key was refused: check the key in the variable {t.api_key_env} (its value is not shown)",
             403: f"the key in {t.api_key_env} may not use model '{t.model}' at this endpoint",
-            404: f"model '{t.model}' or the URL {t.base_url} was not found: check teacher.model and teacher.base_url "
+            404: f"model '{t.model}' or the URL {_url_without_secrets(t.base_url)} was not found: check teacher.model and teacher.base_url "
             "(Infomaniak: https://api.infomaniak.com/2/ai/<product_id>/openai/v1)",
         }.get(status, "the endpoint refused the request")
         return TeacherFatalError(scrub(f"teacher API answered {status}: {what}. Server said: {_short(exc)}. Run stopped, nothing retried."))
 
-    async def _one(self, client: Any, request: Any, rng: random.Random) -> tuple[Any, dict[str, Any]]:
+    def _connection_error(self, exc: Any) -> str:
+        cause = exc.__cause__ or exc.__context__
+        detail = f"{type(cause).__name__}: {_short(cause, 160)}" if cause is not None else _short(exc)
+        return scrub(f"connection error to {endpoint_host(self.cfg.teacher.base_url)}: {detail}")
+
+    async def _one(self, client: Any, request: Any, rng: random.Random, top_logprobs: Any = "run") -> tuple[Any, dict[str, Any]]:
         import openai
 
         t = self.cfg.teacher
+        top = self.top_logprobs if top_logprobs == "run" else top_logprobs
         kwargs: dict[str, Any] = {
             "model": t.model,
             "messages": request.messages,
@@ -296,6 +623,8 @@ class OpenAITeacher:
             "max_tokens": request.max_tokens,
             "logprobs": True,
         }
+        if top is not None:
+            kwargs["top_logprobs"] = top
         if t.seed is not None:
             kwargs["seed"] = t.seed
         if t.extra_body:
@@ -316,7 +645,8 @@ class OpenAITeacher:
                         data = json.loads(body)
                     except json.JSONDecodeError as exc:
                         raise MalformedResponse(f"response body is not JSON ({exc.msg} at char {exc.pos})") from None
-                    result = parse_completion(data)
+                    result = parse_completion(data, self.decode_token_id)
+                    self._count_logprobs(result)  # before the slot is freed: the next request sees a stop
                     result["latency_s"] = round(time.perf_counter() - started, 4)
                     result["attempts"] = attempt + 1
                     result["retry_errors"] = errors or None
@@ -337,15 +667,24 @@ class OpenAITeacher:
                         return request, _failure(message, attempt + 1, errors, started)
                     errors.append(message)
                 except openai.APITimeoutError:
-                    errors.append(f"timeout after {t.timeout_s:g} s")
+                    errors.append(f"timeout after {t.timeout_s:g} s waiting for {endpoint_host(t.base_url)}")
                 except openai.APIConnectionError as exc:
-                    errors.append(scrub(f"connection error: {_short(exc)}"))
+                    errors.append(self._connection_error(exc))
                 except (MalformedResponse, openai.APIResponseValidationError) as exc:
                     errors.append(scrub(f"malformed response: {_short(exc)}"))
             attempt += 1
             if attempt > t.max_retries:
                 return request, _failure(f"gave up after {attempt} attempts; last error: {errors[-1]}", attempt, errors, started)
             await asyncio.sleep(delay if delay is not None else self._backoff(attempt - 1, rng))
+
+
+#: Requests refused one by one (400, 422) before the preflight gives up probing.
+MAX_PROBES = 3
+
+
+def _refused_alone(result: Mapping[str, Any]) -> bool:
+    """Return True when a request failed with a 4xx of its own (not 401/403/404, which stop the run)."""
+    return str(result.get("error") or "").startswith("HTTP 4")
 
 
 def _short(exc: Any, limit: int = 300) -> str:
@@ -360,7 +699,9 @@ def _failure(message: str, attempts: int, errors: list[str], started: float) -> 
         "content": None,
         "reasoning": None,
         "tokens": None,
+        "reasoning_tokens": None,
         "logprobs_note": None,
+        "logprobs_usable": False,
         "finish_reason": None,
         "usage": None,
         "response_model": None,
@@ -371,4 +712,17 @@ def _failure(message: str, attempts: int, errors: list[str], started: float) -> 
     }
 
 
-__all__ = ["MalformedResponse", "OpenAITeacher", "TeacherFatalError", "normalize_tokens", "parse_completion", "parse_retry_after"]
+__all__ = [
+    "MalformedResponse",
+    "OpenAITeacher",
+    "Preflight",
+    "TeacherFatalError",
+    "TeacherPreflightError",
+    "TokenizerUnavailable",
+    "endpoint_host",
+    "make_token_decoder",
+    "normalize_logprobs",
+    "normalize_tokens",
+    "parse_completion",
+    "parse_retry_after",
+]

@@ -16,6 +16,13 @@ Behaviours ("actions"), chosen per request:
 ``reasoning_field``       the answer plus a separate ``reasoning`` field (newer vLLM)
 ``reasoning_in_logprobs`` ``reasoning_content`` field, and logprobs covering reasoning + content
 ``reasoning_none``        ``content: null``, ``reasoning_content`` only, ``finish_reason: length``
+``harmony``               vLLM serving gpt-oss: ``reasoning_content`` plus logprobs over the whole
+                          harmony stream (``<|channel|>analysis<|message|>`` + analysis +
+                          ``<|end|><|start|>assistant<|channel|>final<|message|>`` + content +
+                          ``<|return|>``), the content's "☕" split over two tokens that read
+                          "\ufffd" with the bytes of "\ufffd" (as vLLM decodes one id at a time)
+``needs_top_logprobs``    like llama.cpp's server: ``logprobs: null`` unless ``top_logprobs >= 1``
+``rejects_top_logprobs``  status 400 when the request carries ``top_logprobs``, else ``ok``
 ``429``                   status 429 with ``Retry-After: <retry_after>``
 ``500``                   status 500 with a JSON error body
 ``500_echo_auth``         status 500 whose body echoes the Authorization header (scrubbing test)
@@ -44,7 +51,8 @@ from typing import Any, Iterable, Mapping
 ACTIONS = (
     "ok", "ok_no_bytes", "ok_split_utf8", "no_logprobs", "null_logprobs", "null_logprobs_content",
     "reasoning_field", "reasoning_in_logprobs", "reasoning_none", "429", "500", "500_echo_auth",
-    "400_echo_auth", "401", "403", "404", "timeout", "malformed", "drop",
+    "400_echo_auth", "401", "403", "404", "timeout", "malformed", "drop", "harmony", "needs_top_logprobs",
+    "rejects_top_logprobs",
 )
 
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
@@ -273,6 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "404": f"The model '{body.get('model')}' does not exist"}[action]
             self._error(int(action), text, "invalid_request_error")
             return
+        if action == "rejects_top_logprobs" and "top_logprobs" in body:
+            self._error(400, "Unrecognized request argument supplied: top_logprobs", "invalid_request_error")
+            return
         if action == "timeout":
             time.sleep(fake.timeout_sleep_s)
         if action == "malformed":
@@ -307,6 +318,18 @@ class _Handler(BaseHTTPRequestHandler):
             entries.append({"token": "bytes:\\x95", "logprob": -0.01, "bytes": list(emoji[2:]), "top_logprobs": []})
             entries += _token_entries(_tokenize(after), temperature)
             logprobs = {"content": entries}
+        elif action == "harmony":
+            content = content.replace("fits best", "fits best (café ☕)")
+            message["content"] = content
+            message["reasoning_content"] = reasoning
+            before, after = content.split("☕", 1)
+            lossy = {"token": "\ufffd", "bytes": list("\ufffd".encode("utf-8")), "top_logprobs": []}
+            entries = _token_entries(["<|channel|>", "analysis", "<|message|>"] + _tokenize(reasoning)
+                                     + ["<|end|>", "<|start|>", "assistant", "<|channel|>", "final", "<|message|>"]
+                                     + _tokenize(before), temperature)
+            entries += [dict(lossy, logprob=-0.5), dict(lossy, logprob=-0.01)]  # b"\xe2\x98" and b"\x95"
+            entries += _token_entries(_tokenize(after) + ["<|return|>"], temperature)
+            logprobs = {"content": entries}
         elif action == "reasoning_in_logprobs":
             message["reasoning_content"] = reasoning
             logprobs = {"content": _token_entries(_tokenize(reasoning) + _tokenize(content), temperature)}
@@ -320,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
             finish_reason = "length"
             logprobs = None
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish_reason}
-        if action == "null_logprobs":
+        if action == "null_logprobs" or (action == "needs_top_logprobs" and not (body.get("top_logprobs") or 0) >= 1):
             choice["logprobs"] = None
         elif action == "null_logprobs_content":
             choice["logprobs"] = {"content": None}

@@ -63,9 +63,16 @@ def test_teacher_spans_fall_back_to_bytes_for_split_characters():
 
 def test_teacher_tokens_that_do_not_reproduce_the_content_are_unscorable():
     content = "Crabs 🦀 are tasty."
+    # Issue 10: "\ufffd" pieces without bytes used to be unscorable; they are now matched against
+    # the content's bytes (each piece gets the whole emoji), and a text they cannot cover still fails.
     toks = teacher_tokens(content, with_bytes=False)
+    spans = teacher_token_spans(content, toks)
+    assert spans.method == "located" and "matched" in spans.note
+    crab = content.index("🦀")
+    assert [(int(a), int(b)) for a, b, t in zip(spans.starts, spans.ends, toks) if "\ufffd" in t["token"]] \
+        and all((int(a), int(b)) == (crab, crab + 1) for a, b, t in zip(spans.starts, spans.ends, toks) if "\ufffd" in t["token"])
     with pytest.raises(UnscorableError) as err:
-        teacher_token_spans(content, toks)
+        teacher_token_spans(content.replace("🦀", "é"), toks)  # 2 bytes cannot hold 4 pieces
     assert err.value.reason == "tokens_mismatch"
     toks = teacher_tokens(content)
     toks[1] = dict(toks[1], bytes=[120])

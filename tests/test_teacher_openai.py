@@ -220,8 +220,10 @@ def test_auth_errors_stop_the_run_without_retry_storm(cfg, status):
 
 
 # --------------------------------------------------------------------------- provider variants
+# The first request of a stage is the preflight probe: it gets a variant with usable logprobs
+# (a probe without them stops the run, see test_teacher_preflight.py).
 VARIANTS = [
-    "no_logprobs", "null_logprobs", "null_logprobs_content", "ok_no_bytes", "ok_split_utf8",
+    "ok_no_bytes", "no_logprobs", "null_logprobs", "null_logprobs_content", "ok_split_utf8",
     "reasoning_field", "reasoning_in_logprobs", "reasoning_none",
 ]
 
@@ -259,7 +261,8 @@ def test_normalize_tokens_never_invents_probabilities():
     tokens, note = normalize_tokens(entries, "ab")
     assert tokens is None and "no valid logprob" in note
     tokens, note = normalize_tokens([{"token": "x", "logprob": -0.2}], "y")
-    assert tokens is not None and note is None  # kept, and the record will flag the mismatch
+    # Kept, and the record will flag the mismatch; issue 10: the note now says what was seen.
+    assert tokens is not None and "not aligned to the content" in note and "'x'" in note
 
 
 def test_parse_completion_rejects_non_completions():
@@ -363,7 +366,8 @@ def test_api_key_never_written_logged_or_raised(tmp_path, tiny_model_dir, api_ke
     caplog.set_level(logging.DEBUG)
     plan = {key_of(rows[0]): ["500_echo_auth"], key_of(rows[1]): ["400_echo_auth"]}
     with serve(cfg, plan=plan) as server:
-        teacher.run_phase(cfg)
+        with pytest.raises(teacher.TeacherIncompleteError):  # the 400 request failed: the run says to re-run
+            teacher.run_phase(cfg)
         assert any(KEY in r["auth"] for r in server.requests)  # the key really was sent (meaningful test)
         echoed = by_question(cfg)[rows[0]["id"]]["retry_errors"][0]
         assert "Authorization" in echoed and "***" in echoed
