@@ -542,14 +542,17 @@ def case_leak_demo_run(ctx):
     return f"run completes; {assert_no_key(ctx, *messages)}"
 
 
-@case("leak", "full generate run, server errors echoing the Authorization header (key in env)")
+@case("leak", "generate run, server errors echoing the Authorization header (key in env)")
 def case_leak_generate_run(ctx):
     ctx.caplog.set_level(logging.DEBUG)
     status, out, err = _generate(ctx, {"script": ["500_echo_auth", "400_echo_auth", "500_echo_auth"]})
-    assert status == 0, err
+    # The 400 is not retried: the stage ends incomplete, everything received is saved and the
+    # command exits 1 saying to re-run (issue 10, item 2).
+    assert status == 1, err
+    assert "re-run" in err
     records = [json.loads(line) for line in (ctx.run / "teacher" / "stage1.jsonl").read_text().splitlines()]
-    assert any(r["error"] for r in records) or ctx.server_count > 8  # the echoed errors were met
-    return f"run completes; {assert_no_key(ctx, out, err)}"
+    assert any(r["error"] for r in records)  # the echoed errors were met
+    return f"run stops (exit 1, says to re-run); {assert_no_key(ctx, out, err)}"
 
 
 # ==================================================================== hostile report text
