@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from .config import PROFILES, ConfigError, load_config
+from .config import PROFILES, ConfigError, resolve_run_config
 
 #: Phase name -> module holding its ``run_phase(cfg)``.
 PHASES: dict[str, str] = {
@@ -53,14 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="DASD pipeline: data -> generate -> das -> train -> evaluate -> report.",
     )
     parser.add_argument("phase", choices=[*PHASES, "all"], help="phase to run ('all' runs every phase in order)")
-    parser.add_argument("--profile", default="demo", choices=list(PROFILES), help="settings profile (default: demo)")
+    parser.add_argument(
+        "--profile", default=None, choices=list(PROFILES),
+        help="settings profile (default: the run's saved profile, demo for a new run)",
+    )
     parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<profile>)")
     parser.add_argument("--config", default=None, help="YAML file of overrides (same nesting as the config)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one setting, e.g. --set data.n_train=32 (repeatable)",
     )
-    parser.add_argument("--force", action="store_true", help="recompute the phase even when its outputs exist")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="recompute the phase even when its outputs exist, and accept settings that differ from the run's config.json",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -71,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    run_dir = args.run_dir or f"runs/{args.profile}"
+    run_dir = args.run_dir or f"runs/{args.profile or 'demo'}"
     try:
-        cfg = load_config(args.profile, args.config, args.overrides, run_dir=run_dir)
+        # One configuration per run: a run directory's config.json holds for its later phases.
+        cfg = resolve_run_config(args.profile, run_dir, args.config, args.overrides, force=args.force)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

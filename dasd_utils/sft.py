@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,10 @@ class SFTSetupError(RuntimeError):
     """Training cannot start with these settings on this machine; the message says what to change."""
 
 
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite (e.g. an fp16 overflow): training stopped, the message says what to try."""
+
+
 # --------------------------------------------------------------------------- paths
 def stage_dir(cfg: Config, stage: int) -> Path:
     """Return ``<run_dir>/sft/stage{stage}`` (adapter, tokenizer, train_log.jsonl, manifest.json)."""
@@ -76,6 +81,31 @@ def sft_data_path(cfg: Config, stage: int) -> Path:
 def figure_path(cfg: Config) -> Path:
     """Return ``<run_dir>/figures/sft_loss.png``."""
     return cfg.run_dir / "figures" / "sft_loss.png"
+
+
+def checkpoint_dir(cfg: Config, stage: int) -> Path:
+    """Return ``<run_dir>/sft/stage{stage}/checkpoints`` (resumable checkpoints while the stage trains)."""
+    return stage_dir(cfg, stage) / "checkpoints"
+
+
+def prepare_checkpoints(folder: Path, inputs: Mapping[str, Any], force: bool = False, enabled: bool = True) -> bool:
+    """Return True when ``folder`` holds checkpoints of these inputs to resume from; otherwise empty it.
+
+    ``folder/inputs.json`` records the inputs the checkpoints were trained on: checkpoints of other
+    inputs (changed data or settings), or any checkpoint when ``force`` or checkpoints are off, are
+    deleted so that training starts over.
+    """
+    marker = folder / "inputs.json"
+    if not force and enabled and marker.is_file():
+        if _jsonable(json.loads(marker.read_text(encoding="utf-8"))) == _jsonable(inputs):
+            return True
+        logger.info("%s holds checkpoints of other inputs: deleted, training starts over", folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    if enabled:
+        folder.mkdir(parents=True)
+        _write_json(marker, inputs)
+    return False
 
 
 def _check_stage(stage: int) -> None:
@@ -388,6 +418,10 @@ class TrainSettings:
     seed: int = 42
     #: Halve the batch / double the accumulation on out-of-memory errors.
     oom_backoff: bool = True
+    #: Save a resumable checkpoint every this many optimizer steps into ``checkpoint_dir`` (0: never),
+    #: and resume from the last complete one found there.
+    checkpoint_steps: int = 0
+    checkpoint_dir: str | None = None
 
 
 @dataclass
@@ -404,6 +438,8 @@ class FitResult:
     train_runtime_s: float | None = None
     tokens_per_s: float | None = None
     trainer: Any = None
+    #: The checkpoint training resumed from (``checkpoint-<step>``), None for a run from scratch.
+    resumed_from: str | None = None
 
 
 def sft_arguments(settings: TrainSettings, per_device_batch_size: int, grad_accum: int):
@@ -411,8 +447,9 @@ def sft_arguments(settings: TrainSettings, per_device_batch_size: int, grad_accu
     from trl import SFTConfig as TRLSFTConfig
 
     warmup = settings.warmup_ratio
+    checkpoints = settings.checkpoint_steps > 0 and settings.checkpoint_dir
     return TRLSFTConfig(
-        output_dir=settings.output_dir,
+        output_dir=settings.checkpoint_dir if checkpoints else settings.output_dir,
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -430,7 +467,12 @@ def sft_arguments(settings: TrainSettings, per_device_batch_size: int, grad_accu
         max_length=settings.max_length,
         logging_steps=settings.logging_steps,
         logging_first_step=True,
-        save_strategy="no",
+        save_strategy="steps" if checkpoints else "no",
+        save_steps=settings.checkpoint_steps if checkpoints else 500,
+        # Two, so that a session killed while writing the newest one still has the previous one.
+        save_total_limit=2,
+        # A NaN / inf loss must reach the log (and NonFiniteLossGuard), not be averaged away.
+        logging_nan_inf_filter=False,
         report_to="none",
         seed=settings.seed,
         data_seed=settings.seed,
@@ -453,8 +495,54 @@ def _restore_trainable(model, state: Mapping[str, Any]) -> None:
                 p.copy_(state[name].to(p.device))
 
 
+def non_finite_loss_guard(precision: str):
+    """Return a TrainerCallback that raises :class:`NonFiniteLoss` as soon as a logged loss is NaN or infinite."""
+    from transformers import TrainerCallback
+
+    class NonFiniteLossGuard(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is None or math.isfinite(float(loss)):
+                return
+            hint = (
+                "with sft.precision=fp16 (T4) this is an fp16 overflow: lower the learning rate, or train in "
+                "fp32 (sft.precision=fp32, slower, more memory), or in bf16 on an Ampere or newer GPU"
+                if precision == "fp16" else
+                "lower the learning rate (sft.lr_stage1 / sft.lr_stage2) or check the training data"
+            )
+            raise NonFiniteLoss(
+                f"training stopped at step {state.global_step}: the loss is {loss} ({precision}). "
+                f"The adapter would be garbage, so nothing is saved as finished; {hint}"
+            )
+
+    return NonFiniteLossGuard()
+
+
+def last_checkpoint(folder: str | os.PathLike | None) -> Path | None:
+    """Return the newest complete ``checkpoint-<step>`` folder in ``folder`` (trainer state and adapter written), or None."""
+    if not folder or not Path(folder).is_dir():
+        return None
+    found = []
+    for path in Path(folder).glob("checkpoint-*"):
+        step = path.name.split("-", 1)[1]
+        if step.isdigit() and (path / "trainer_state.json").is_file() and (path / "adapter_model.safetensors").is_file():
+            found.append((int(step), path))
+    return max(found)[1] if found else None
+
+
+def _checkpoint_batch(checkpoint: Path) -> int | None:
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    return state.get("train_batch_size")
+
+
 def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[Any] = ()) -> FitResult:
     """Return the result of training ``model`` (a PEFT model) on a tokenized dataset with TRL's SFTTrainer.
+
+    With ``settings.checkpoint_steps``, a checkpoint is saved every that many steps into
+    ``settings.checkpoint_dir`` and training resumes from the last complete one found there
+    (adapter, optimizer, scheduler, RNG states and the position in the data order restored, so the
+    result equals an uninterrupted run's); ``FitResult.resumed_from`` names it. A NaN or infinite
+    logged loss stops training with :class:`NonFiniteLoss`.
 
     On an out-of-memory error (and ``settings.oom_backoff``), accelerate's
     ``find_executable_batch_size`` retries with half the per-device batch and twice the gradient
@@ -495,16 +583,26 @@ def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[
             )
             if initial_state is not None:
                 _restore_trainable(model, initial_state)
+            if settings.checkpoint_dir:  # checkpoints of the failed batch split cannot be resumed
+                shutil.rmtree(settings.checkpoint_dir, ignore_errors=True)
         trainer = SFTTrainer(
             model=model,
             args=sft_arguments(settings, per_device_batch_size, grad_accum),
             train_dataset=dataset,
             processing_class=tokenizer,
-            callbacks=list(callbacks),
+            callbacks=[non_finite_loss_guard(settings.precision), *callbacks],
         )
+        resume = last_checkpoint(settings.checkpoint_dir) if settings.checkpoint_steps > 0 else None
+        if resume is not None and _checkpoint_batch(resume) not in (None, per_device_batch_size):
+            logger.warning("checkpoint %s was written with another per-device batch: starting over", resume)
+            shutil.rmtree(settings.checkpoint_dir, ignore_errors=True)
+            resume = None
+        if resume is not None:
+            logger.info("resuming training from %s", resume)
+            print(f"[SFT] reprise depuis le checkpoint {resume.name} (entraînement interrompu auparavant)", flush=True)
         failure = None
         try:
-            output = trainer.train()
+            output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are retried, the rest re-raised
             if not (settings.oom_backoff and should_reduce_batch_size(exc)):
                 raise
@@ -532,6 +630,7 @@ def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[
             train_runtime_s=runtime,
             tokens_per_s=(num_tokens / runtime) if num_tokens and runtime else None,
             trainer=trainer,
+            resumed_from=resume.name if resume is not None else None,
         )
 
     if not settings.oom_backoff:
@@ -689,11 +788,13 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
             return dict(manifest, reused=True)
 
     out = stage_dir(cfg, stage)
+    checkpoints = checkpoint_dir(cfg, stage)
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         # The manifest marks a finished stage: remove it first so that a crash mid-training never
         # leaves an old manifest next to a half-written adapter.
         (out / "manifest.json").unlink(missing_ok=True)
+        prepare_checkpoints(checkpoints, inputs, force=force, enabled=cfg.sft.checkpoint_steps > 0)
     state.wait_for_everyone()
 
     records = load_sft_examples(sft_data_path(cfg, stage), cfg.system_prompt)
@@ -741,6 +842,8 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         logging_steps=cfg.sft.logging_steps,
         seed=cfg.sft.seed,
         oom_backoff=cfg.sft.oom_backoff and device == "cuda",
+        checkpoint_steps=cfg.sft.checkpoint_steps,
+        checkpoint_dir=str(checkpoints) if cfg.sft.checkpoint_steps > 0 else None,
     )
     if cfg.sft.max_steps > 0 and state.is_main_process:
         planned = cfg.sft.max_steps * cfg.sft.per_device_batch_size * cfg.sft.grad_accum * state.num_processes
@@ -786,6 +889,8 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         "num_tokens": result.num_tokens,
         "train_runtime_s": result.train_runtime_s,
         "tokens_per_s": round(result.tokens_per_s, 1) if result.tokens_per_s else None,
+        "checkpoint_steps": cfg.sft.checkpoint_steps,
+        "resumed_from": result.resumed_from,
         "versions": _versions(),
     }
     if state.is_main_process:
@@ -795,6 +900,8 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         (out / "training_args.bin").unlink(missing_ok=True)  # pickled arguments: not needed, not portable
         manifest["wall_time_s"] = round(time.perf_counter() - wall_start, 1)
         _write_json(out / "manifest.json", manifest)
+        # The finished adapter is saved: the checkpoints (with optimizer states) are no longer needed.
+        shutil.rmtree(checkpoints, ignore_errors=True)
     state.wait_for_everyone()
     del trainer, result, model
     _free_memory()
@@ -877,6 +984,7 @@ __all__ = [
     "add_lora",
     "adapter_sha256",
     "build_sft_dataset",
+    "checkpoint_dir",
     "distributed_state",
     "end_of_turn_ids",
     "figure_path",
@@ -885,8 +993,12 @@ __all__ = [
     "load_base_model",
     "load_sft_examples",
     "load_trainable_adapter",
+    "last_checkpoint",
     "lora_config",
+    "NonFiniteLoss",
+    "non_finite_loss_guard",
     "plot_loss",
+    "prepare_checkpoints",
     "read_manifest",
     "read_train_log",
     "resolve_precision",
