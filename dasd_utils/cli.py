@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("phase", choices=[*PHASES, "all"], help="phase to run ('all' runs every phase in order)")
     parser.add_argument(
-        "--profile", default=None, choices=list(PROFILES),
+        "--profile", default="demo", choices=list(PROFILES),
         help="settings profile (default: the run's saved profile, demo for a new run)",
     )
     parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<profile>)")
@@ -73,14 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    # Without an explicit --profile, a run directory keeps the profile its config.json was made with.
+    profile = args.profile if any(w == "--profile" or w.startswith("--profile=") for w in words) else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    run_dir = args.run_dir or f"runs/{args.profile or 'demo'}"
+    run_dir = args.run_dir or f"runs/{args.profile}"
     try:
         # One configuration per run: a run directory's config.json holds for its later phases.
-        cfg = resolve_run_config(args.profile, run_dir, args.config, args.overrides, force=args.force)
+        cfg = resolve_run_config(profile, run_dir, args.config, args.overrides, force=args.force)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

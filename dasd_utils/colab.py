@@ -107,14 +107,15 @@ def default_run_dir(environment: str, profile: str, use_drive: bool = True) -> P
     return None
 
 
-def where_message(environment: str, run_dir: Path, use_drive: bool) -> str:
+def where_message(environment: str, run_dir: Path) -> str:
     """Return the French line telling the student where the run lives and whether it survives a disconnect."""
-    if environment == COLAB and use_drive:
-        return (f"Colab : run sur Google Drive ({run_dir}) : il survit aux déconnexions et les 7 notebooks "
-                "le partagent.")
     if environment == COLAB:
-        return (f"Colab sans Drive (USE_DRIVE = False) : run dans {run_dir}, sur le disque de la machine "
-                "virtuelle : il sera PERDU à la déconnexion et les autres notebooks ne le verront pas.")
+        on_drive = Path(run_dir).resolve().is_relative_to(drive_mount_point().resolve())
+        if on_drive:
+            return (f"Colab : run sur Google Drive ({run_dir}) : il survit aux déconnexions et les 7 notebooks "
+                    "le partagent.")
+        return (f"Colab : run dans {run_dir}, hors de Google Drive : sur le disque de la machine virtuelle, il "
+                "sera PERDU à la déconnexion et les autres notebooks ne le verront pas (USE_DRIVE = True pour Drive).")
     if environment == KAGGLE:
         return (f"Kaggle : run dans {run_dir} (conservé avec la sortie du notebook : « Save Version » pour le "
                 "garder ; les autres notebooks doivent l'ajouter comme donnée d'entrée).")
@@ -285,7 +286,7 @@ def setup_notebook(phase: str | None, profile: str | None = None, run_dir: str |
     print({COLAB: "Environnement : Google Colab.", KAGGLE: "Environnement : Kaggle.",
            LOCAL: "Environnement : Jupyter local."}[environment], f"Profil : {cfg.profile}.")
     print(describe_gpu(info))
-    print(where_message(environment, cfg.run_dir, use_drive))
+    print(where_message(environment, cfg.run_dir))
     check_gpu(cfg, phase, info)
     if info is None and phase in GPU_PHASES and cfg.profile != "demo":
         print(f"⚠ Pas de GPU : la phase « {phase} » tourne sur le CPU (student.device={cfg.student.device}), "

@@ -94,6 +94,32 @@ def show_figure(cfg: Config, name: str, width: int | None = 720):
     return Image(filename=str(path), width=width)
 
 
+def show_report(html_path: str | os.PathLike, height: int = 900):
+    """Return an IPython HTML block: a link to the standalone report and the report itself inline.
+
+    The report is shown in an ``<iframe srcdoc>`` so that its own styles stay inside it; its
+    figures are embedded in the file (data URIs), so they display wherever the notebook runs.
+    """
+    import html
+
+    from IPython.display import HTML
+
+    path = Path(html_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{relative(path)} not found: run the report phase first")
+    try:
+        href = os.path.relpath(path.resolve(), Path.cwd())
+    except ValueError:  # another drive (Windows)
+        href = path.resolve().as_uri()
+    document = path.read_text(encoding="utf-8")
+    return HTML(
+        f'<p>Rapport autonome : <a href="{html.escape(href)}" target="_blank">{html.escape(path.name)}</a> '
+        f"(<code>{html.escape(relative(path))}</code>)</p>"
+        f'<iframe srcdoc="{html.escape(document, quote=True)}" style="width:100%;height:{int(height)}px;'
+        'border:1px solid #ccc"></iframe>'
+    )
+
+
 def stand_in_banner(cfg: Config) -> str:
     """Return the warning printed under every demo-profile result."""
     if cfg.profile == "demo":
@@ -223,4 +249,4 @@ def qualitative(cfg: Config, which: str = "highlight"):
 
 
 __all__ = ["das_table", "loss_table", "mismatch_message", "qualitative", "sft_table", "teacher_example", "teacher_table",
-           "project_root", "relative", "resolve_run_dir", "setup", "show_config", "show_figure", "stand_in_banner"]
+           "project_root", "relative", "resolve_run_dir", "setup", "show_config", "show_figure", "show_report", "stand_in_banner"]
