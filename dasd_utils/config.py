@@ -653,6 +653,63 @@ def resolve_run_config(
     return requested
 
 
+#: The settings each phase's results depend on (dotted prefixes; operational keys left out).
+PHASE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "data": ("data.", "seed"),
+    "generate": ("teacher.", "quality.", "system_prompt", "student.model", "student.max_context"),
+    "das": ("das.", "student.model"),
+    "train": ("sft.", "student.model", "student.max_context", "system_prompt"),
+    "evaluate": ("eval.", "student.model", "system_prompt"),
+}
+
+#: Where each phase records the settings it used (``settings`` key), relative to the run directory.
+PHASE_RECORDS: dict[str, tuple[str, ...]] = {
+    "data": ("data/summary.json",),
+    "generate": ("teacher/summary.json",),
+    "das": ("das/summary.json",),
+    "train": ("sft/stage1/manifest.json", "sft/stage2/manifest.json"),
+    "evaluate": ("eval/metrics.json",),
+}
+
+
+def phase_settings(cfg: Config, phase: str) -> dict[str, Any]:
+    """Return ``{dotted key: value}`` of the result-changing settings ``phase`` used (for its manifest)."""
+    prefixes = PHASE_SETTINGS[phase]
+    return {key: value for key, value in flat_settings(cfg).items()
+            if key not in OPERATIONAL_KEYS and any(key == p or (p.endswith(".") and key.startswith(p)) for p in prefixes)}
+
+
+def settings_drift(run_dir: str | os.PathLike, config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Return, for each phase record whose saved ``settings`` differ from the run's config, the differing keys.
+
+    Each item is ``{"file", "key", "used", "config"}``: the phase's output was computed with
+    ``used`` while ``config.json`` now says ``config`` (it was replaced with FORCE and the phase
+    not re-run). Records without ``settings`` (older runs) are skipped.
+    """
+    run_dir = Path(run_dir)
+    if config is None:
+        path = run_dir / "config.json"
+        if not path.is_file():
+            return []
+        config = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        current = flat_settings(config_from_dict(config))
+    except ConfigError:
+        return []
+    drift = []
+    for files in PHASE_RECORDS.values():
+        for name in files:
+            path = run_dir / name
+            try:
+                used = json.loads(path.read_text(encoding="utf-8")).get("settings") if path.is_file() else None
+            except (OSError, json.JSONDecodeError):
+                continue
+            for key, value in (used or {}).items():
+                if key in current and current[key] != value:
+                    drift.append({"file": name, "key": key, "used": value, "config": current[key]})
+    return drift
+
+
 def _explicit_file_settings(config_file: str | os.PathLike, file_cfg: Config) -> list[tuple[str, Any]]:
     """Return ``(dotted key, value)`` for the keys a YAML file sets, valued as ``load_config`` coerced them."""
     loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
@@ -734,6 +791,8 @@ __all__ = [
     "config_diffs",
     "config_from_dict",
     "flat_settings",
+    "phase_settings",
+    "settings_drift",
     "load_config",
     "load_run_config",
     "parse_override",

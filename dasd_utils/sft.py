@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .config import Config
+from .config import Config, phase_settings
 from .data import read_jsonl
 from .hashing import adapter_sha256, file_sha256
 
@@ -865,6 +865,7 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         "data_sha256": inputs["data_sha256"],
         "parent_adapter": ({"path": "sft/stage1", **inputs["parent_adapter"]} if stage == 2 else None),
         "config": dataclasses.asdict(cfg.sft),
+        "settings": phase_settings(cfg, "train"),
         "inputs": inputs,
         "dataset": dataclasses.asdict(stats),
         "hardware": {

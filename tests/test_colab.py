@@ -275,3 +275,21 @@ def test_show_report_inlines_the_standalone_html_and_links_it(tmp_path, monkeypa
     assert "data:image/png;base64,iVBORw0KGgo=" in shown
     with pytest.raises(FileNotFoundError, match="run the report phase first"):
         nb.show_report(tmp_path / "missing.html")
+
+
+def test_phases_record_their_settings_and_the_report_flags_drift(tmp_path):
+    from dasd_utils import data, report
+    from dasd_utils.config import phase_settings, settings_drift
+
+    cfg = resolve_run_config("demo", tmp_path / "run", overrides={"data.n_train": 6, "data.n_eval": 3})
+    summary = data.run_phase(cfg)
+    assert summary["settings"] == phase_settings(cfg, "data")
+    assert summary["settings"]["data.n_train"] == 6 and "seed" in summary["settings"]
+    assert "das.batch_size" not in phase_settings(cfg, "das") and "das.keep_ratio_threshold" in phase_settings(cfg, "das")
+    assert settings_drift(cfg.run_dir) == []
+    # config.json replaced with FORCE, the data phase not re-run: the report says so
+    forced = resolve_run_config(None, cfg.run_dir, overrides={"data.n_train": 5}, force=True)
+    forced.save()
+    assert settings_drift(cfg.run_dir) == [{"file": "data/summary.json", "key": "data.n_train", "used": 6, "config": 5}]
+    markdown = report.render_markdown(report.collect_context(cfg.run_dir))
+    assert "`data/summary.json` : `data.n_train` = `6` (config.json : `5`)" in markdown
