@@ -21,9 +21,17 @@ tokens the model sees at generation and evaluation time, with the same system pr
 
 Hardware: bf16 on GPUs with native bf16 (Ampere and newer), fp16 on older ones (T4), fp32 on the
 CPU (``sft.precision: auto``); gradient checkpointing (``sft.gradient_checkpointing``); optional
-4-bit QLoRA (``sft.load_in_4bit``, bitsandbytes, CUDA only); on CUDA out-of-memory the per-device
+4-bit QLoRA (``sft.load_in_4bit``, bitsandbytes: the optional extra ``pip install -e ".[qlora]"``,
+CUDA only); on CUDA out-of-memory the per-device
 batch is halved and the gradient accumulation doubled (same effective batch) through accelerate's
 ``find_executable_batch_size``, announced in the log and recorded in the manifest.
+
+Disconnects (Colab): a checkpoint is written every ``sft.checkpoint_steps`` optimizer steps to
+``sft/stage{N}/checkpoints/`` (adapter, optimizer, scheduler, RNG states); a re-run with the same
+inputs resumes from the last complete one and ends with the adapter an uninterrupted run gives.
+Checkpoints are deleted once the stage is finished, and discarded when the inputs change or with
+``force``. A NaN or infinite logged loss (an fp16 overflow on a T4) stops training with
+:class:`NonFiniteLoss`; TRL's default of hiding such losses from the log is turned off.
 
 Multi-GPU: ``accelerate launch -m dasd_utils train ...`` runs this same code under DDP (the
 ``Trainer`` does the distribution); only the main process writes adapters, manifests and figures.
@@ -347,7 +355,10 @@ def _qlora_kwargs(precision: str, device: str) -> dict[str, Any]:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as exc:
-        raise SFTSetupError("sft.load_in_4bit=true needs bitsandbytes: pip install bitsandbytes") from exc
+        raise SFTSetupError(
+            'sft.load_in_4bit=true needs bitsandbytes (an optional extra): pip install bitsandbytes, '
+            'or pip install -e ".[qlora]"'
+        ) from exc
     from accelerate import PartialState
     from transformers import BitsAndBytesConfig
 

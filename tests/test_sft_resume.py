@@ -34,6 +34,14 @@ def _with_callback(monkeypatch, callback):
     monkeypatch.setattr(sft, "fit", fit)
 
 
+def _train_until_killed(monkeypatch, cfg, step: int) -> None:
+    """Train stage 1 until the session "dies" right after checkpoint ``step``."""
+    with monkeypatch.context() as patch:
+        _with_callback(patch, _stop_after_save(step))
+        with pytest.raises(Disconnect):
+            sft.train_stage(cfg, 1)
+
+
 def _cfg(run_dir, tiny_model_dir):
     # 8 examples, batch 2 x 1, 2 epochs = 8 steps; dropout on, so the resumed RNG state matters too.
     return tiny_sft_cfg(run_dir, tiny_model_dir, **{
@@ -52,10 +60,7 @@ def test_killed_and_resumed_training_ends_with_the_same_adapter(tmp_path, tiny_m
 
     killed = _cfg(tmp_path / "killed", tiny_model_dir)
     write_sft_file(killed, 1, 8)
-    with monkeypatch.context() as patch:
-        _with_callback(patch, _stop_after_save(6))
-        with pytest.raises(Disconnect):
-            sft.train_stage(killed, 1)
+    _train_until_killed(monkeypatch, killed, 6)
     folder = sft.checkpoint_dir(killed, 1)
     assert sft.last_checkpoint(folder).name == "checkpoint-6"
     assert sft.read_manifest(killed, 1) is None  # an interrupted stage is never reused as finished
@@ -75,10 +80,7 @@ def test_killed_and_resumed_training_ends_with_the_same_adapter(tmp_path, tiny_m
 def test_checkpoints_of_other_inputs_or_forced_runs_are_discarded(tmp_path, tiny_model_dir, monkeypatch):
     cfg = _cfg(tmp_path / "run", tiny_model_dir)
     write_sft_file(cfg, 1, 8)
-    with monkeypatch.context() as patch:
-        _with_callback(patch, _stop_after_save(3))
-        with pytest.raises(Disconnect):
-            sft.train_stage(cfg, 1)
+    _train_until_killed(monkeypatch, cfg, 3)
     folder = sft.checkpoint_dir(cfg, 1)
     inputs = sft.stage_inputs(cfg, 1)
     assert json.loads((folder / "inputs.json").read_text())["settings"] == inputs["settings"]
@@ -133,3 +135,11 @@ def test_training_arguments_checkpoint_and_keep_nan_in_the_log(tmp_path):
     assert args.logging_nan_inf_filter is False
     off = sft.sft_arguments(sft.TrainSettings(output_dir=str(tmp_path / "o"), learning_rate=1e-4), 2, 4)
     assert off.save_strategy == "no"
+
+
+def test_qlora_without_bitsandbytes_names_the_optional_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
+    with pytest.raises(sft.SFTSetupError, match=r'optional extra.*pip install -e "\.\[qlora\]"'):
+        sft._qlora_kwargs("fp16", "cuda")
