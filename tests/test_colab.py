@@ -19,6 +19,16 @@ STUB = Path(__file__).parent / "colab_stub"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _build_notebooks():
+    """Return the tools/build_notebooks.py module (the notebooks' generator)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import build_notebooks
+    finally:
+        sys.path.pop(0)
+    return build_notebooks
+
+
 @pytest.fixture
 def fake_colab(monkeypatch, tmp_path):
     """The google.colab stand-in imported, Drive mounted under tmp_path/drive."""
@@ -141,11 +151,7 @@ def test_changed_under_kernel_compares_imported_and_installed_versions():
 
 
 def test_bootstrap_refuses_the_placeholder_repo_url(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import build_notebooks
-    finally:
-        sys.path.pop(0)
+    build_notebooks = _build_notebooks()
     monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
     monkeypatch.setenv("DASD_REPO_DIR", str(tmp_path / "clone"))
     monkeypatch.delenv("DASD_REPO_URL", raising=False)
@@ -158,11 +164,7 @@ def test_bootstrap_refuses_the_placeholder_repo_url(tmp_path, monkeypatch):
 def test_notebook_metadata_ask_for_a_gpu_only_in_03_to_06(tmp_path):
     import nbformat
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import build_notebooks
-    finally:
-        sys.path.pop(0)
+    build_notebooks = _build_notebooks()
     paths = build_notebooks.build(out_dir=tmp_path)
     assert len(paths) == 7
     setups = set()
@@ -170,7 +172,8 @@ def test_notebook_metadata_ask_for_a_gpu_only_in_03_to_06(tmp_path):
         notebook = nbformat.read(path, as_version=4)
         gpu = path.name[:2] in ("03", "04", "05", "06")
         assert (notebook.metadata.get("accelerator") == "GPU") is gpu, path.name
-        assert notebook.metadata["kaggle"]["accelerator"] == ("gpu" if gpu else "none")
+        assert notebook.metadata["kaggle"]["isGpuEnabled"] is gpu
+        assert notebook.metadata["kaggle"]["accelerator"] == ("nvidiaTeslaT4" if gpu else "none")
         assert notebook.cells[1].metadata["tags"] == ["parameters"]
         setup = notebook.cells[2].source
         assert setup.startswith("PHASE = ")
@@ -293,3 +296,13 @@ def test_phases_record_their_settings_and_the_report_flags_drift(tmp_path):
     assert settings_drift(cfg.run_dir) == [{"file": "data/summary.json", "key": "data.n_train", "used": 6, "config": 5}]
     markdown = report.render_markdown(report.collect_context(cfg.run_dir))
     assert "`data/summary.json` : `data.n_train` = `6` (config.json : `5`)" in markdown
+
+
+def test_bootstrap_says_which_git_step_failed(tmp_path, monkeypatch):
+    build_notebooks = _build_notebooks()
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
+    monkeypatch.setenv("DASD_REPO_DIR", str(tmp_path / "clone"))
+    monkeypatch.setenv("DASD_REPO_URL", str(tmp_path / "no-such-repo"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="git clone a échoué : .*no-such-repo"):
+        exec(build_notebooks.SETUP, {"PHASE": "data"})

@@ -34,15 +34,20 @@ SETUP = """\
 import os, subprocess, sys
 REPO_URL = os.environ.get("DASD_REPO_URL", "https://github.com/OWNER/dasd-course.git")  # votre fork
 ON_CLOUD = any(k in os.environ for k in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE")) or "google.colab" in sys.modules
+def git(*args):
+    done = subprocess.run(["git", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"git {args[-2] if args[0] == '-C' else args[0]} a échoué : {done.stderr.strip()[-400:]}")
+    return done.stdout
 if ON_CLOUD:
     REPO_DIR = os.environ.get("DASD_REPO_DIR") or ("/kaggle/working/dasd-course" if "KAGGLE_KERNEL_RUN_TYPE" in os.environ else "/content/dasd-course")
     if not os.path.isdir(os.path.join(REPO_DIR, ".git")):
         if "OWNER/" in REPO_URL:
             raise SystemExit("REPO_URL contient encore OWNER : mettez l'adresse de votre fork (ou DASD_REPO_URL).")
-        subprocess.run(["git", "clone", "-q", REPO_URL, REPO_DIR], check=True)
-    HEAD = subprocess.run(["git", "-C", REPO_DIR, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    subprocess.run(["git", "-C", REPO_DIR, "pull", "-q", "--ff-only"], check=True)
-    CODE_CHANGED = "dasd_utils" in sys.modules and HEAD != subprocess.run(["git", "-C", REPO_DIR, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        git("clone", "-q", REPO_URL, REPO_DIR)
+    HEAD = git("-C", REPO_DIR, "rev-parse", "HEAD")
+    git("-C", REPO_DIR, "pull", "-q", "--ff-only")  # a re-run updates the clone (never a nested one)
+    CODE_CHANGED = "dasd_utils" in sys.modules and HEAD != git("-C", REPO_DIR, "rev-parse", "HEAD")
     os.chdir(REPO_DIR)
     sys.path.insert(0, REPO_DIR)
     from dasd_utils import colab
@@ -279,9 +284,11 @@ def build(names: list[str] | None = None, out_dir: Path | None = None) -> list[P
             # Colab reads "accelerator" + colab.gpuType; Kaggle reads its own "kaggle" block.
             nb.metadata["accelerator"] = "GPU"
             nb.metadata["colab"]["gpuType"] = "T4"
-            nb.metadata["kaggle"] = {"accelerator": "gpu", "isInternetEnabled": True}
+            nb.metadata["kaggle"] = {"accelerator": "nvidiaTeslaT4", "isGpuEnabled": True, "isInternetEnabled": True,
+                                     "language": "python", "sourceType": "notebook"}
         else:
-            nb.metadata["kaggle"] = {"accelerator": "none", "isInternetEnabled": True}
+            nb.metadata["kaggle"] = {"accelerator": "none", "isGpuEnabled": False, "isInternetEnabled": True,
+                                     "language": "python", "sourceType": "notebook"}
         path = out_dir / name
         nbformat.validate(nb)
         nbformat.write(nb, path)
