@@ -541,6 +541,13 @@ def last_checkpoint(folder: str | os.PathLike | None) -> Path | None:
     return max(found)[1] if found else None
 
 
+def clear_checkpoints(folder: str | os.PathLike | None) -> None:
+    """Delete the ``checkpoint-<step>`` folders in ``folder``, keeping its ``inputs.json`` record."""
+    if folder and Path(folder).is_dir():
+        for path in Path(folder).glob("checkpoint-*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _checkpoint_batch(checkpoint: Path) -> int | None:
     state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     return state.get("train_batch_size")
@@ -570,6 +577,15 @@ def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[
     attempts = {"n": 0}
 
     batch_holder = {"size": settings.per_device_batch_size}
+    # A previous session that backed off to a smaller batch left checkpoints at that batch: start
+    # there, so that the resume keeps the same batch split (and the same result).
+    previous = last_checkpoint(settings.checkpoint_dir) if settings.checkpoint_steps > 0 else None
+    previous_batch = _checkpoint_batch(previous) if previous is not None else None
+    if settings.oom_backoff and previous_batch and previous_batch < settings.per_device_batch_size:
+        batch_holder["size"] = previous_batch
+        backoffs.append({"per_device_batch_size": previous_batch,
+                         "grad_accum": max(1, math.ceil(effective_batch / previous_batch)), "from_checkpoint": True})
+        logger.info("resuming at per-device batch %d, the batch the interrupted session had backed off to", previous_batch)
 
     def reduce_batch_size() -> int:
         # Halve (accelerate's default takes 10% off), the accumulation doubles in `attempt`.
@@ -594,8 +610,7 @@ def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[
             )
             if initial_state is not None:
                 _restore_trainable(model, initial_state)
-            if settings.checkpoint_dir:  # checkpoints of the failed batch split cannot be resumed
-                shutil.rmtree(settings.checkpoint_dir, ignore_errors=True)
+            clear_checkpoints(settings.checkpoint_dir)  # the failed batch split's checkpoints cannot be resumed
         trainer = SFTTrainer(
             model=model,
             args=sft_arguments(settings, per_device_batch_size, grad_accum),
@@ -606,7 +621,7 @@ def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[
         resume = last_checkpoint(settings.checkpoint_dir) if settings.checkpoint_steps > 0 else None
         if resume is not None and _checkpoint_batch(resume) not in (None, per_device_batch_size):
             logger.warning("checkpoint %s was written with another per-device batch: starting over", resume)
-            shutil.rmtree(settings.checkpoint_dir, ignore_errors=True)
+            clear_checkpoints(settings.checkpoint_dir)
             resume = None
         if resume is not None:
             logger.info("resuming training from %s", resume)
@@ -647,7 +662,7 @@ def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[
     if not settings.oom_backoff:
         return attempt(settings.per_device_batch_size)
     runner = find_executable_batch_size(
-        attempt, starting_batch_size=settings.per_device_batch_size, reduce_batch_size_fn=reduce_batch_size
+        attempt, starting_batch_size=batch_holder["size"], reduce_batch_size_fn=reduce_batch_size
     )
     try:
         return runner()
@@ -997,6 +1012,7 @@ __all__ = [
     "adapter_sha256",
     "build_sft_dataset",
     "checkpoint_dir",
+    "clear_checkpoints",
     "distributed_state",
     "end_of_turn_ids",
     "figure_path",

@@ -143,3 +143,37 @@ def test_qlora_without_bitsandbytes_names_the_optional_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
     with pytest.raises(sft.SFTSetupError, match=r'optional extra.*pip install -e "\.\[qlora\]"'):
         sft._qlora_kwargs("fp16", "cuda")
+
+
+def test_resume_keeps_the_batch_an_earlier_session_backed_off_to(tmp_path, tiny_model_dir, monkeypatch):
+    """A T4 session that halved its batch after an OOM, then died: the next one resumes at that batch."""
+    import torch
+
+    from dasd_utils.models import load_tokenizer
+
+    cfg = _cfg(tmp_path / "run", tiny_model_dir)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    records = sft.load_sft_examples(write_sft_file(cfg, 1, 4), cfg.system_prompt)
+    dataset, _ = sft.build_sft_dataset(records, tokenizer, 256)
+
+    def settings(name, batch, accum, backoff):
+        return sft.TrainSettings(output_dir=str(tmp_path / name), learning_rate=2e-4, epochs=1,
+                                 per_device_batch_size=batch, grad_accum=accum, precision="fp32", use_cpu=True,
+                                 gradient_checkpointing=False, max_length=256, seed=42, oom_backoff=backoff,
+                                 checkpoint_steps=1, checkpoint_dir=str(tmp_path / name / "checkpoints"))
+
+    def model():
+        return sft.add_lora(sft.load_base_model(cfg, "fp32", "cpu"), cfg)
+
+    reference = sft.fit(model(), tokenizer, dataset, settings("ref", 1, 2, False))
+    with pytest.raises(Disconnect):  # the earlier session, already at batch 1 x 2, dies after step 1
+        sft.fit(model(), tokenizer, dataset, settings("run", 1, 2, False), [_stop_after_save(1)])
+    resumed = sft.fit(model(), tokenizer, dataset, settings("run", 2, 1, True))  # configured 2 x 1
+    assert resumed.resumed_from == "checkpoint-1"
+    assert (resumed.per_device_batch_size, resumed.grad_accum) == (1, 2)
+    assert resumed.oom_backoffs[0] == {"per_device_batch_size": 1, "grad_accum": 2, "from_checkpoint": True}
+    a = {n: p for n, p in reference.trainer.model.named_parameters() if "lora_" in n}
+    b = {n: p for n, p in resumed.trainer.model.named_parameters() if "lora_" in n}
+    assert a.keys() == b.keys() and a
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
