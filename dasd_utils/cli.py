@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     words = sys.argv[1:] if argv is None else argv
     # Without an explicit --profile, a run directory keeps the profile its config.json was made with.
-    profile = args.profile if any(w == "--profile" or w.startswith("--profile=") for w in words) else None
+    given = any(len(w) > 3 and "--profile".startswith(w.split("=", 1)[0]) for w in words)  # argparse takes "--prof"
+    profile = args.profile if given else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -249,6 +249,9 @@ def test_cli_refuses_a_changed_key_and_names_the_ways_out(tmp_path, capsys, monk
     assert load_run_config(run).das.keep_ratio_threshold == 0.3  # nothing written
     assert cli.main(["das", "--run-dir", run, "--set", "das.keep_ratio_threshold=0.4", "--force"]) == 0
     assert load_run_config(run).das.keep_ratio_threshold == 0.4
+    capsys.readouterr()
+    assert cli.main(["das", "--run-dir", run, "--prof=colab"]) == 2  # an explicit (abbreviated) profile is checked
+    assert 'profile: saved "demo", requested "colab"' in capsys.readouterr().err
 
 
 def test_notebook_refusal_is_french_and_names_key_value_and_ways_out(tmp_path, monkeypatch, capsys):
