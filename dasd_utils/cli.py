@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from .config import PROFILES, ConfigError, load_config, require_api_endpoint
+from .config import PROFILES, ConfigError, require_api_endpoint, resolve_run_config
 from .secrets import install_log_scrubber, scrub
 
 log = logging.getLogger(__name__)
@@ -57,14 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="DASD pipeline: data -> generate -> das -> train -> evaluate -> report.",
     )
     parser.add_argument("phase", choices=[*PHASES, "all"], help="phase to run ('all' runs every phase in order)")
-    parser.add_argument("--profile", default="demo", choices=list(PROFILES), help="settings profile (default: demo)")
+    parser.add_argument(
+        "--profile", default="demo", choices=list(PROFILES),
+        help="settings profile (default: the run's saved profile, demo for a new run)",
+    )
     parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<profile>)")
     parser.add_argument("--config", default=None, help="YAML file of overrides (same nesting as the config)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one setting, e.g. --set data.n_train=32 (repeatable)",
     )
-    parser.add_argument("--force", action="store_true", help="recompute the phase even when its outputs exist")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="recompute the phase even when its outputs exist, and accept settings that differ from the run's config.json",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -92,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     traceback; ``--verbose`` adds the traceback to the debug log.
     """
     args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    # Without an explicit --profile, a run directory keeps the profile its config.json was made with.
+    given = any(len(w) > 3 and "--profile".startswith(w.split("=", 1)[0]) for w in words)  # argparse takes "--prof"
+    profile = args.profile if given else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -100,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or f"runs/{args.profile}"
     phases = list(PHASES) if args.phase == "all" else [args.phase]
     try:
-        cfg = load_config(args.profile, args.config, args.overrides, run_dir=run_dir)
+        # One configuration per run: a run directory's config.json holds for its later phases.
+        cfg = resolve_run_config(profile, run_dir, args.config, args.overrides, force=args.force)
         if "generate" in phases:
             require_api_endpoint(cfg)
     except ConfigError as exc:

@@ -71,7 +71,7 @@ from .align import (
     sentence_stats,
     teacher_token_spans,
 )
-from .config import Config, DASConfig
+from .config import Config, DASConfig, phase_settings
 from .data import load_run_questions, read_jsonl, write_jsonl
 from .hashing import adapter_sha256, file_sha256
 from .jsonl import iter_records
@@ -775,6 +775,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             **{f"sft_stage{s}": str(sft_path(cfg, s)) for s in STAGES},
         },
         "figures": figures,
+        "settings": phase_settings(cfg, "das"),  # what this phase used (the report checks config.json against it)
     }
     _write_json(summary_file, summary)
     _write_json(manifest_file, {

@@ -22,7 +22,7 @@ import random
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import Config
+from .config import Config, phase_settings
 from .prompts import LETTERS
 
 HUB_DATASET = "tau/commonsense_qa"
@@ -263,6 +263,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         "eval_indices": [evaluation[0]["index"], evaluation[-1]["index"]] if evaluation else [],
         "train_answer_counts": _answer_counts(train),
         "eval_answer_counts": _answer_counts(evaluation),
+        "settings": phase_settings(cfg, "data"),  # what this phase used (the report checks config.json against it)
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -63,7 +63,7 @@ from typing import Any, Iterator, Sequence
 from tqdm.auto import tqdm
 
 from .chat import generation_prompt
-from .config import Config
+from .config import Config, phase_settings
 from .data import load_run_questions, read_jsonl, write_jsonl
 from .hashing import adapter_sha256
 from .prompts import LETTERS, build_messages, extract_answer, has_final_answer_format
@@ -1236,6 +1236,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     for name, spec in zip(cfg.eval.models, specs):
         results[spec.name] = evaluate_model(cfg, name, backend=backend, force=force, rows=rows)
     metrics = compute_metrics(cfg, results, rows)
+    metrics["settings"] = phase_settings(cfg, "evaluate")  # what this phase used (the report checks config.json against it)
     out = eval_dir(cfg)
     _write_json(out / "metrics.json", metrics)
     qualitative = qualitative_examples(cfg, rows, {n: r["predictions"] for n, r in results.items()})

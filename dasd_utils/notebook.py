@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import Config, load_config
+from .config import Config, RunConfigMismatch, resolve_run_config
 
 
 def project_root() -> Path:
@@ -30,14 +30,41 @@ def resolve_run_dir(run_dir: str | os.PathLike | None, profile: str) -> Path:
     return project_root() / "runs" / profile
 
 
-def setup(profile: str = "demo", run_dir: str | None = None, overrides: dict[str, Any] | None = None,
-          config_file: str | None = None) -> Config:
-    """Return the resolved Config for a notebook, with the run directory created and config.json saved."""
-    cfg = load_config(profile, config_file=config_file, overrides=overrides or {},
-                      run_dir=resolve_run_dir(run_dir, profile))
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save()
+def setup(profile: str | None = "demo", run_dir: str | None = None, overrides: dict[str, Any] | None = None,
+          config_file: str | None = None, force: bool = False, save: bool = True) -> Config:
+    """Return the run's Config for a notebook (created with config.json saved unless ``save=False``).
+
+    One configuration per run: when ``<run_dir>/config.json`` exists (written by the first phase
+    or notebook), it is loaded and the notebook's ``OVERRIDES`` apply on top of it; if they (or
+    ``PROFILE``) change a result-changing key, :class:`dasd_utils.colab.NotebookStop` names the
+    key, the saved value and the two ways out (another ``RUN_DIR``, or ``FORCE = True``).
+    """
+    from .colab import NotebookStop
+
+    target = resolve_run_dir(run_dir, profile or "demo")
+    try:
+        cfg = resolve_run_config(profile, target, config_file=config_file, overrides=overrides or {}, force=force)
+    except RunConfigMismatch as exc:
+        raise NotebookStop(mismatch_message(exc)) from None
+    if save:
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save()
     return cfg
+
+
+def mismatch_message(exc: RunConfigMismatch) -> str:
+    """Return the French explanation of a parameter that differs from the run's saved configuration."""
+    lines = [f"  - {key} : valeur enregistrée {json.dumps(saved, ensure_ascii=False)}, "
+             f"valeur demandée ici {json.dumps(new, ensure_ascii=False)}" for key, saved, new in exc.diffs]
+    return (
+        f"Les paramètres de ce notebook diffèrent de la configuration du run ({exc.config_path}) sur des "
+        "réglages qui changent les résultats :\n" + "\n".join(lines) + "\n"
+        "Un run n'a qu'une configuration (écrite par la première phase), pour que le rapport décrive ce qui a "
+        "vraiment été calculé. Deux possibilités :\n"
+        "  1. commencer un nouveau run : RUN_DIR = \"<un autre dossier>\" (les 7 notebooks avec le même RUN_DIR) ;\n"
+        "  2. remplacer la configuration enregistrée : FORCE = True (les phases dont les entrées changent "
+        "seront recalculées, et cette phase-ci aussi)."
+    )
 
 
 def relative(path: str | os.PathLike) -> str:
@@ -65,6 +92,32 @@ def show_figure(cfg: Config, name: str, width: int | None = 720):
     if not path.is_file():
         raise FileNotFoundError(f"figure {relative(path)} not found: run the phase that makes it first")
     return Image(filename=str(path), width=width)
+
+
+def show_report(html_path: str | os.PathLike, height: int = 900):
+    """Return an IPython HTML block: a link to the standalone report and the report itself inline.
+
+    The report is shown in an ``<iframe srcdoc>`` so that its own styles stay inside it; its
+    figures are embedded in the file (data URIs), so they display wherever the notebook runs.
+    """
+    import html
+
+    from IPython.display import HTML
+
+    path = Path(html_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{relative(path)} not found: run the report phase first")
+    try:
+        href = os.path.relpath(path.resolve(), Path.cwd())
+    except ValueError:  # another drive (Windows)
+        href = path.resolve().as_uri()
+    document = path.read_text(encoding="utf-8")
+    return HTML(
+        f'<p>Rapport autonome : <a href="{html.escape(href)}" target="_blank">{html.escape(path.name)}</a> '
+        f"(<code>{html.escape(relative(path))}</code>)</p>"
+        f'<iframe srcdoc="{html.escape(document, quote=True)}" style="width:100%;height:{int(height)}px;'
+        'border:1px solid #ccc"></iframe>'
+    )
 
 
 def stand_in_banner(cfg: Config) -> str:
@@ -195,5 +248,5 @@ def qualitative(cfg: Config, which: str = "highlight"):
             print()
 
 
-__all__ = ["das_table", "loss_table", "qualitative", "sft_table", "teacher_example", "teacher_table",
-           "project_root", "relative", "resolve_run_dir", "setup", "show_config", "show_figure", "stand_in_banner"]
+__all__ = ["das_table", "loss_table", "mismatch_message", "qualitative", "sft_table", "teacher_example", "teacher_table",
+           "project_root", "relative", "resolve_run_dir", "setup", "show_config", "show_figure", "show_report", "stand_in_banner"]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, unquote
 
-from .config import GPT_OSS_120B, QWEN3_4B, Config, EvalConfig
+from .config import GPT_OSS_120B, QWEN3_4B, Config, EvalConfig, settings_drift
 from .plots import stand_in_note
 from .prompts import LETTERS
 from .quality import REASONS
@@ -752,6 +752,11 @@ def collect_context(run_dir: str | os.PathLike, config: Mapping[str, Any] | None
         "run_name": run_dir.resolve().name,
         "missing_phases": [name for name, present in phases_present if not present],
         "problems": problems,
+        # Phases whose recorded settings differ from config.json (replaced with FORCE, phase not re-run).
+        "settings_drift": [
+            dict(d, used=json.dumps(d["used"], ensure_ascii=False), config=json.dumps(d["config"], ensure_ascii=False))
+            for d in settings_drift(run_dir, dict(config) if isinstance(config, Mapping) else None)
+        ],
         "data": {
             "available": isinstance(data_summary, Mapping),
             "n_train": _number(_first(data_summary, "n_train")),

@@ -6,7 +6,9 @@ The key is looked up, in order, in:
 2. a ``.env`` file (the current directory or a parent, or an explicit path), read with
    python-dotenv's ``dotenv_values`` so the key is *not* exported into ``os.environ`` (and so not
    inherited by subprocesses or printed by ``%env``);
-3. Colab's secrets panel (``google.colab.userdata.get(name)``), when running on Colab.
+3. Colab's secrets panel (``google.colab.userdata.get(name)``), when running on Colab (the
+   secret's "Notebook access" toggle must be on: the error says so when Colab refuses);
+4. Kaggle's secrets (``kaggle_secrets.UserSecretsClient().get_secret(name)``), on Kaggle.
 
 Errors name the variable, never the value. Every key read is registered, so that :func:`scrub`
 (used on every error message the teacher records or raises) and the logging filter installed by
@@ -131,27 +133,59 @@ def _from_dotenv(name: str, dotenv_path: str | os.PathLike | None) -> str | None
     return value or None
 
 
-def _from_colab(name: str) -> str | None:
+def _from_colab(name: str, notes: list[str]) -> str | None:
+    """Return the Colab secret ``name``, or None (adding to ``notes`` why, when Colab says so)."""
     try:
         from google.colab import userdata  # type: ignore[import-not-found]
     except ImportError:
         return None
     try:
         value = userdata.get(name)
-    except Exception:  # SecretNotFoundError, NotebookAccessError: treated as "not there"
+    except Exception as exc:  # noqa: BLE001 - SecretNotFoundError, NotebookAccessError, TimeoutException
+        kind = type(exc).__name__
+        if "Access" in kind:
+            notes.append(
+                f"Colab has a secret named {name} but this notebook may not read it: in the secrets panel "
+                "(key icon, left bar) turn on the 'Notebook access' toggle next to it, then re-run the cell"
+            )
+        elif "NotFound" in kind:
+            notes.append(f"Colab's secrets panel (key icon) has no secret named {name}")
+        else:
+            notes.append(f"Colab's secrets panel could not be read ({kind})")
+        return None
+    return value or None
+
+
+def _from_kaggle(name: str, notes: list[str]) -> str | None:
+    """Return the Kaggle secret ``name`` (Add-ons -> Secrets), or None (adding to ``notes`` why)."""
+    try:
+        from kaggle_secrets import UserSecretsClient  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        value = UserSecretsClient().get_secret(name)
+    except Exception as exc:  # noqa: BLE001 - the client raises plain exceptions for a missing / unattached secret
+        notes.append(
+            f"Kaggle has no secret {name} attached to this notebook ({type(exc).__name__}): Add-ons -> Secrets, "
+            f"add {name} and tick it for this notebook"
+        )
         return None
     return value or None
 
 
 def get_api_key(name: str = "OPENAI_API_KEY", dotenv_path: str | os.PathLike | None = None) -> str:
-    """Return the API key held by the variable ``name`` (environment, then .env, then Colab secrets).
+    """Return the API key held by the variable ``name`` (environment, .env, Colab secrets, Kaggle secrets).
 
-    Raises :class:`MissingAPIKey` naming ``name`` (never a value) when none of them has it.
+    Raises :class:`MissingAPIKey` naming ``name`` (never a value) and, on Colab / Kaggle, what
+    their secrets store said (e.g. the Colab secret exists but its notebook access is off).
     """
     problem = env_name_problem(name, "api_key_env")
     if problem:
         raise MissingAPIKey(problem)
-    for source in (lambda: os.environ.get(name), lambda: _from_dotenv(name, dotenv_path), lambda: _from_colab(name)):
+    notes: list[str] = []
+    sources = (lambda: os.environ.get(name), lambda: _from_dotenv(name, dotenv_path),
+               lambda: _from_colab(name, notes), lambda: _from_kaggle(name, notes))
+    for source in sources:
         value = source()
         if value and value.strip():
             value = value.strip()
@@ -159,8 +193,9 @@ def get_api_key(name: str = "OPENAI_API_KEY", dotenv_path: str | os.PathLike | N
             return value
     raise MissingAPIKey(
         f"no API key found in the variable {name}: set it in the environment (export {name}=...), "
-        f"in a .env file next to the notebooks ({name}=...), or in Colab's secrets panel (key icon, name {name}); "
-        "see docs/teacher.md"
+        f"in a .env file next to the notebooks ({name}=...), in Colab's secrets panel (key icon, name {name}, "
+        f"'Notebook access' on) or in Kaggle's Add-ons -> Secrets (label {name}); see docs/teacher.md"
+        + "".join(f". {note}" for note in notes)
     )
 
 

@@ -23,9 +23,17 @@ written with another one is refused).
 
 Hardware: bf16 on GPUs with native bf16 (Ampere and newer), fp16 on older ones (T4), fp32 on the
 CPU (``sft.precision: auto``); gradient checkpointing (``sft.gradient_checkpointing``); optional
-4-bit QLoRA (``sft.load_in_4bit``, bitsandbytes, CUDA only); on CUDA out-of-memory the per-device
+4-bit QLoRA (``sft.load_in_4bit``, bitsandbytes: the optional extra ``pip install -e ".[qlora]"``,
+CUDA only); on CUDA out-of-memory the per-device
 batch is halved and the gradient accumulation doubled (same effective batch) through accelerate's
 ``find_executable_batch_size``, announced in the log and recorded in the manifest.
+
+Disconnects (Colab): a checkpoint is written every ``sft.checkpoint_steps`` optimizer steps to
+``sft/stage{N}/checkpoints/`` (adapter, optimizer, scheduler, RNG states); a re-run with the same
+inputs resumes from the last complete one and ends with the adapter an uninterrupted run gives.
+Checkpoints are deleted once the stage is finished, and discarded when the inputs change or with
+``force``. A NaN or infinite logged loss (an fp16 overflow on a T4) stops training with
+:class:`NonFiniteLoss`; TRL's default of hiding such losses from the log is turned off.
 
 Multi-GPU: ``accelerate launch -m dasd_utils train ...`` runs this same code under DDP (the
 ``Trainer`` does the distribution); only the main process writes adapters, manifests and figures.
@@ -39,13 +47,14 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .chat import END_OF_TURN_TOKENS, end_of_turn_ids, render_turn
-from .config import Config
+from .config import Config, phase_settings
 from .data import read_jsonl
 from .hashing import adapter_sha256, file_sha256
 
@@ -59,6 +68,10 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 class SFTSetupError(RuntimeError):
     """Training cannot start with these settings on this machine; the message says what to change."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite (e.g. an fp16 overflow): training stopped, the message says what to try."""
 
 
 # --------------------------------------------------------------------------- paths
@@ -77,6 +90,31 @@ def sft_data_path(cfg: Config, stage: int) -> Path:
 def figure_path(cfg: Config) -> Path:
     """Return ``<run_dir>/figures/sft_loss.png``."""
     return cfg.run_dir / "figures" / "sft_loss.png"
+
+
+def checkpoint_dir(cfg: Config, stage: int) -> Path:
+    """Return ``<run_dir>/sft/stage{stage}/checkpoints`` (resumable checkpoints while the stage trains)."""
+    return stage_dir(cfg, stage) / "checkpoints"
+
+
+def prepare_checkpoints(folder: Path, inputs: Mapping[str, Any], force: bool = False, enabled: bool = True) -> bool:
+    """Return True when ``folder`` holds checkpoints of these inputs to resume from; otherwise empty it.
+
+    ``folder/inputs.json`` records the inputs the checkpoints were trained on: checkpoints of other
+    inputs (changed data or settings), or any checkpoint when ``force`` or checkpoints are off, are
+    deleted so that training starts over.
+    """
+    marker = folder / "inputs.json"
+    if not force and enabled and marker.is_file():
+        if _jsonable(json.loads(marker.read_text(encoding="utf-8"))) == _jsonable(inputs):
+            return True
+        logger.info("%s holds checkpoints of other inputs: deleted, training starts over", folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    if enabled:
+        folder.mkdir(parents=True)
+        _write_json(marker, inputs)
+    return False
 
 
 def _check_stage(stage: int) -> None:
@@ -314,7 +352,10 @@ def _qlora_kwargs(precision: str, device: str) -> dict[str, Any]:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as exc:
-        raise SFTSetupError("sft.load_in_4bit=true needs bitsandbytes: pip install bitsandbytes") from exc
+        raise SFTSetupError(
+            'sft.load_in_4bit=true needs bitsandbytes (an optional extra): pip install bitsandbytes, '
+            'or pip install -e ".[qlora]"'
+        ) from exc
     from accelerate import PartialState
     from transformers import BitsAndBytesConfig
 
@@ -385,6 +426,10 @@ class TrainSettings:
     seed: int = 42
     #: Halve the batch / double the accumulation on out-of-memory errors.
     oom_backoff: bool = True
+    #: Save a resumable checkpoint every this many optimizer steps into ``checkpoint_dir`` (0: never),
+    #: and resume from the last complete one found there.
+    checkpoint_steps: int = 0
+    checkpoint_dir: str | None = None
 
 
 @dataclass
@@ -401,6 +446,8 @@ class FitResult:
     train_runtime_s: float | None = None
     tokens_per_s: float | None = None
     trainer: Any = None
+    #: The checkpoint training resumed from (``checkpoint-<step>``), None for a run from scratch.
+    resumed_from: str | None = None
 
 
 def sft_arguments(settings: TrainSettings, per_device_batch_size: int, grad_accum: int):
@@ -408,8 +455,9 @@ def sft_arguments(settings: TrainSettings, per_device_batch_size: int, grad_accu
     from trl import SFTConfig as TRLSFTConfig
 
     warmup = settings.warmup_ratio
+    checkpoints = settings.checkpoint_steps > 0 and settings.checkpoint_dir
     return TRLSFTConfig(
-        output_dir=settings.output_dir,
+        output_dir=settings.checkpoint_dir if checkpoints else settings.output_dir,
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -427,7 +475,12 @@ def sft_arguments(settings: TrainSettings, per_device_batch_size: int, grad_accu
         max_length=settings.max_length,
         logging_steps=settings.logging_steps,
         logging_first_step=True,
-        save_strategy="no",
+        save_strategy="steps" if checkpoints else "no",
+        save_steps=settings.checkpoint_steps if checkpoints else 500,
+        # Two, so that a session killed while writing the newest one still has the previous one.
+        save_total_limit=2,
+        # A NaN / inf loss must reach the log (and NonFiniteLossGuard), not be averaged away.
+        logging_nan_inf_filter=False,
         report_to="none",
         seed=settings.seed,
         data_seed=settings.seed,
@@ -450,8 +503,61 @@ def _restore_trainable(model, state: Mapping[str, Any]) -> None:
                 p.copy_(state[name].to(p.device))
 
 
+def non_finite_loss_guard(precision: str):
+    """Return a TrainerCallback that raises :class:`NonFiniteLoss` as soon as a logged loss is NaN or infinite."""
+    from transformers import TrainerCallback
+
+    class NonFiniteLossGuard(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is None or math.isfinite(float(loss)):
+                return
+            hint = (
+                "with sft.precision=fp16 (T4) this is an fp16 overflow: lower the learning rate, or train in "
+                "fp32 (sft.precision=fp32, slower, more memory), or in bf16 on an Ampere or newer GPU"
+                if precision == "fp16" else
+                "lower the learning rate (sft.lr_stage1 / sft.lr_stage2) or check the training data"
+            )
+            raise NonFiniteLoss(
+                f"training stopped at step {state.global_step}: the loss is {loss} ({precision}). "
+                f"The adapter would be garbage, so nothing is saved as finished; {hint}"
+            )
+
+    return NonFiniteLossGuard()
+
+
+def last_checkpoint(folder: str | os.PathLike | None) -> Path | None:
+    """Return the newest complete ``checkpoint-<step>`` folder in ``folder`` (trainer state and adapter written), or None."""
+    if not folder or not Path(folder).is_dir():
+        return None
+    found = []
+    for path in Path(folder).glob("checkpoint-*"):
+        step = path.name.split("-", 1)[1]
+        if step.isdigit() and (path / "trainer_state.json").is_file() and (path / "adapter_model.safetensors").is_file():
+            found.append((int(step), path))
+    return max(found)[1] if found else None
+
+
+def clear_checkpoints(folder: str | os.PathLike | None) -> None:
+    """Delete the ``checkpoint-<step>`` folders in ``folder``, keeping its ``inputs.json`` record."""
+    if folder and Path(folder).is_dir():
+        for path in Path(folder).glob("checkpoint-*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _checkpoint_batch(checkpoint: Path) -> int | None:
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    return state.get("train_batch_size")
+
+
 def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[Any] = ()) -> FitResult:
     """Return the result of training ``model`` (a PEFT model) on a tokenized dataset with TRL's SFTTrainer.
+
+    With ``settings.checkpoint_steps``, a checkpoint is saved every that many steps into
+    ``settings.checkpoint_dir`` and training resumes from the last complete one found there
+    (adapter, optimizer, scheduler, RNG states and the position in the data order restored, so the
+    result equals an uninterrupted run's); ``FitResult.resumed_from`` names it. A NaN or infinite
+    logged loss stops training with :class:`NonFiniteLoss`.
 
     On an out-of-memory error (and ``settings.oom_backoff``), accelerate's
     ``find_executable_batch_size`` retries with half the per-device batch and twice the gradient
@@ -468,6 +574,15 @@ def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[
     attempts = {"n": 0}
 
     batch_holder = {"size": settings.per_device_batch_size}
+    # A previous session that backed off to a smaller batch left checkpoints at that batch: start
+    # there, so that the resume keeps the same batch split (and the same result).
+    previous = last_checkpoint(settings.checkpoint_dir) if settings.checkpoint_steps > 0 else None
+    previous_batch = _checkpoint_batch(previous) if previous is not None else None
+    if settings.oom_backoff and previous_batch and previous_batch < settings.per_device_batch_size:
+        batch_holder["size"] = previous_batch
+        backoffs.append({"per_device_batch_size": previous_batch,
+                         "grad_accum": max(1, math.ceil(effective_batch / previous_batch)), "from_checkpoint": True})
+        logger.info("resuming at per-device batch %d, the batch the interrupted session had backed off to", previous_batch)
 
     def reduce_batch_size() -> int:
         # Halve (accelerate's default takes 10% off), the accumulation doubles in `attempt`.
@@ -492,16 +607,25 @@ def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[
             )
             if initial_state is not None:
                 _restore_trainable(model, initial_state)
+            clear_checkpoints(settings.checkpoint_dir)  # the failed batch split's checkpoints cannot be resumed
         trainer = SFTTrainer(
             model=model,
             args=sft_arguments(settings, per_device_batch_size, grad_accum),
             train_dataset=dataset,
             processing_class=tokenizer,
-            callbacks=list(callbacks),
+            callbacks=[non_finite_loss_guard(settings.precision), *callbacks],
         )
+        resume = last_checkpoint(settings.checkpoint_dir) if settings.checkpoint_steps > 0 else None
+        if resume is not None and _checkpoint_batch(resume) not in (None, per_device_batch_size):
+            logger.warning("checkpoint %s was written with another per-device batch: starting over", resume)
+            clear_checkpoints(settings.checkpoint_dir)
+            resume = None
+        if resume is not None:
+            logger.info("resuming training from %s", resume)
+            print(f"[SFT] reprise depuis le checkpoint {resume.name} (entraînement interrompu auparavant)", flush=True)
         failure = None
         try:
-            output = trainer.train()
+            output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are retried, the rest re-raised
             if not (settings.oom_backoff and should_reduce_batch_size(exc)):
                 raise
@@ -529,12 +653,13 @@ def fit(model, tokenizer, dataset, settings: TrainSettings, callbacks: Sequence[
             train_runtime_s=runtime,
             tokens_per_s=(num_tokens / runtime) if num_tokens and runtime else None,
             trainer=trainer,
+            resumed_from=resume.name if resume is not None else None,
         )
 
     if not settings.oom_backoff:
         return attempt(settings.per_device_batch_size)
     runner = find_executable_batch_size(
-        attempt, starting_batch_size=settings.per_device_batch_size, reduce_batch_size_fn=reduce_batch_size
+        attempt, starting_batch_size=batch_holder["size"], reduce_batch_size_fn=reduce_batch_size
     )
     try:
         return runner()
@@ -686,11 +811,13 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
             return dict(manifest, reused=True)
 
     out = stage_dir(cfg, stage)
+    checkpoints = checkpoint_dir(cfg, stage)
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         # The manifest marks a finished stage: remove it first so that a crash mid-training never
         # leaves an old manifest next to a half-written adapter.
         (out / "manifest.json").unlink(missing_ok=True)
+        prepare_checkpoints(checkpoints, inputs, force=force, enabled=cfg.sft.checkpoint_steps > 0)
     state.wait_for_everyone()
 
     records = load_sft_examples(sft_data_path(cfg, stage), cfg.system_prompt)
@@ -738,6 +865,8 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         logging_steps=cfg.sft.logging_steps,
         seed=cfg.sft.seed,
         oom_backoff=cfg.sft.oom_backoff and device == "cuda",
+        checkpoint_steps=cfg.sft.checkpoint_steps,
+        checkpoint_dir=str(checkpoints) if cfg.sft.checkpoint_steps > 0 else None,
     )
     if cfg.sft.max_steps > 0 and state.is_main_process:
         planned = cfg.sft.max_steps * cfg.sft.per_device_batch_size * cfg.sft.grad_accum * state.num_processes
@@ -759,6 +888,7 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         "data_sha256": inputs["data_sha256"],
         "parent_adapter": ({"path": "sft/stage1", **inputs["parent_adapter"]} if stage == 2 else None),
         "config": dataclasses.asdict(cfg.sft),
+        "settings": phase_settings(cfg, "train"),
         "inputs": inputs,
         "dataset": dataclasses.asdict(stats),
         "hardware": {
@@ -783,6 +913,8 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         "num_tokens": result.num_tokens,
         "train_runtime_s": result.train_runtime_s,
         "tokens_per_s": round(result.tokens_per_s, 1) if result.tokens_per_s else None,
+        "checkpoint_steps": cfg.sft.checkpoint_steps,
+        "resumed_from": result.resumed_from,
         "versions": _versions(),
     }
     if state.is_main_process:
@@ -792,6 +924,8 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         (out / "training_args.bin").unlink(missing_ok=True)  # pickled arguments: not needed, not portable
         manifest["wall_time_s"] = round(time.perf_counter() - wall_start, 1)
         _write_json(out / "manifest.json", manifest)
+        # The finished adapter is saved: the checkpoints (with optimizer states) are no longer needed.
+        shutil.rmtree(checkpoints, ignore_errors=True)
     state.wait_for_everyone()
     del trainer, result, model
     _free_memory()
@@ -874,6 +1008,8 @@ __all__ = [
     "add_lora",
     "adapter_sha256",
     "build_sft_dataset",
+    "checkpoint_dir",
+    "clear_checkpoints",
     "distributed_state",
     "end_of_turn_ids",
     "END_OF_TURN_TOKENS",
@@ -883,8 +1019,12 @@ __all__ = [
     "load_base_model",
     "load_sft_examples",
     "load_trainable_adapter",
+    "last_checkpoint",
     "lora_config",
+    "NonFiniteLoss",
+    "non_finite_loss_guard",
     "plot_loss",
+    "prepare_checkpoints",
     "read_manifest",
     "read_train_log",
     "resolve_precision",

@@ -50,7 +50,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .config import Config
+from .config import Config, phase_settings
 from .data import load_run_questions
 from .jsonl import append_record
 from .prompts import build_messages, build_sft_example, extract_answer
@@ -661,6 +661,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         "wall_s": wall,
         # The time of the last run that actually generated something (a reuse run takes seconds).
         "generation_wall_s": wall if sent or not previous else previous.get("generation_wall_s", wall),
+        "settings": phase_settings(cfg, "generate"),  # what this phase used (the report checks config.json against it)
     }
     if cfg.teacher.backend == "openai":
         summary["reasoning_source"] = cfg.teacher.reasoning_source

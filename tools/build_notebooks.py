@@ -17,43 +17,60 @@ ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 CHECK = "# NBVAL_CHECK_OUTPUT\n"
 
-INSTALL = """\
-# Installation sur Colab / Kaggle (en local, `make demo` a déjà tout installé : cette cellule ne fait rien).
-import os, sys
-IN_COLAB = "google.colab" in sys.modules
-IN_KAGGLE = "KAGGLE_KERNEL_RUN_TYPE" in os.environ
-if IN_COLAB or IN_KAGGLE:
-    REPO_URL = os.environ.get("DASD_REPO_URL", "https://github.com/OWNER/dasd-course.git")  # votre fork
-    if not os.path.isdir("dasd-course"):
-        !git clone -q {REPO_URL} dasd-course
-    %cd dasd-course
-    # torch n'est pas dans requirements.txt : on garde la version CUDA préinstallée de Colab.
-    !pip install -q -r requirements.txt && pip install -q --no-deps -e .
-"""
-
 PARAMS = """\
-# Paramètres (cellule étiquetée « parameters » pour papermill)
-PROFILE = "demo"   # demo : CPU, hors ligne, petits modèles de substitution | colab : T4 16 Go | full : A100/H100
-RUN_DIR = None     # None -> runs/<PROFILE> à la racine du projet ; un même RUN_DIR relie les 7 notebooks
-FORCE = False      # True : recalculer la phase même si ses sorties existent déjà
+# Paramètres (cellule étiquetée « parameters » pour papermill). Mettez les mêmes dans les 7 notebooks
+# d'un run, ou seulement dans le premier : les suivants relisent la configuration du run (config.json).
+PROFILE = None     # None : colab sur Colab/Kaggle, demo en local | demo : CPU, hors ligne, substituts | colab : T4 | full : A100/H100
+RUN_DIR = None     # None : Google Drive (Colab), /kaggle/working (Kaggle), runs/<PROFILE> (local)
+USE_DRIVE = True   # Colab : False pour ne pas monter Drive (le run est alors perdu à la déconnexion)
+FORCE = False      # True : recalculer cette phase, et accepter des paramètres différents du run
 OVERRIDES = {}     # ex. {"data.n_train": 100, "teacher.base_url": "https://..."}
 """
 
+# The bootstrap is plain Python: dasd_utils is importable only once the repository is there. It
+# clones once into an absolute folder (a re-run updates it instead of nesting a second clone).
 SETUP = """\
-from dasd_utils import notebook as nb
-cfg = nb.setup(PROFILE, RUN_DIR, OVERRIDES)
+# Mise en place : environnement (Colab, Kaggle, local), installation, GPU, dossier du run, configuration.
+import os, subprocess, sys
+REPO_URL = os.environ.get("DASD_REPO_URL", "https://github.com/OWNER/dasd-course.git")  # votre fork
+ON_CLOUD = any(k in os.environ for k in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE")) or "google.colab" in sys.modules
+def git(*args):
+    done = subprocess.run(["git", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"git {args[-2] if args[0] == '-C' else args[0]} a échoué : {done.stderr.strip()[-400:]}")
+    return done.stdout
+if ON_CLOUD:
+    REPO_DIR = os.environ.get("DASD_REPO_DIR") or ("/kaggle/working/dasd-course" if "KAGGLE_KERNEL_RUN_TYPE" in os.environ else "/content/dasd-course")
+    if not os.path.isdir(os.path.join(REPO_DIR, ".git")):
+        if "OWNER/" in REPO_URL:
+            raise SystemExit("REPO_URL contient encore OWNER : mettez l'adresse de votre fork (ou DASD_REPO_URL).")
+        git("clone", "-q", REPO_URL, REPO_DIR)
+    HEAD = git("-C", REPO_DIR, "rev-parse", "HEAD")
+    git("-C", REPO_DIR, "pull", "-q", "--ff-only")  # a re-run updates the clone (never a nested one)
+    CODE_CHANGED = "dasd_utils" in sys.modules and HEAD != git("-C", REPO_DIR, "rev-parse", "HEAD")
+    os.chdir(REPO_DIR)
+    sys.path.insert(0, REPO_DIR)
+    from dasd_utils import colab
+    colab.install(REPO_DIR, code_changed=CODE_CHANGED)
+from dasd_utils import colab, notebook as nb
+cfg = colab.setup_notebook(PHASE, PROFILE, RUN_DIR, OVERRIDES, force=FORCE, use_drive=USE_DRIVE)
 print(nb.stand_in_banner(cfg))
 """
 
 SETUP_SHOW = CHECK + "nb.show_config(cfg)\n"
 
+#: The phase each notebook runs (the set-up cell stops a GPU phase of the colab profile without a GPU).
+PHASES = {"01": "data", "02": "generate", "03": "das", "04": "train", "05": "train", "06": "evaluate", "07": "report"}
+#: Notebooks whose phase runs the student on the colab profile: only they ask Colab / Kaggle for a GPU.
+GPU_NOTEBOOKS = ("03", "04", "05", "06")
+
 
 def header(title: str, intro: str) -> list:
+    number = title.split(" ", 1)[0]
     return [
         new_markdown_cell(f"# {title}\n\n{intro}"),
-        new_code_cell(INSTALL),
         new_code_cell(PARAMS, metadata={"tags": ["parameters"]}),
-        new_code_cell(SETUP),
+        new_code_cell(f"PHASE = {PHASES[number]!r}  # la phase de ce notebook\n" + SETUP),
         new_code_cell(SETUP_SHOW),
     ]
 
@@ -245,22 +262,34 @@ est rendu en Markdown et en HTML autonome (figures intégrées).""",
 ) + [
     new_code_cell("from dasd_utils import report\npaths = report.run_phase(cfg, force=True)\n"
                   "print(nb.relative(paths[\"markdown\"]))\nprint(nb.relative(paths[\"html\"]))\n"),
-    new_code_cell("from IPython.display import Markdown\nMarkdown(open(paths[\"markdown\"], encoding=\"utf-8\").read())\n"),
+    new_markdown_cell("Le rapport HTML autonome (figures intégrées) s'affiche ci-dessous ; le lien l'ouvre "
+                      "dans un nouvel onglet (sur Colab, il est aussi dans le dossier du run sur Drive)."),
+    new_code_cell("nb.show_report(paths[\"html\"])\n"),
 ]
 
 
-def build(names: list[str] | None = None) -> list[Path]:
-    """Write the notebooks (all, or those named) without outputs; returns their paths."""
+def build(names: list[str] | None = None, out_dir: Path | None = None) -> list[Path]:
+    """Write the notebooks (all, or those named) without outputs into ``out_dir`` (default notebooks/); returns their paths."""
     written = []
+    out_dir = Path(out_dir) if out_dir is not None else NB_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
     for name, cells in NOTEBOOKS.items():
         if names and name not in names:
             continue
         nb = new_notebook(cells=cells)
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nb.metadata["language_info"] = {"name": "python"}
-        nb.metadata["accelerator"] = "GPU"
         nb.metadata["colab"] = {"provenance": []}
-        path = NB_DIR / name
+        if name[:2] in GPU_NOTEBOOKS:
+            # Colab reads "accelerator" + colab.gpuType; Kaggle reads its own "kaggle" block.
+            nb.metadata["accelerator"] = "GPU"
+            nb.metadata["colab"]["gpuType"] = "T4"
+            nb.metadata["kaggle"] = {"accelerator": "nvidiaTeslaT4", "isGpuEnabled": True, "isInternetEnabled": True,
+                                     "language": "python", "sourceType": "notebook"}
+        else:
+            nb.metadata["kaggle"] = {"accelerator": "none", "isGpuEnabled": False, "isInternetEnabled": True,
+                                     "language": "python", "sourceType": "notebook"}
+        path = out_dir / name
         nbformat.validate(nb)
         nbformat.write(nb, path)
         written.append(path)
