@@ -928,7 +928,7 @@ def settings_drift(run_dir: str | os.PathLike, config: dict[str, Any] | None = N
             path = run_dir / name
             try:
                 used = json.loads(path.read_text(encoding="utf-8")).get("settings") if path.is_file() else None
-            except (OSError, json.JSONDecodeError):
+            except (OSError, ValueError):  # unreadable or not UTF-8 JSON: the report notes the file itself
                 continue
             for key, value in (used or {}).items():
                 if key in current and current[key] != value:

@@ -342,7 +342,7 @@ def case_disk_full_data(ctx):
     assert run_cli(ctx, *args)[0] == 0
     before = (ctx.run / "data" / "train.jsonl").read_bytes()
     (ctx.run / "data" / "train.jsonl.tmp").symlink_to("/dev/full")
-    message = expect_error(ctx, cli_args(ctx, "data.n_train=5", "data.n_eval=2"), "No space left on device (ENOSPC)", "train.jsonl", code=1)
+    message = expect_error(ctx, [*cli_args(ctx, "data.n_train=5", "data.n_eval=2"), "--force"], "No space left on device (ENOSPC)", "train.jsonl", code=1)
     assert (ctx.run / "data" / "train.jsonl").read_bytes() == before  # the previous file is intact
     assert not (ctx.run / "data" / "train.jsonl.tmp").exists()
     return message
