@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import logging
 import sys
@@ -15,6 +16,7 @@ import time
 from typing import Any, Callable
 
 from .config import PROFILES, ConfigError, load_config
+from .timing import TIMINGS_FILE, format_table
 
 #: Phase name -> module holding its ``run_phase(cfg)``.
 PHASES: dict[str, str] = {
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, func in funcs:
         start = time.perf_counter()
         print(f"== phase {name} ({cfg.profile} profile, run dir {cfg.run_dir}) ==", flush=True)
-        kwargs = {"force": True} if args.force and "force" in func.__code__.co_varnames else {}
+        kwargs = {"force": True} if args.force and _accepts_force(func) else {}
         try:
             result = func(cfg, **kwargs)
         except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
@@ -97,7 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(result, dict):
             print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
         print(f"== phase {name} done in {elapsed:.1f} s ==", flush=True)
+    if len(funcs) > 1 and (cfg.run_dir / TIMINGS_FILE).is_file():
+        print(format_table(cfg.run_dir), flush=True)
     return 0
+
+
+def _accepts_force(func: Callable[..., Any]) -> bool:
+    """Return True when ``func`` takes a ``force`` argument (``inspect`` sees through the timing decorator)."""
+    try:
+        return "force" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 __all__ = ["PHASES", "PhaseUnavailable", "build_parser", "main", "phase_function"]

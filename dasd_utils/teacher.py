@@ -49,6 +49,7 @@ from .data import load_run_questions
 from .jsonl import append_record
 from .prompts import build_messages, build_sft_example, extract_answer
 from .quality import check_response
+from .timing import timed_phase
 
 log = logging.getLogger(__name__)
 
@@ -569,6 +570,7 @@ def summarize_stage(
 
 
 # ----------------------------------------------------------------------------- phase
+@timed_phase("generate")
 def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Return the teacher phase's summary after generating both stages (reusing every completed request).
 
