@@ -33,11 +33,32 @@ def resolve_run_dir(run_dir: str | os.PathLike | None, profile: str) -> Path:
 def setup(profile: str = "demo", run_dir: str | None = None, overrides: dict[str, Any] | None = None,
           config_file: str | None = None) -> Config:
     """Return the resolved Config for a notebook, with the run directory created and config.json saved."""
+    quiet_text_progress_bars()
     cfg = load_config(profile, config_file=config_file, overrides=overrides or {},
                       run_dir=resolve_run_dir(run_dir, profile))
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save()
     return cfg
+
+
+def quiet_text_progress_bars() -> bool:
+    """Return True when progress bars will be text because ipywidgets is missing, after silencing tqdm's warning.
+
+    In Jupyter, ``tqdm.auto`` (used by the phases and by transformers) draws widget bars when
+    ipywidgets is installed (Colab, Kaggle); without it, it falls back to text bars but first
+    prints ``TqdmWarning: IProgress not found`` into the cell's output. Importing it once here
+    with that warning filtered gives the same text bars without the warning. The local demo keeps
+    text bars on purpose: widget outputs stored in notebooks render as broken widgets on GitHub.
+    """
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        return False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import tqdm.auto  # noqa: F401  (imported for its side effect: the bar class is chosen once)
+    return True
 
 
 def relative(path: str | os.PathLike) -> str:
@@ -242,4 +263,4 @@ def qualitative(cfg: Config, which: str = "highlight"):
 
 __all__ = ["das_table", "featured_label", "featured_missing_message", "featured_question", "loss_table",
            "qualitative", "show_featured_prompt", "sft_table", "teacher_example", "teacher_table",
-           "project_root", "relative", "resolve_run_dir", "setup", "show_config", "show_figure", "stand_in_banner"]
+           "project_root", "quiet_text_progress_bars", "relative", "resolve_run_dir", "setup", "show_config", "show_figure", "stand_in_banner"]
