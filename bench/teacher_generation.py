@@ -41,14 +41,18 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def generate(lt: LocalTeacher, requests, growing: bool) -> tuple[list[dict], float, float]:
-    """Return (results in request order, CPU seconds, wall seconds) of one pass over ``requests``."""
+def generate(lt: LocalTeacher, stages: list[list], growing: bool) -> tuple[list[dict], float, float]:
+    """Return (results in request order, CPU seconds, wall seconds) of one pass over each stage's requests.
+
+    One ``generate`` call per stage, as the teacher phase does (a batch never mixes temperatures).
+    """
     lt.growing_cache = growing
     results = {}
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    lt.generate(requests, lambda request, result: results.__setitem__(request.request_hash, result))
+    for requests in stages:
+        lt.generate(requests, lambda request, result: results.__setitem__(request.request_hash, result))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    return [results[r.request_hash] for r in requests], cpu, wall
+    return [results[r.request_hash] for requests in stages for r in requests], cpu, wall
 
 
 def comparable(result: dict) -> tuple:
@@ -66,17 +70,17 @@ def main(argv=None) -> int:
     cfg = load_config("demo", overrides=[f"data.n_train={args.n_questions}"], run_dir=args.run_dir)
     data.run_phase(cfg)
     questions = data.load_run_questions(cfg, "train")
-    requests = [r for stage in teacher.STAGES for r in teacher.build_requests(cfg, stage, questions)[0]]
+    stages = [teacher.build_requests(cfg, stage, questions)[0] for stage in teacher.STAGES]
     lt = LocalTeacher(cfg, "bench")
     lt.load()
-    generate(lt, requests[:1], True)  # warm-up: stop-string tables, prefix cache, allocator
-    print(f"{len(requests)} requests (stages 1+2, first sample), batch {cfg.teacher.local_batch_size}, "
+    generate(lt, [stages[0][:1]], True)  # warm-up: stop-string tables, prefix cache, allocator
+    print(f"{sum(map(len, stages))} requests (stages 1+2, first sample), batch {cfg.teacher.local_batch_size}, "
           f"max_tokens {cfg.teacher.max_tokens}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
     totals = {False: [0.0, 0.0], True: [0.0, 0.0]}
     reference = None
     for round_ in range(args.rounds):
         for growing in ((False, True) if round_ % 2 == 0 else (True, False)):
-            results, cpu, wall = generate(lt, requests, growing)
+            results, cpu, wall = generate(lt, stages, growing)
             totals[growing][0] += cpu
             totals[growing][1] += wall
             keys = [comparable(r) for r in results]

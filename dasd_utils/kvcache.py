@@ -94,9 +94,9 @@ def growing_cache(model, reserve: int, prefix: DynamicCache | None = None, batch
     """Return a DynamicCache of :class:`GrowingLayer` with room for ``reserve`` more positions per layer.
 
     With ``prefix`` (a cache of batch one), every layer starts with its keys and values repeated
-    ``batch`` times (what ``deepcopy`` + ``batch_repeat_interleave`` give), else empty. Models with
-    sliding-window layers keep transformers' own cache (None is never returned: the caller's
-    DynamicCache is used as is in that case).
+    ``batch`` times (what ``deepcopy`` + ``batch_repeat_interleave`` give), else empty. A model
+    with sliding-window (or other special) layers gets transformers' own DynamicCache instead,
+    filled the same way.
     """
     try:
         cache = DynamicCache(config=model.config)

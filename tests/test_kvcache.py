@@ -83,3 +83,14 @@ def test_local_teacher_records_are_identical_with_either_cache(tiny_cfg, few_sho
         outputs[growing] = [{k: v for k, v in got[r.request_hash].items() if k != "latency_s"} for r in requests]
     assert outputs[True] == outputs[False]
     assert any(len(r["tokens"]) > 5 for r in outputs[True])  # something was generated
+
+
+def test_sliding_window_models_keep_transformers_cache():
+    from types import SimpleNamespace
+
+    from transformers import MistralConfig
+
+    config = MistralConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                           num_key_value_heads=2, sliding_window=4, vocab_size=100)
+    cache = growing_cache(SimpleNamespace(config=config), reserve=8)
+    assert cache.layers and not any(isinstance(layer, GrowingLayer) for layer in cache.layers)
