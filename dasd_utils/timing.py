@@ -180,27 +180,32 @@ def _fmt(seconds: float | None) -> str:
 
 
 def format_table(run_dir: str | os.PathLike) -> str:
-    """Return a plain-text table of each phase's time (this run's call, and the call that computed it) and each notebook's."""
+    """Return a plain-text table of each phase's time (its latest call, and the call that computed it) and each notebook's."""
     timings = read_timings(run_dir)
-    lines = [f"Time per phase ({Path(run_dir)}):",
-             f"  {'phase':<10} {'last call wall':>16} {'CPU':>10}  {'computed in (wall / CPU)':<30}"]
-    total_wall = 0.0
+    lines = [f"Time per phase ({Path(run_dir)}), wall / CPU:",
+             f"  {'phase':<10} {'latest call':<30} {'computed in':<26}"]
+    totals = {"last": [0.0, 0.0], "computed": [0.0, 0.0]}
     for phase in ("data", *SUMMARY_FILES):
         entry = timings["phases"].get(phase)
         if not entry:
             continue
         last, computed = entry.get("last") or {}, entry.get("computed") or {}
-        total_wall += last.get("wall_s") or 0.0
-        note = "reused cached outputs; " if last.get("reused") else ""
-        done = f"{_fmt(computed.get('wall_s'))} / {_fmt(computed.get('cpu_s'))}" if computed else "never computed here"
-        lines.append(f"  {phase:<10} {_fmt(last.get('wall_s')):>16} {_fmt(last.get('cpu_s')):>10}  {note}{done}")
-    nb_total = 0.0
-    for name, entry in sorted(timings["notebooks"].items()):
-        nb_total += entry.get("wall_s") or 0.0
-        lines.append(f"  {name:<28} {_fmt(entry.get('wall_s')):>16}")
-    lines.append(f"  total of the phases' last calls: {_fmt(total_wall)}"
-                 + (f"; notebooks: {_fmt(nb_total)}" if timings["notebooks"] else ""))
-    return "\n".join(lines)
+        for key, timing in (("last", last), ("computed", computed)):
+            totals[key][0] += timing.get("wall_s") or 0.0
+            totals[key][1] += timing.get("cpu_s") or 0.0
+        latest = f"{_fmt(last.get('wall_s'))} / {_fmt(last.get('cpu_s'))}" + (" (reused)" if last.get("reused") else "")
+        done = f"{_fmt(computed.get('wall_s'))} / {_fmt(computed.get('cpu_s'))}" if computed else "not computed here"
+        lines.append(f"  {phase:<10} {latest:<30} {done:<26}")
+    lines.append(f"  {'total':<10} {_fmt(totals['last'][0]) + ' / ' + _fmt(totals['last'][1]):<30} "
+                 f"{_fmt(totals['computed'][0])} / {_fmt(totals['computed'][1])}")
+    if timings["notebooks"]:
+        width = max(len(name) for name in timings["notebooks"])
+        lines.append("Notebooks (latest execution, wall):")
+        for name, entry in sorted(timings["notebooks"].items()):
+            lines.append(f"  {name:<{width}} {_fmt(entry.get('wall_s')):>14}")
+        total = sum(entry.get("wall_s") or 0.0 for entry in timings["notebooks"].values())
+        lines.append(f"  {'total':<{width}} {_fmt(total):>14}")
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:

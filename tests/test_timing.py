@@ -130,7 +130,7 @@ def test_format_table_lists_phases_notebooks_and_reuse(tmp_path):
     timing.record(tmp_path, "generate", 2.0, 1.5, False, None)
     timing.record_notebook(tmp_path, "02_generation_professeur.ipynb", 4.25)
     table = timing.format_table(tmp_path)
-    assert "generate" in table and "2 min 10.0 s / 4 min 10.0 s" in table and "reused cached outputs" in table
+    assert "2.0 s / 1.5 s (reused)" in table and "2 min 10.0 s / 4 min 10.0 s" in table
     assert "02_generation_professeur.ipynb" in table and "4.2 s" in table
 
 
