@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .jsonl import write_json_atomic
+
 #: Phase -> its summary file (relative to the run directory) that receives the ``elapsed`` block.
 #: ``train`` has no summary of its own (each stage's manifest records its ``wall_time_s``), so
 #: the phase's returned per-stage summary is written to ``sft/summary.json`` with its timing.
@@ -77,13 +79,6 @@ def read_timings(run_dir: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def record(run_dir: str | os.PathLike, phase: str, wall_s: float, cpu_s: float, worked: bool,
            result: Any = None) -> dict[str, Any]:
     """Return the phase's timing entry after writing it to ``timings.json`` and its summary's ``elapsed`` block."""
@@ -99,7 +94,7 @@ def record(run_dir: str | os.PathLike, phase: str, wall_s: float, cpu_s: float, 
     previous = phases.get(phase) or {}
     computed = entry if worked else previous.get("computed")
     phases[phase] = {"last": entry, "computed": computed}
-    _write_json(run_dir / TIMINGS_FILE, timings)
+    write_json_atomic(run_dir / TIMINGS_FILE, timings)
     _write_elapsed(run_dir, phase, computed or entry, result)
     return phases[phase]
 
@@ -122,7 +117,7 @@ def _write_elapsed(run_dir: Path, phase: str, timing: Mapping[str, Any], result:
     if summary.get("elapsed") == elapsed:
         return  # unchanged: leave the file (and its modification time) alone
     summary["elapsed"] = elapsed
-    _write_json(path, summary)
+    write_json_atomic(path, summary)
 
 
 def timed_phase(phase: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -169,7 +164,7 @@ def record_notebook(run_dir: str | os.PathLike, name: str, wall_s: float) -> Non
     """Write one notebook's execution wall time to ``timings.json`` (under ``notebooks``)."""
     timings = read_timings(run_dir)
     timings["notebooks"][name] = {"wall_s": round(wall_s, 2)}
-    _write_json(Path(run_dir) / TIMINGS_FILE, timings)
+    write_json_atomic(Path(run_dir) / TIMINGS_FILE, timings)
 
 
 def _fmt(seconds: float | None) -> str:

@@ -140,3 +140,11 @@ def test_timing_command_line(tmp_path, capsys):
     timing.record(tmp_path, "das", 1.0, 1.0, True, None)
     assert timing.main([str(tmp_path)]) == 0
     assert "das" in capsys.readouterr().out
+
+
+def test_write_json_atomic_leaves_no_temporary_file(tmp_path):
+    from dasd_utils.jsonl import write_json_atomic
+
+    path = write_json_atomic(tmp_path / "sub" / "x.json", {"é": 1})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"é": 1} and "é" in path.read_text(encoding="utf-8")
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
