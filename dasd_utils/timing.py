@@ -95,17 +95,18 @@ def record(run_dir: str | os.PathLike, phase: str, wall_s: float, cpu_s: float, 
     computed = entry if worked else previous.get("computed")
     phases[phase] = {"last": entry, "computed": computed}
     write_json_atomic(run_dir / TIMINGS_FILE, timings)
-    _write_elapsed(run_dir, phase, computed or entry, result)
+    _write_elapsed(run_dir, phase, computed or entry, result, worked)
     return phases[phase]
 
 
-def _write_elapsed(run_dir: Path, phase: str, timing: Mapping[str, Any], result: Any) -> None:
+def _write_elapsed(run_dir: Path, phase: str, timing: Mapping[str, Any], result: Any, worked: bool) -> None:
     name = SUMMARY_FILES.get(phase)
     if name is None:
         return
     path = run_dir / name
     elapsed = {k: timing[k] for k in ("wall_s", "cpu_s", "finished_at")}
-    if phase == "train" and isinstance(result, Mapping):
+    # The train phase's summary is its returned value, written here when it trained (or has none yet).
+    if phase == "train" and isinstance(result, Mapping) and (worked or not path.is_file()):
         summary = {k: v for k, v in result.items() if k != "elapsed"}
     else:
         try:

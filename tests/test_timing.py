@@ -72,9 +72,15 @@ def test_timed_phase_records_and_reuse_keeps_the_computing_run(demo_cfg, monkeyp
 def test_train_summary_is_written_from_the_returned_stages(demo_cfg):
     result = {"stage1": {"steps": 3, "reused": False}, "stage2": {"steps": 2, "reused": False}, "figure": None}
     timing.record(demo_cfg.run_dir, "train", 12.5, 20.25, True, result)
-    saved = json.loads((demo_cfg.run_dir / "sft" / "summary.json").read_text(encoding="utf-8"))
+    path = demo_cfg.run_dir / "sft" / "summary.json"
+    saved = json.loads(path.read_text(encoding="utf-8"))
     assert saved["stage1"] == {"steps": 3, "reused": False}
     assert saved["elapsed"]["wall_s"] == 12.5 and saved["elapsed"]["cpu_s"] == 20.25
+    # A reuse call leaves the summary of the training call as it was.
+    before = path.read_bytes()
+    reused = {"stage1": {"steps": 3, "reused": True}, "stage2": {"steps": 2, "reused": True}, "figure": None}
+    timing.record(demo_cfg.run_dir, "train", 0.5, 0.4, False, reused)
+    assert path.read_bytes() == before
 
 
 def test_failed_phase_records_nothing(demo_cfg):
