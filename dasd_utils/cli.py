@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 from errno import errorcode
 import json
 import logging
@@ -17,6 +18,7 @@ from typing import Any, Callable
 
 from .config import PROFILES, ConfigError, require_api_endpoint, resolve_run_config
 from .secrets import install_log_scrubber, scrub
+from .timing import TIMINGS_FILE, format_table
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, func in funcs:
         start = time.perf_counter()
         print(f"== phase {name} ({cfg.profile} profile, run dir {cfg.run_dir}) ==", flush=True)
-        kwargs = {"force": True} if args.force and "force" in func.__code__.co_varnames else {}
+        kwargs = {"force": True} if args.force and _accepts_force(func) else {}
         try:
             result = func(cfg, **kwargs)
         except KeyboardInterrupt:
@@ -139,7 +141,17 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(result, dict):
             print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
         print(f"== phase {name} done in {elapsed:.1f} s ==", flush=True)
+    if len(funcs) > 1 and (cfg.run_dir / TIMINGS_FILE).is_file():
+        print(format_table(cfg.run_dir), flush=True)
     return 0
+
+
+def _accepts_force(func: Callable[..., Any]) -> bool:
+    """Return True when ``func`` takes a ``force`` argument (``inspect`` sees through the timing decorator)."""
+    try:
+        return "force" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 __all__ = ["PHASES", "PhaseUnavailable", "build_parser", "error_line", "main", "phase_function"]

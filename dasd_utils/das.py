@@ -77,6 +77,7 @@ from .hashing import adapter_sha256, file_sha256
 from .jsonl import iter_records
 from .prompts import build_messages
 from .segment import Sentence, sentence_spans
+from .timing import timed_phase
 
 log = logging.getLogger(__name__)
 
@@ -688,6 +689,7 @@ def make_figures(cfg: Config, records_by_stage: dict[int, list[dict[str, Any]]])
     return [str(p) for p in das_plots.all_figures(records_by_stage, cfg)]
 
 
+@timed_phase("das")
 def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     """DAS phase: score both stages' teacher responses, write records, SFT datasets, summary, figures."""
     start = time.perf_counter()

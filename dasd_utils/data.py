@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 from .config import Config, phase_settings
 from .prompts import LETTERS
+from .timing import timed_phase
 
 HUB_DATASET = "tau/commonsense_qa"
 BUNDLED_FILE = "commonsense_qa_validation.jsonl"
@@ -242,6 +243,7 @@ def load_run_questions(cfg: Config, which: str) -> list[dict[str, Any]]:
     return read_jsonl(path)
 
 
+@timed_phase("data")
 def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Data phase: write ``data/train.jsonl``, ``data/eval.jsonl`` and ``config.json``; return counts.
 

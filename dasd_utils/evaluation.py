@@ -68,6 +68,7 @@ from .data import load_run_questions, read_jsonl, write_jsonl
 from .hashing import adapter_sha256
 from .prompts import LETTERS, build_messages, extract_answer, has_final_answer_format
 from .stats import holm_adjust, mcnemar_exact, paired_counts, wilson_interval
+from .timing import timed_phase
 
 log = logging.getLogger(__name__)
 
@@ -1218,6 +1219,7 @@ def _write_json(path: Path, obj: Any) -> Path:
     return path
 
 
+@timed_phase("evaluate")
 def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Evaluate every model of ``eval.models``; write predictions, metrics, qualitative examples and figures; return the metrics.
 

@@ -1,4 +1,4 @@
-"""Append-only JSONL with fsync, for records that must survive a crash (teacher calls)."""
+"""Append-only JSONL with fsync, for records that must survive a crash (teacher calls); atomic JSON files."""
 
 from __future__ import annotations
 
@@ -47,3 +47,13 @@ def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                 f"{path}:{i + 1} {what}: a damaged record. For a teacher file, re-run the 'generate' phase: "
                 "it sets the damaged line aside and sends that request again"
             ) from None
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Return ``path`` after writing ``data`` as indented JSON through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

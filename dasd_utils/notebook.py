@@ -41,6 +41,7 @@ def setup(profile: str | None = "demo", run_dir: str | None = None, overrides: d
     """
     from .colab import NotebookStop
 
+    quiet_text_progress_bars()
     target = resolve_run_dir(run_dir, profile or "demo")
     try:
         cfg = resolve_run_config(profile, target, config_file=config_file, overrides=overrides or {}, force=force)
@@ -65,6 +66,26 @@ def mismatch_message(exc: RunConfigMismatch) -> str:
         "  2. remplacer la configuration enregistrée : FORCE = True (les phases dont les entrées changent "
         "seront recalculées, et cette phase-ci aussi)."
     )
+
+
+def quiet_text_progress_bars() -> bool:
+    """Return True when progress bars will be text because ipywidgets is missing, after silencing tqdm's warning.
+
+    In Jupyter, ``tqdm.auto`` (used by the phases and by transformers) draws widget bars when
+    ipywidgets is installed (Colab, Kaggle); without it, it falls back to text bars but first
+    prints ``TqdmWarning: IProgress not found`` into the cell's output. Importing it once here
+    with that warning filtered gives the same text bars without the warning. The local demo keeps
+    text bars on purpose: widget outputs stored in notebooks render as broken widgets on GitHub.
+    """
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        return False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import tqdm.auto  # noqa: F401  (imported for its side effect: the bar class is chosen once)
+    return True
 
 
 def relative(path: str | os.PathLike) -> str:
@@ -227,13 +248,58 @@ def loss_table(cfg: Config, stage: int):
     return pd.DataFrame(read_train_log(cfg, stage))
 
 
+def featured_label(cfg: Config) -> str:
+    """Return how the notebooks name the featured evaluation item: the crab question for validation item 49, else its index."""
+    index = cfg.eval.qualitative_index
+    if index == 49 and cfg.data.eval_split == "validation":
+        return f"la question du crabe (item {index} de validation)"
+    return f"la question d'indice {index} ({cfg.data.eval_split}, `eval.qualitative_index`)"
+
+
+def featured_missing_message(cfg: Config, eval_questions: list[dict[str, Any]] | None = None) -> str:
+    """Return the French sentence saying the featured item is not in this run's evaluation set, with the set's indices."""
+    if eval_questions is None:
+        from .data import load_run_questions
+
+        eval_questions = load_run_questions(cfg, "eval")
+    indices = [q.get("index") for q in eval_questions if q.get("index") is not None]
+    span = f"items {min(indices)} à {max(indices)}" if indices else "aucun item"
+    label = featured_label(cfg)
+    return (f"{label[:1].upper()}{label[1:]} n'est pas dans l'ensemble d'évaluation "
+            f"de ce run ({len(eval_questions)} questions de {cfg.data.eval_split}, {span}) : rien à montrer ici. "
+            "Pour la voir, élargissez data.n_eval / data.eval_offset, ou choisissez un item évalué avec "
+            "eval.qualitative_index.")
+
+
+def featured_question(cfg: Config) -> dict[str, Any] | None:
+    """Return the evaluation question ``eval.qualitative_index`` of this run, or None when the run does not evaluate it."""
+    from .data import load_run_questions
+
+    return next((q for q in load_run_questions(cfg, "eval") if q.get("index") == cfg.eval.qualitative_index), None)
+
+
+def show_featured_prompt(cfg: Config) -> None:
+    """Print the exact chat messages of the featured evaluation question, or why it is absent; returns nothing."""
+    from .prompts import build_messages
+
+    question = featured_question(cfg)
+    if question is None:
+        print(featured_missing_message(cfg))
+        return
+    for message in build_messages(question, cfg.system_prompt):
+        print(f"--- {message['role']} ---\n{message['content']}")
+
+
 def qualitative(cfg: Config, which: str = "highlight"):
-    """Print the crab question (or the random items) and each model's response; returns nothing."""
+    """Print the featured question (the crab question by default; or the random items) and each model's response; returns nothing."""
     path = cfg.run_dir / "eval" / "qualitative.json"
     if not path.is_file():
         raise FileNotFoundError(f"{relative(path)} not found: run the evaluation phase first")
     data = json.loads(path.read_text(encoding="utf-8"))
     items = [data.get("highlight")] if which == "highlight" else data.get("random", [])
+    if which == "highlight" and not data.get("highlight"):
+        print(featured_missing_message(cfg))
+        return
     for item in items:
         if not item:
             continue
@@ -248,5 +314,7 @@ def qualitative(cfg: Config, which: str = "highlight"):
             print()
 
 
-__all__ = ["das_table", "loss_table", "mismatch_message", "qualitative", "sft_table", "teacher_example", "teacher_table",
-           "project_root", "relative", "resolve_run_dir", "setup", "show_config", "show_figure", "show_report", "stand_in_banner"]
+__all__ = ["das_table", "featured_label", "featured_missing_message", "featured_question", "loss_table",
+           "mismatch_message", "qualitative", "show_featured_prompt", "sft_table", "teacher_example", "teacher_table",
+           "project_root", "quiet_text_progress_bars", "relative", "resolve_run_dir", "setup", "show_config",
+           "show_figure", "show_report", "stand_in_banner"]

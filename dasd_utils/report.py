@@ -32,6 +32,7 @@ from .config import GPT_OSS_120B, QWEN3_4B, Config, EvalConfig, settings_drift
 from .plots import stand_in_note
 from .prompts import LETTERS
 from .quality import REASONS
+from .timing import timed_phase
 
 log = logging.getLogger(__name__)
 
@@ -978,6 +979,7 @@ def build_report(
     return {**summary, "reused": False}
 
 
+@timed_phase("report")
 def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Report phase: build ``<run_dir>/report/rapport.md`` and ``rapport.html``; return their paths."""
     return build_report(cfg.run_dir, config=cfg.to_dict(), force=force)

@@ -57,6 +57,7 @@ from .chat import END_OF_TURN_TOKENS, end_of_turn_ids, render_turn
 from .config import Config, phase_settings
 from .data import read_jsonl
 from .hashing import adapter_sha256, file_sha256
+from .timing import timed_phase
 
 logger = logging.getLogger(__name__)
 
@@ -986,6 +987,7 @@ def _stage_summary(cfg: Config, manifest: Mapping[str, Any]) -> dict[str, Any]:
     return summary
 
 
+@timed_phase("train")
 def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Train stage 1 then stage 2 (reusing adapters whose inputs did not change); return a summary per stage."""
     results = {}

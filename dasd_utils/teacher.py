@@ -56,6 +56,7 @@ from .jsonl import append_record
 from .prompts import build_messages, build_sft_example, extract_answer
 from .quality import check_response
 from .secrets import redact_url
+from .timing import timed_phase
 
 log = logging.getLogger(__name__)
 
@@ -626,6 +627,7 @@ def summarize_stage(
 
 
 # ----------------------------------------------------------------------------- phase
+@timed_phase("generate")
 def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     """Return the teacher phase's summary after generating both stages (reusing every completed request).
 

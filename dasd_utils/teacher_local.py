@@ -244,6 +244,10 @@ ANSWER_STOP_STRINGS = tuple(f"Final Answer: {letter}" for letter in "ABCDE")
 class LocalTeacher:
     """A local HF causal LM used as the teacher (loaded on first use)."""
 
+    #: Grow the key/value cache in place (:mod:`dasd_utils.kvcache`) instead of concatenating at
+    #: every step; same tokens and logprobs, less copying. False: transformers' DynamicCache.
+    growing_cache: bool = True
+
     def __init__(self, cfg: Config, model_label: str) -> None:
         self.cfg = cfg
         self.model_label = model_label
@@ -319,6 +323,8 @@ class LocalTeacher:
     def _encode(self, batch: Sequence[Any]) -> tuple[dict[str, Any], Any]:
         """Return (model inputs, cache or None) for a batch, reusing the shared prefix's KV cache when possible.
 
+        The cache has room for the batch's prompt and ``max_tokens`` new tokens (see ``growing_cache``).
+
         With a cached prefix the layout is ``[prefix][padding][question]``: the padding sits after
         the shared prefix (masked out; positions come from the attention mask), so every row
         continues the same cached keys and values. Without one, plain left padding.
@@ -326,6 +332,8 @@ class LocalTeacher:
         import copy
 
         import torch
+
+        from .kvcache import growing_cache
 
         tok, device = self.tokenizer, self.model.device
         prompts = [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in batch]
@@ -340,12 +348,16 @@ class LocalTeacher:
                 pad = tok.pad_token_id
                 input_ids = [ids + [pad] * (width - len(s)) + s for s in suffixes]
                 mask = [[1] * n + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
-                batch_cache = copy.deepcopy(cache)
-                batch_cache.batch_repeat_interleave(len(batch))
+                if self.growing_cache:
+                    batch_cache = growing_cache(self.model, width + batch[0].max_tokens, prefix=cache, batch=len(batch))
+                else:
+                    batch_cache = copy.deepcopy(cache)
+                    batch_cache.batch_repeat_interleave(len(batch))
                 enc = {"input_ids": torch.tensor(input_ids, device=device), "attention_mask": torch.tensor(mask, device=device)}
                 return enc, batch_cache
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        return dict(enc), None
+        fresh = growing_cache(self.model, batch[0].max_tokens) if self.growing_cache else None
+        return dict(enc), fresh
 
     def _generate_batch(self, batch: Sequence[Any]) -> list[dict[str, Any]]:
         import torch

@@ -107,13 +107,10 @@ print(f"{summary['n_train']} questions d'entraînement (items {summary['train_in
 counts.T
 """),
     new_markdown_cell("Voici le message exact que verront le professeur et l'élève pour la question du crabe "
-                      "(item 49 de validation), celle de l'analyse qualitative du rapport du cours."),
-    new_code_cell(CHECK + """from dasd_utils import prompts
-eval_questions = data.load_run_questions(cfg, "eval")
-crab = next(q for q in eval_questions if q["index"] == cfg.eval.qualitative_index)
-for message in prompts.build_messages(crab, cfg.system_prompt):
-    print(f"--- {message['role']} ---\\n{message['content']}")
-"""),
+                      "(item 49 de validation), celle de l'analyse qualitative du rapport du cours "
+                      "(`eval.qualitative_index` en choisit une autre ; si ce run ne l'évalue pas, la "
+                      "cellule le dit)."),
+    new_code_cell(CHECK + "nb.show_featured_prompt(cfg)\n"),
 ]
 
 # --------------------------------------------------------------------------- 02 teacher
@@ -248,7 +245,9 @@ lm-evaluation-harness).""",
     new_code_cell(CHECK + "evaluation.comparisons_table(metrics)\n"),
     new_code_cell("nb.show_figure(cfg, \"eval_accuracy.png\")\n"),
     new_code_cell("nb.show_figure(cfg, \"eval_confusion.png\")\n"),
-    new_markdown_cell("**Analyse qualitative** : la question du crabe (item 49), réponse de chaque modèle."),
+    new_markdown_cell("**Analyse qualitative** : la question du crabe (item 49, ou l'item choisi par "
+                      "`eval.qualitative_index`), réponse de chaque modèle ; si ce run ne l'évalue pas, la "
+                      "cellule le dit."),
     new_code_cell("nb.qualitative(cfg)\n"),
 ]
 

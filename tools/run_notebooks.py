@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import papermill as pm
 
+    from dasd_utils.timing import TIMINGS_FILE, format_table, record_notebook
+
     run_dir = Path(args.run_dir or ROOT / "runs" / args.profile).resolve()
     out_dir = ROOT / "notebooks" if args.in_place else Path(args.out or run_dir / "notebooks").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.in_place:
             _strip_papermill(target)
-        print(f"{path.name}: {time.perf_counter() - start:.1f} s -> {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+        wall = time.perf_counter() - start
+        if run_dir.is_dir():
+            record_notebook(run_dir, path.name, wall)
+        print(f"{path.name}: {wall:.1f} s -> {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+    if (run_dir / TIMINGS_FILE).is_file():
+        print(format_table(run_dir))
     return 0
 
 
