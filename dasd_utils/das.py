@@ -713,7 +713,10 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     summary_file = das_dir(cfg) / "summary.json"
     if all(reuse.values()) and manifest.get("full_key") == full_key and summary_file.is_file():
         summary = _read_json(summary_file)
-        if summary is not None and all(Path(p).is_file() for p in summary.get("figures", [])):
+        # Figure paths are stored as written (relative to the CLI's working directory); a notebook
+        # runs from notebooks/, so look them up by name in the run's figures folder.
+        figures = cfg.run_dir / "figures"
+        if summary is not None and all((figures / Path(p).name).is_file() for p in summary.get("figures", [])):
             summary["reused"] = True
             return summary
 
