@@ -119,7 +119,9 @@ def where_message(environment: str, run_dir: Path) -> str:
     if environment == KAGGLE:
         return (f"Kaggle : run dans {run_dir} (conservé avec la sortie du notebook : « Save Version » pour le "
                 "garder ; les autres notebooks doivent l'ajouter comme donnée d'entrée).")
-    return f"Jupyter local : run dans {run_dir}."
+    from .notebook import relative  # a path inside the project is shown relative to it (stable output)
+
+    return f"Jupyter local : run dans {relative(run_dir)}."
 
 
 # ------------------------------------------------------------------ GPU

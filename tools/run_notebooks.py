@@ -11,11 +11,14 @@ Every notebook reuses what the previous phases already produced in the run direc
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: A stored output larger than this is dropped (re-running the cell shows it).
+MAX_STORED_OUTPUT_BYTES = 300_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +75,9 @@ def _strip_papermill(path: Path) -> None:
         if cell.cell_type == "code":
             # stderr holds progress bars and library warnings with machine paths: not worth storing.
             cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+            # The inline HTML report (notebook 07) embeds every figure: it lives in the run directory,
+            # so git keeps no copy of outputs that large.
+            cell.outputs = [o for o in cell.outputs if len(json.dumps(o)) <= MAX_STORED_OUTPUT_BYTES]
     nbformat.write(nb, path)
 
 
