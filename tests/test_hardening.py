@@ -125,14 +125,17 @@ def write(path: Path, content: str | bytes) -> Path:
 
 
 def assert_no_key(ctx: Ctx, *messages: str) -> str:
-    """Check the planted key is in no file under the test directory (but the user's own input), no message, no log record; return a count."""
+    """Check the planted key is in no file under the test directory (but the user's own input), no message, no log record; return what was checked."""
     files = [p for p in ctx.tmp.rglob("*") if p.is_file() and not p.is_symlink() and USER_INPUT not in p.parts]
     found = [str(p) for p in files if KEY.encode() in p.read_bytes()]
     assert not found, found
     for message in messages:
         assert KEY not in message
     assert KEY not in ctx.caplog.text
-    return f"key in 0 of {len(files)} files, {len(messages)} messages and the log"
+    # The number of files scanned varies with the machine (caches, timing files): docs/hardening.md
+    # shows whether files were written, not how many.
+    where = "none of the files written" if files else "no file (none written)"
+    return f"key in {where}, nor in {len(messages)} messages and the log"
 
 
 def row(index: int = 0, **changes) -> dict:
