@@ -53,7 +53,7 @@ notebooks: venv
 	$(PY) tools/run_notebooks.py --profile demo --in-place
 
 test: venv
-	$(PY) -m pytest -q -p no:cacheprovider tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" tests
