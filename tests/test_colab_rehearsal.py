@@ -134,7 +134,8 @@ def test_colab_rehearsal(tmp_path, tiny_qwen3_dir, monkeypatch):
     run_dir = drive / "MyDrive" / "dasd" / "runs" / "colab"
 
     rows = load_split("bundled", "validation")
-    with FakeOpenAIServer(answers=answers_from_rows(rows)) as server:
+    # vLLM-style harmony token lists (analysis channel, markers, trailing <|return|>): the real path.
+    with FakeOpenAIServer(answers=answers_from_rows(rows), default="harmony") as server:
         first_params = {
             # PROFILE and RUN_DIR stay None: colab profile, run on Drive, chosen by the set-up cell.
             "OVERRIDES": {
@@ -174,6 +175,10 @@ def test_colab_rehearsal(tmp_path, tiny_qwen3_dir, monkeypatch):
         run("03")
         assert server.n_requests == 16
         assert (run_dir / "das" / "stage1_sft.jsonl").is_file()
+        # The harmony streams were located, not dropped: every teacher answer was scored by DAS.
+        das_summary = json.loads((run_dir / "das" / "summary.json").read_text())
+        for stage in das_summary["stages"].values():
+            assert stage["scored"] > 0 and stage["n_unscorable"] == 0, stage
 
         # 04: the kernel is killed once a checkpoint is on Drive; the re-run resumes from it.
         checkpoints = run_dir / "sft" / "stage1" / "checkpoints"
