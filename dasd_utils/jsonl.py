@@ -49,6 +49,14 @@ def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             ) from None
 
 
+def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    """Return a JSON file's content, or ``default`` when it is missing or not valid JSON (a phase then recomputes)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return default
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Return ``path`` after writing ``data`` as indented JSON through a temporary file and a rename (never half-written)."""
     path = Path(path)

@@ -1,0 +1,153 @@
+"""The run directory's layout: every path a phase reads or writes, in one place.
+
+`docs/artifacts.md` describes these files; `tests/test_layout.py` checks that every path listed
+there comes from this module. Functions take the run directory (``cfg.run_dir``) so that code
+which only knows a run folder (the report, the notebooks) uses the same names as the phases.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+STAGES = (1, 2)
+#: Models the evaluation compares, and the SFT stage folder each adapter lives in.
+EVAL_MODELS = ("base", "stage1", "stage2")
+STAGE_ADAPTERS = {"stage1": "stage1", "stage2": "stage2"}
+
+CONFIG_FILE = "config.json"
+TIMINGS_FILE = "timings.json"
+
+
+def check_stage(stage: int) -> int:
+    """Return ``stage`` when it is 1 or 2, else raise ValueError."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+    return stage
+
+
+def _run(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir)
+
+
+def config_file(run_dir) -> Path:
+    return _run(run_dir) / CONFIG_FILE
+
+
+def timings_file(run_dir) -> Path:
+    return _run(run_dir) / TIMINGS_FILE
+
+
+def figures_dir(run_dir) -> Path:
+    return _run(run_dir) / "figures"
+
+
+def figure(run_dir, name: str) -> Path:
+    return figures_dir(run_dir) / name
+
+
+# data -----------------------------------------------------------------------------------------
+def data_dir(run_dir) -> Path:
+    return _run(run_dir) / "data"
+
+
+def questions_file(run_dir, which: str) -> Path:
+    """``data/train.jsonl`` or ``data/eval.jsonl``."""
+    if which not in ("train", "eval"):
+        raise ValueError(f"which must be 'train' or 'eval', got {which!r}")
+    return data_dir(run_dir) / f"{which}.jsonl"
+
+
+def data_summary(run_dir) -> Path:
+    return data_dir(run_dir) / "summary.json"
+
+
+# teacher --------------------------------------------------------------------------------------
+def teacher_dir(run_dir) -> Path:
+    return _run(run_dir) / "teacher"
+
+
+def teacher_records(run_dir, stage: int) -> Path:
+    return teacher_dir(run_dir) / f"stage{check_stage(stage)}.jsonl"
+
+
+def teacher_archive(run_dir, stage: int) -> Path:
+    return teacher_dir(run_dir) / "archive" / f"stage{check_stage(stage)}.jsonl"
+
+
+def teacher_summary(run_dir) -> Path:
+    return teacher_dir(run_dir) / "summary.json"
+
+
+# das ------------------------------------------------------------------------------------------
+def das_dir(run_dir) -> Path:
+    return _run(run_dir) / "das"
+
+
+def das_records(run_dir, stage: int) -> Path:
+    return das_dir(run_dir) / f"stage{check_stage(stage)}.jsonl"
+
+
+def sft_examples(run_dir, stage: int) -> Path:
+    """The SFT-ready examples DAS writes and the SFT phase reads (``das/stage{N}_sft.jsonl``)."""
+    return das_dir(run_dir) / f"stage{check_stage(stage)}_sft.jsonl"
+
+
+def das_summary(run_dir) -> Path:
+    return das_dir(run_dir) / "summary.json"
+
+
+def das_manifest(run_dir) -> Path:
+    return das_dir(run_dir) / "manifest.json"
+
+
+# sft ------------------------------------------------------------------------------------------
+def sft_stage_dir(run_dir, stage: int) -> Path:
+    return _run(run_dir) / "sft" / f"stage{check_stage(stage)}"
+
+
+def sft_manifest(run_dir, stage: int) -> Path:
+    return sft_stage_dir(run_dir, stage) / "manifest.json"
+
+
+def sft_train_log(run_dir, stage: int) -> Path:
+    return sft_stage_dir(run_dir, stage) / "train_log.jsonl"
+
+
+def sft_checkpoints(run_dir, stage: int) -> Path:
+    return sft_stage_dir(run_dir, stage) / "checkpoints"
+
+
+# evaluation -----------------------------------------------------------------------------------
+def eval_dir(run_dir) -> Path:
+    return _run(run_dir) / "eval"
+
+
+def safe_name(name: str) -> str:
+    """A model name as a file-name part (other characters become ``_``; never empty)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+
+
+def predictions_file(run_dir, name: str) -> Path:
+    return eval_dir(run_dir) / f"predictions_{safe_name(name)}.jsonl"
+
+
+def loglik_file(run_dir, name: str) -> Path:
+    return eval_dir(run_dir) / f"loglik_{safe_name(name)}.jsonl"
+
+
+def metrics_file(run_dir) -> Path:
+    return eval_dir(run_dir) / "metrics.json"
+
+
+def qualitative_file(run_dir) -> Path:
+    return eval_dir(run_dir) / "qualitative.json"
+
+
+# report ---------------------------------------------------------------------------------------
+def report_dir(run_dir) -> Path:
+    return _run(run_dir) / "report"
+
+
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("annotations", "os", "re", "Path")]
