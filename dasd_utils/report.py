@@ -3,7 +3,7 @@
 ``build_report(run_dir)`` reads the run's files (``config.json``, ``data/summary.json``,
 ``teacher/summary.json``, ``das/summary.json``, ``sft/stage*/manifest.json``,
 ``eval/metrics.json``, ``eval/qualitative.json``, ``figures/*.png``; see docs/artifacts.md),
-turns them into a context of plain values, and renders ``report/rapport.md.j2`` (Jinja2) into
+turns them into a context of plain values, and renders ``dasd_utils/templates/rapport.md.j2`` (Jinja2) into
 ``<run_dir>/report/rapport.md`` (figures referenced relatively) and ``rapport.html`` (figures
 embedded as base64 data URIs, small CSS, no external file). No number is written by hand: every
 figure in the text comes from those files, or is derived from them here (interval widths, a
@@ -37,7 +37,7 @@ from .timing import timed_phase
 log = logging.getLogger(__name__)
 
 #: The template lives in the repository's ``report/`` folder (next to the package).
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "report"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "rapport.md.j2"
 #: Significance level of the paired comparisons, and the interval level shown when metrics.json
 #: does not state its own. These are conventions of the method, not results.
