@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SMOLLM2_PYPI, Config, cache_dir
+from .devices import inference_dtype, resolve_device
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIRNAME = "SmolLM2-135M-Instruct"
@@ -89,27 +90,12 @@ def resolve_model(name: str, cfg: Config | None = None) -> str:
 
 def pick_device(preference: str = "auto") -> str:
     """Return ``cuda`` when asked for and available (or ``auto`` with a GPU), else ``cpu``."""
-    import torch
-
-    if preference == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if preference.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelUnavailable(f"device {preference!r} requested but no CUDA GPU is visible")
-    return preference
+    return resolve_device(preference, ModelUnavailable)
 
 
 def pick_dtype(preference: str, device: str) -> Any:
     """Return the torch dtype: bf16 where the GPU supports it, fp16 on older GPUs (T4), fp32 on CPU."""
-    import torch
-
-    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if preference != "auto":
-        return table[preference]
-    if device.startswith("cuda"):
-        # A T4 (compute capability 7.5) "supports" bf16 only by emulation, which is slow: fp16 there.
-        major, _minor = torch.cuda.get_device_capability(torch.device(device))
-        return torch.bfloat16 if major >= 8 else torch.float16
-    return torch.float32
+    return inference_dtype(preference, device)
 
 
 def load_tokenizer(name: str, cfg: Config | None = None):

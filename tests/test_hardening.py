@@ -24,7 +24,8 @@ from typing import Callable
 
 import pytest
 
-from dasd_utils import cli, config as config_module, data, report
+from dasd_utils import cli, data, report
+from dasd_utils.config import runconfig as config_module  # check_run_dir opens its probe file there
 from dasd_utils.config import Config, load_config
 from dasd_utils.secrets import scrub
 
