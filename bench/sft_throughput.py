@@ -146,14 +146,15 @@ def _reset_memory():
 
 def measure_ours(model, tokenizer, label, batch, accum, seq_len, steps, precision, use_cpu, vocab, prompt_fraction, workdir):
     """Return the measurement of ``steps`` optimizer steps through ``dasd_utils.sft.fit``."""
-    from dasd_utils.sft import TrainSettings, fit
+    from dasd_utils.config import FineTuneConfig
+    from dasd_utils.sft import TrainingRun, fit
 
     dataset = random_dataset(batch * accum * steps, seq_len, vocab, prompt_fraction)
-    settings = TrainSettings(
-        output_dir=str(Path(workdir) / label), learning_rate=2e-4, epochs=1, per_device_batch_size=batch,
-        grad_accum=accum, precision=precision, use_cpu=use_cpu, gradient_checkpointing=True,
-        max_length=seq_len, max_steps=steps, lr_scheduler="constant", warmup_ratio=0.0, logging_steps=1,
-        oom_backoff=False,
+    settings = TrainingRun(
+        FineTuneConfig(epochs=1, per_device_batch_size=batch, grad_accum=accum, gradient_checkpointing=True,
+                       max_steps=steps, lr_scheduler="constant", warmup_ratio=0.0, logging_steps=1, oom_backoff=False),
+        output_dir=str(Path(workdir) / label), learning_rate=2e-4, precision=precision, use_cpu=use_cpu,
+        max_length=seq_len,
     )
     timer = StepTimer()
     _reset_memory()

@@ -38,6 +38,7 @@ def native_bf16(device: str = "cuda") -> bool:
     """Return True when the GPU computes in bf16 natively (compute capability 8.0 or newer)."""
     import torch
 
+    # torch.cuda.is_bf16_supported() also says True on a T4, where bf16 is only emulated (slow).
     major, _minor = torch.cuda.get_device_capability(torch.device(device))
     return major >= 8
 

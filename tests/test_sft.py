@@ -126,10 +126,10 @@ def test_loss_decreases_on_a_fixed_batch(tiny_model_dir, tiny_tokenizer, tmp_pat
     messages = build_sft_example(row, RESPONSE, system_prompt="Answer.")
     dataset, _ = sft.build_sft_dataset([{"messages": messages}] * 2, tiny_tokenizer, 512)
     model = sft.add_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
-    settings = sft.TrainSettings(
-        output_dir=str(tmp_path / "out"), learning_rate=5e-3, epochs=1, per_device_batch_size=2, grad_accum=1,
-        precision="fp32", use_cpu=True, gradient_checkpointing=False, max_length=512, max_steps=8,
-        lr_scheduler="constant", warmup_ratio=0.0, oom_backoff=False,
+    settings = sft.TrainingRun(
+        sft.FineTuneConfig(epochs=1, per_device_batch_size=2, grad_accum=1, gradient_checkpointing=False, max_steps=8,
+                           lr_scheduler="constant", warmup_ratio=0.0, oom_backoff=False),
+        output_dir=str(tmp_path / "out"), learning_rate=5e-3, precision="fp32", use_cpu=True, max_length=512,
     )
     result = sft.fit(model, tiny_tokenizer, dataset, settings)
     losses = [r["loss"] for r in sft.train_log_records(result.log_history)]
@@ -159,7 +159,7 @@ def trained_run(tmp_path_factory, tiny_model_dir):
         records.append(entry)
         return result
 
-    mp.setattr(sft, "fit", spy)
+    mp.setattr(sft.phase, "fit", spy)
     cfg = tiny_sft_cfg(tmp_path_factory.mktemp("sft") / "run", tiny_model_dir)
     write_sft_file(cfg, 1, 4)
     write_sft_file(cfg, 2, 4, offset=60)
@@ -269,7 +269,7 @@ def test_same_inputs_reuse_the_adapters_and_changed_inputs_retrain(trained_run, 
         calls.append(args)
         raise AssertionError("fit must not run when the adapters can be reused")
 
-    monkeypatch.setattr(sft, "fit", no_training)
+    monkeypatch.setattr(sft.phase, "fit", no_training)
     summary = sft.run_phase(cfg)
     assert summary["stage1"]["reused"] and summary["stage2"]["reused"] and not calls
     assert Path(summary["figure"]).is_file()
@@ -350,10 +350,10 @@ def test_oom_backoff_halves_batch_doubles_accumulation_and_restarts_adapter(tiny
         return real_train(self, *args, **kwargs)
 
     monkeypatch.setattr(trl.SFTTrainer, "train", flaky_train)
-    settings = sft.TrainSettings(
-        output_dir=str(tmp_path / "out"), learning_rate=1e-3, per_device_batch_size=2, grad_accum=4,
-        precision="fp32", use_cpu=True, gradient_checkpointing=False, max_length=256, max_steps=1,
-        oom_backoff=True,
+    settings = sft.TrainingRun(
+        sft.FineTuneConfig(per_device_batch_size=2, grad_accum=4, gradient_checkpointing=False, max_steps=1,
+                           oom_backoff=True),
+        output_dir=str(tmp_path / "out"), learning_rate=1e-3, precision="fp32", use_cpu=True, max_length=256,
     )
     with caplog.at_level(logging.WARNING, logger="dasd_utils.sft"):
         result = sft.fit(model, tiny_tokenizer, dataset, settings)
@@ -393,7 +393,8 @@ def test_precision_follows_the_hardware(monkeypatch):
 
 
 def test_training_arguments_match_the_precision(tmp_path):
-    settings = sft.TrainSettings(output_dir=str(tmp_path), learning_rate=2e-4, precision="fp32", use_cpu=True)
+    settings = sft.TrainingRun(sft.FineTuneConfig(), output_dir=str(tmp_path), learning_rate=2e-4, precision="fp32",
+                               use_cpu=True)
     args = sft.sft_arguments(settings, 2, 4)
     assert (args.bf16, args.fp16, args.use_cpu) == (False, False, True)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 4)

@@ -31,7 +31,7 @@ def _with_callback(monkeypatch, callback):
     def fit(model, tokenizer, dataset, settings, callbacks=()):
         return real_fit(model, tokenizer, dataset, settings, [*callbacks, callback])
 
-    monkeypatch.setattr(sft, "fit", fit)
+    monkeypatch.setattr(sft.phase, "fit", fit)
 
 
 def _train_until_killed(monkeypatch, cfg, step: int) -> None:
@@ -109,7 +109,7 @@ def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, tiny_model_dir
         peft_model.get_input_embeddings().register_forward_hook(hook)
         return peft_model
 
-    monkeypatch.setattr(sft, "add_lora", poisoned)
+    monkeypatch.setattr(sft.phase, "add_lora", poisoned)
     with pytest.raises(sft.NonFiniteLoss, match=r"training stopped at step 2: the loss is nan"):
         sft.train_stage(cfg, 1)
     assert sft.read_manifest(cfg, 1) is None
@@ -128,12 +128,13 @@ def test_guard_names_the_fp16_remedies():
 
 
 def test_training_arguments_checkpoint_and_keep_nan_in_the_log(tmp_path):
-    settings = sft.TrainSettings(output_dir=str(tmp_path / "out"), learning_rate=1e-4,
-                                 checkpoint_steps=5, checkpoint_dir=str(tmp_path / "out" / "checkpoints"))
+    settings = sft.TrainingRun(sft.FineTuneConfig(checkpoint_steps=5), output_dir=str(tmp_path / "out"),
+                               learning_rate=1e-4, checkpoint_dir=str(tmp_path / "out" / "checkpoints"))
     args = sft.sft_arguments(settings, 2, 4)
     assert args.save_strategy == "steps" and args.save_steps == 5 and args.output_dir.endswith("checkpoints")
     assert args.logging_nan_inf_filter is False
-    off = sft.sft_arguments(sft.TrainSettings(output_dir=str(tmp_path / "o"), learning_rate=1e-4), 2, 4)
+    off = sft.sft_arguments(sft.TrainingRun(sft.FineTuneConfig(checkpoint_steps=0), output_dir=str(tmp_path / "o"),
+                                            learning_rate=1e-4), 2, 4)
     assert off.save_strategy == "no"
 
 
@@ -157,10 +158,11 @@ def test_resume_keeps_the_batch_an_earlier_session_backed_off_to(tmp_path, tiny_
     dataset, _ = sft.build_sft_dataset(records, tokenizer, 256)
 
     def settings(name, batch, accum, backoff):
-        return sft.TrainSettings(output_dir=str(tmp_path / name), learning_rate=2e-4, epochs=1,
-                                 per_device_batch_size=batch, grad_accum=accum, precision="fp32", use_cpu=True,
-                                 gradient_checkpointing=False, max_length=256, seed=42, oom_backoff=backoff,
-                                 checkpoint_steps=1, checkpoint_dir=str(tmp_path / name / "checkpoints"))
+        return sft.TrainingRun(
+            sft.FineTuneConfig(epochs=1, per_device_batch_size=batch, grad_accum=accum, gradient_checkpointing=False,
+                               seed=42, oom_backoff=backoff, checkpoint_steps=1),
+            output_dir=str(tmp_path / name), learning_rate=2e-4, precision="fp32", use_cpu=True, max_length=256,
+            checkpoint_dir=str(tmp_path / name / "checkpoints"))
 
     def model():
         return sft.add_lora(sft.load_base_model(cfg, "fp32", "cpu"), cfg)
