@@ -113,8 +113,6 @@ def load_trainable_adapter(model, adapter_dir: str | os.PathLike):
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
 
 
-
-
 def load_adapter_model(cfg: Config, stage: int, device: str | None = None, dtype: str | None = None):
     """Return ``(model, tokenizer)``: the student with the stage's adapter, in eval mode, for inference."""
     from peft import PeftModel

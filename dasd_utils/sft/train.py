@@ -22,7 +22,6 @@ class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite (e.g. an fp16 overflow): training stopped, the message says what to try."""
 
 
-
 @dataclass(frozen=True)
 class TrainingRun:
     """What one :func:`fit` call trains with: the run's :class:`FineTuneConfig` plus what the stage resolved.
@@ -67,12 +66,12 @@ class FitResult:
 
 def sft_arguments(run: TrainingRun, per_device_batch_size: int, grad_accum: int):
     """Return TRL's ``SFTConfig`` for ``run`` with this batch split (the one place TRL's arguments are built)."""
-    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTConfig
 
     settings = run.settings
     warmup = settings.warmup_ratio
     checkpoints = run.checkpoints
-    return TRLSFTConfig(
+    return SFTConfig(
         output_dir=run.checkpoint_dir if checkpoints else run.output_dir,
         learning_rate=run.learning_rate,
         num_train_epochs=settings.epochs,
