@@ -59,35 +59,28 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(f"{key}: expected true/false, got {_shown(value)}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an integer, got {_shown(value)}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {_shown(value)}")
-    if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {_shown(value)}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {_shown(value)}")
+    if hint in (int, float):
+        return _coerce_number(value, hint, key)
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{key}: expected a string, got {_shown(value)}")
     return value
+
+
+def _coerce_number(value: Any, hint: type, key: str) -> int | float:
+    """Return ``value`` as an int (integral floats and integer texts too) or a float; booleans are refused."""
+    if not isinstance(value, bool):
+        if isinstance(value, int) or (hint is float and isinstance(value, float)):
+            return hint(value)
+        if hint is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return hint(value)
+            except ValueError:
+                pass
+    raise ConfigError(f"{key}: expected {'an integer' if hint is int else 'a number'}, got {_shown(value)}")
 
 
 def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
