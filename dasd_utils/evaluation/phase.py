@@ -53,6 +53,30 @@ def _read_cache(path: Path, force: bool) -> dict[str, dict[str, Any]]:
     return {r["input_hash"]: r for r in records if isinstance(r, dict) and r.get("input_hash")}
 
 
+def _loglik_records(
+    cfg: Config, spec, backend, rows: list[dict[str, Any]], model_key: dict[str, Any], force: bool
+) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """Return ``(records, None)`` for the log-likelihood metric, cached per item like predictions, or ``(None, why)``."""
+    ll_key = {**model_key, "method": LOGLIK_METHOD}
+    ll_hashes = [inputs_key({**ll_key, "context": loglik_context(row)}) for row in rows]
+    ll_file = loglik_path(cfg, spec.name)
+    ll_cache = _read_cache(ll_file, force)
+    ll_missing = [i for i, h in enumerate(ll_hashes) if h not in ll_cache]
+    scores: dict[int, list[float]] = {}
+    if ll_missing:
+        try:
+            scores = dict(zip(ll_missing, backend.loglik(spec, [rows[i] for i in ll_missing])))
+        except LoglikUnsupported as exc:
+            log.warning("%s: log-likelihood accuracy unavailable: %s", spec.name, exc)
+            return None, str(exc)
+    records = []
+    for i, row in enumerate(rows):
+        values = scores[i] if i in scores else [ll_cache[ll_hashes[i]]["logprobs"][letter] for letter in LETTERS]
+        records.append(loglik_record(row, values, model=spec.name, input_hash=ll_hashes[i]))
+    write_jsonl(ll_file, records)
+    return records, None
+
+
 def evaluate_model(cfg: Config, name: str, backend=None, force: bool = False, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Return ``{"predictions", "loglik", "loglik_error", "generated", "reused"}`` for one model, writing its files.
 
@@ -131,28 +155,7 @@ def evaluate_model(cfg: Config, name: str, backend=None, force: bool = False, ro
             f"The {len(predictions)} answers obtained are saved in {pred_file}; re-run to retry the rest."
         )
 
-    # ---- log-likelihood multiple choice
-    loglik: list[dict[str, Any]] | None = None
-    loglik_error = None
-    if cfg.eval.loglik:
-        ll_key = {**model_key, "method": LOGLIK_METHOD}
-        ll_hashes = [inputs_key({**ll_key, "context": loglik_context(row)}) for row in rows]
-        ll_file = loglik_path(cfg, spec.name)
-        ll_cache = _read_cache(ll_file, force)
-        ll_missing = [i for i, h in enumerate(ll_hashes) if h not in ll_cache]
-        scores: dict[int, list[float]] = {}
-        if ll_missing:
-            try:
-                scores = dict(zip(ll_missing, backend.loglik(spec, [rows[i] for i in ll_missing])))
-            except LoglikUnsupported as exc:
-                loglik_error = str(exc)
-                log.warning("%s: log-likelihood accuracy unavailable: %s", spec.name, loglik_error)
-        if loglik_error is None:
-            loglik = []
-            for i, row in enumerate(rows):
-                values = scores[i] if i in scores else [ll_cache[ll_hashes[i]]["logprobs"][letter] for letter in LETTERS]
-                loglik.append(loglik_record(row, values, model=spec.name, input_hash=ll_hashes[i]))
-            write_jsonl(ll_file, loglik)
+    loglik, loglik_error = _loglik_records(cfg, spec, backend, rows, model_key, force) if cfg.eval.loglik else (None, None)
     return {
         "name": spec.name,
         "adapter": _display_path(cfg, spec.adapter),
