@@ -8,11 +8,9 @@ from typing import Any, Sequence
 from ..prompts import LETTERS
 from .generation import _bar, _model_device
 
-
 #: Continuations scored by the log-likelihood metric (lm-eval-harness: target delimiter " " + letter).
 LOGLIK_CONTINUATIONS = tuple(f" {letter}" for letter in LETTERS)
-
-
+#: How the metric is computed, as written in ``metrics.json`` and part of each item's cache key.
 LOGLIK_METHOD = (
     "lm-evaluation-harness commonsense_qa (zero-shot, no chat template): "
     "'Question: <q>\\nA. <a>\\nB. <b>\\nC. <c>\\nD. <d>\\nE. <e>\\nAnswer:' then argmax of "
