@@ -9,11 +9,18 @@ for the tokens still to come and hands attention a view of the filled part. The 
 the values the concatenated tensor would hold, and scaled-dot-product attention reads them alike, so
 generated tokens and their log-probabilities are bit-identical
 (``tests/test_kvcache.py``, ``bench/teacher_generation.py``).
+
+It is also the one home of the shared-prefix cache that evaluation, DAS scoring and the local
+teacher use: every prompt of a phase starts with the same tokens (chat template, system prompt,
+few-shot examples), whose keys and values are computed once (:func:`prefix_cache`) and repeated
+over each batch (:func:`repeat_cache`, or :func:`growing_cache` with ``prefix``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import inspect
+from typing import Any, Sequence
 
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
@@ -91,6 +98,59 @@ class GrowingLayer(DynamicLayer):
                         self.values.index_select(0, beam_idx.to(self.values.device)))
 
 
+def new_cache(model) -> DynamicCache:
+    """Return an empty DynamicCache that follows ``model``'s per-layer settings (sliding-window layers)."""
+    try:
+        return DynamicCache(config=model.config)
+    except TypeError:  # pragma: no cover - older transformers
+        return DynamicCache()
+
+
+def cache_kwarg(module) -> str:
+    """Return the name of ``module``'s forward key/value cache argument (``cache`` in recent transformers).
+
+    A PEFT model is looked through to its base model, whose forward carries the real signature.
+    """
+    base = module.get_base_model() if hasattr(module, "get_base_model") else module
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]], limit: int | None = None) -> int:
+    """Return how many leading tokens every sequence shares (at most ``limit``; 0 for no sequence)."""
+    if not sequences:
+        return 0
+    first = sequences[0]
+    bound = min(len(s) for s in sequences) if limit is None else min(limit, min(len(s) for s in sequences))
+    n = 0
+    while n < bound and all(s[n] == first[n] for s in sequences):
+        n += 1
+    return n
+
+
+def prefix_cache(module, prefix_ids: Sequence[int], device=None, **forward_kwargs: Any) -> DynamicCache:
+    """Return the key/value cache of ``prefix_ids`` (a batch of one) after one forward of ``module``.
+
+    ``module`` is a causal LM or its decoder stack; ``forward_kwargs`` go to its forward (e.g.
+    ``logits_to_keep=1``, so that a causal LM does not compute logits nobody reads).
+    """
+    import torch
+
+    if device is None:
+        device = next(module.parameters()).device
+    cache = new_cache(module)
+    ids = torch.tensor([list(prefix_ids)], dtype=torch.long, device=device)
+    with torch.inference_mode():
+        module(input_ids=ids, use_cache=True, **forward_kwargs, **{cache_kwarg(module): cache})
+    return cache
+
+
+def repeat_cache(prefix: DynamicCache, batch: int) -> DynamicCache:
+    """Return a copy of ``prefix`` (a cache of batch one) with every layer repeated ``batch`` times; ``prefix`` is untouched."""
+    cache = copy.deepcopy(prefix)
+    cache.batch_repeat_interleave(batch)
+    return cache
+
+
 def growing_cache(model, reserve: int, prefix: DynamicCache | None = None, batch: int = 1) -> DynamicCache:
     """Return a DynamicCache of :class:`GrowingLayer` with room for ``reserve`` more positions per layer.
 
@@ -99,18 +159,10 @@ def growing_cache(model, reserve: int, prefix: DynamicCache | None = None, batch
     with sliding-window (or other special) layers gets transformers' own DynamicCache instead,
     filled the same way.
     """
-    try:
-        cache = DynamicCache(config=model.config)
-    except TypeError:  # pragma: no cover - older transformers
-        cache = DynamicCache()
+    cache = new_cache(model)
     if any(type(layer) is not DynamicLayer for layer in getattr(cache, "layers", [])):
         # Sliding-window or other special layers: keep transformers' behaviour.
-        if prefix is not None:
-            import copy
-
-            cache = copy.deepcopy(prefix)
-            cache.batch_repeat_interleave(batch)
-        return cache
+        return repeat_cache(prefix, batch) if prefix is not None else cache
     n_layers = len(cache.layers) if getattr(cache, "layers", None) else len(prefix.layers) if prefix is not None else 0
     layers = [GrowingLayer(reserve=reserve) for _ in range(n_layers)]
     if prefix is not None:
@@ -122,4 +174,12 @@ def growing_cache(model, reserve: int, prefix: DynamicCache | None = None, batch
     return cache
 
 
-__all__ = ["GrowingLayer", "growing_cache"]
+__all__ = [
+    "GrowingLayer",
+    "cache_kwarg",
+    "common_prefix_length",
+    "growing_cache",
+    "new_cache",
+    "prefix_cache",
+    "repeat_cache",
+]

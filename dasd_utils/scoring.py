@@ -27,8 +27,6 @@ full log-softmax) the tests compare against.
 
 from __future__ import annotations
 
-import copy
-import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -119,35 +117,11 @@ def _head_logprobs(head, hidden, targets, chunk_tokens: int, softcap: float | No
 
 def shared_prefix_length(examples: Sequence[EncodedExample]) -> int:
     """Return the number of leading prompt tokens shared by every example, leaving each >= 1 prompt token of its own."""
+    from .kvcache import common_prefix_length
+
     if not examples:
         return 0
-    limit = min(len(ex.prompt_ids) for ex in examples) - 1
-    first = examples[0].prompt_ids
-    n = 0
-    while n < limit and all(ex.prompt_ids[n] == first[n] for ex in examples):
-        n += 1
-    return max(n, 0)
-
-
-def _cache_kwarg(decoder) -> str:
-    """Return the name of the decoder's key/value cache argument (``cache`` in recent transformers)."""
-    params = inspect.signature(decoder.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _prefix_cache(decoder, prefix_ids: list[int], device):
-    """Return the decoder's key/value cache for the shared prefix (batch of one)."""
-    import torch
-
-    ids = torch.tensor([prefix_ids], dtype=torch.long, device=device)
-    out = decoder(input_ids=ids, use_cache=True)
-    # Recent transformers name the output's cache ``cache`` (``past_key_values`` is a deprecated alias).
-    cache = getattr(out, "cache", None)
-    if cache is None:
-        cache = getattr(out, "past_key_values", None)
-    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
-        raise TypeError(f"{type(decoder).__name__} returned no repeatable key/value cache")
-    return cache
+    return common_prefix_length([ex.prompt_ids for ex in examples], limit=min(len(ex.prompt_ids) for ex in examples) - 1)
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -173,6 +147,8 @@ def batched_token_logprobs(
     import torch
     from tqdm.auto import tqdm
 
+    from .kvcache import cache_kwarg, prefix_cache as run_prefix, repeat_cache
+
     if chunk_tokens < 1:
         raise ValueError("chunk_tokens must be >= 1")
     device = next(model.parameters()).device
@@ -191,12 +167,12 @@ def batched_token_logprobs(
         prefix_cache = None
         if prefix >= MIN_SHARED_PREFIX:
             try:
-                prefix_cache = _prefix_cache(decoder, examples[todo[0]].prompt_ids[:prefix], device)
+                prefix_cache = run_prefix(decoder, examples[todo[0]].prompt_ids[:prefix], device)
             except (TypeError, AttributeError, ValueError) as exc:  # an unusual cache class: score without it
                 log.warning("shared-prefix cache unavailable (%s); scoring full sequences", exc)
         if prefix_cache is None:
             prefix = 0
-        cache_arg = _cache_kwarg(decoder)
+        cache_arg = cache_kwarg(decoder)
         for batch in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
             items = [examples[todo[j]] for j in batch]
             width = max(ex.length for ex in items) - prefix
@@ -215,8 +191,7 @@ def batched_token_logprobs(
                 targets.append(torch.tensor(ex.response_ids, dtype=torch.long))
             ids, mask = ids.to(device), mask.to(device)
             if prefix:
-                cache = copy.deepcopy(prefix_cache)
-                cache.batch_repeat_interleave(len(items))
+                cache = repeat_cache(prefix_cache, len(items))
                 hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=True, **{cache_arg: cache}).last_hidden_state
                 del cache
             else:

@@ -238,6 +238,9 @@ class _EndOfTurnGate:
         return scores
 
 
+#: A shared prompt prefix (system prompt + few-shot examples) shorter than this is run with each batch.
+MIN_SHARED_PREFIX = 32
+
 ANSWER_STOP_STRINGS = tuple(f"Final Answer: {letter}" for letter in "ABCDE")
 
 
@@ -302,8 +305,7 @@ class LocalTeacher:
         their keys and values once instead of once per question divides the prompt cost by about
         four on the demo (the cache is copied for each batch).
         """
-        import torch
-        from transformers import DynamicCache
+        from .kvcache import prefix_cache
 
         if len(messages) < 2:
             return None
@@ -312,11 +314,8 @@ class LocalTeacher:
             return self._prefix_caches[text]
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         entry = None
-        if len(ids) >= 32:
-            cache = DynamicCache(config=self.model.config)
-            with torch.inference_mode():
-                self.model(torch.tensor([ids], device=self.model.device), cache=cache, use_cache=True)
-            entry = (ids, cache)
+        if len(ids) >= MIN_SHARED_PREFIX:
+            entry = (ids, prefix_cache(self.model, ids, self.model.device))
         self._prefix_caches[text] = entry
         return entry
 
@@ -329,11 +328,9 @@ class LocalTeacher:
         the shared prefix (masked out; positions come from the attention mask), so every row
         continues the same cached keys and values. Without one, plain left padding.
         """
-        import copy
-
         import torch
 
-        from .kvcache import growing_cache
+        from .kvcache import growing_cache, repeat_cache
 
         tok, device = self.tokenizer, self.model.device
         prompts = [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in batch]
@@ -351,8 +348,7 @@ class LocalTeacher:
                 if self.growing_cache:
                     batch_cache = growing_cache(self.model, width + batch[0].max_tokens, prefix=cache, batch=len(batch))
                 else:
-                    batch_cache = copy.deepcopy(cache)
-                    batch_cache.batch_repeat_interleave(len(batch))
+                    batch_cache = repeat_cache(cache, len(batch))
                 enc = {"input_ids": torch.tensor(input_ids, device=device), "attention_mask": torch.tensor(mask, device=device)}
                 return enc, batch_cache
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)

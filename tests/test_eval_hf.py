@@ -123,7 +123,7 @@ def test_loglik_scores_multi_token_continuations(model_and_tokenizer, rows, monk
 
     model, tokenizer = model_and_tokenizer
     conts = tuple(f" {letter}) because" for letter in "ABCDE")
-    monkeypatch.setattr(evaluation, "LOGLIK_CONTINUATIONS", conts)
+    monkeypatch.setattr(evaluation.loglik, "LOGLIK_CONTINUATIONS", conts)
     some = rows[:2]
     scores = loglik_scores(model, tokenizer, some, batch_size=3, progress=False)
     for row, got in zip(some, scores):
