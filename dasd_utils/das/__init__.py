@@ -27,11 +27,13 @@ from ..segment import sentence_spans
 from .example import _merge_groups, reclassify, score_example
 from .phase import (
     DAS_FORMAT_VERSION,
+    das_path,
     load_das_records,
     make_figures,
     provenance_analysis,
     run_phase,
     scoring_inputs,
+    sft_path,
     sft_rows,
     summarize_stage,
 )
@@ -48,12 +50,10 @@ from .rules import (
 )
 from .stage import (
     das_dir,
-    das_path,
     load_scoring_model,
     process_state,
     score_stage,
     select_records,
-    sft_path,
     teacher_path,
 )
 

@@ -27,13 +27,22 @@ from ..timing import timed_phase
 from . import stage as _stage  # looked up at call time: tests replace _stage.load_scoring_model
 from .example import reclassify
 from .rules import PROVENANCE_TYPES, SENTENCE_TYPES
-from .stage import das_dir, das_path, process_state, score_stage, sft_path, teacher_path
+from .stage import das_dir, process_state, score_stage, teacher_path
 
 #: Bump when the scoring of a record changes, so that old outputs are recomputed.
 DAS_FORMAT_VERSION = 3  # 2: sentence rules of issue 10 item 5 (+ ratio without final); 3: located teacher tokens, reasoning_source
 
 
-# --------------------------------------------------------------------------- outputs
+# --------------------------------------------------------------------------- outputs (paths: dasd_utils.layout)
+def das_path(cfg: Config, stage: int) -> Path:
+    return layout.das_records(cfg.run_dir, stage)
+
+
+def sft_path(cfg: Config, stage: int) -> Path:
+    """The SFT-ready examples of a stage: the same file as :func:`dasd_utils.sft.sft_data_path`."""
+    return layout.sft_examples(cfg.run_dir, stage)
+
+
 def sft_rows(records: Sequence[dict[str, Any]], stage: int, cfg: Config) -> list[dict[str, Any]]:
     """Return the SFT-ready examples of a stage (docs/artifacts.md, "SFT-ready datasets")."""
     das_filter = stage == 2 or cfg.das.filter_stage1
@@ -287,11 +296,13 @@ def _empty_cuda_cache() -> None:
 
 __all__ = [
     "DAS_FORMAT_VERSION",
+    "das_path",
     "load_das_records",
     "make_figures",
     "provenance_analysis",
     "run_phase",
     "scoring_inputs",
+    "sft_path",
     "sft_rows",
     "summarize_stage",
 ]

@@ -22,27 +22,14 @@ from ..data import load_run_questions, read_jsonl, write_jsonl
 from ..jsonl import iter_records
 from ..prompts import build_messages
 from ..segment import Sentence, sentence_spans
+from ..teacher_store import stage_path
 from .example import _base_record, _unscorable, score_example
 
 log = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------- paths (dasd_utils.layout)
-def das_dir(cfg: Config) -> Path:
-    return layout.das_dir(cfg.run_dir)
-
-
-def teacher_path(cfg: Config, stage: int) -> Path:
-    return layout.teacher_records(cfg.run_dir, stage)
-
-
-def das_path(cfg: Config, stage: int) -> Path:
-    return layout.das_records(cfg.run_dir, stage)
-
-
-def sft_path(cfg: Config, stage: int) -> Path:
-    """The SFT-ready examples of a stage: the same file as :func:`dasd_utils.sft.sft_data_path`."""
-    return layout.sft_examples(cfg.run_dir, stage)
+#: The teacher records DAS reads (``teacher/stage{N}.jsonl``, :mod:`dasd_utils.layout`).
+teacher_path = stage_path
 
 
 # --------------------------------------------------------------------------- teacher records
@@ -156,6 +143,10 @@ def process_state(cfg: Config | None = None):
         or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     )
     return PartialState(cpu=cpu)
+
+
+def das_dir(cfg: Config) -> Path:
+    return layout.das_dir(cfg.run_dir)
 
 
 def _part_path(cfg: Config, stage: int, index: int, total: int) -> Path:
@@ -279,5 +270,4 @@ def score_stage(
 
 
 
-__all__ = ["das_dir", "das_path", "load_scoring_model", "process_state", "score_stage", "select_records",
-           "sft_path", "teacher_path"]
+__all__ = ["das_dir", "load_scoring_model", "process_state", "score_stage", "select_records", "teacher_path"]
