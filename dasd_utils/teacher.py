@@ -8,7 +8,8 @@ Two backends behind one interface (``teacher.backend``):
   stand-in teacher, SmolLM2-135M-Instruct, with few-shot examples, a gold hint and best-of-n).
 
 Each request gives one record in ``<run>/teacher/stage{1,2}.jsonl`` (format: docs/artifacts.md,
-"Teacher records"), appended and fsync'ed as soon as its response arrives. Resuming:
+"Teacher records"), appended and fsync'ed as soon as its response arrives (the files are handled
+by :mod:`dasd_utils.teacher_store`; its names are re-exported here). Resuming:
 
 * a request is identified by :func:`request_hash` (model, messages, temperature, max_tokens,
   sample index, seed and backend options); a completed record (``error`` null) is never sent again;
@@ -36,26 +37,36 @@ command exits non-zero and says to re-run) and :func:`generate_stage` (one stage
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import math
-import os
 import re
 import shutil
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+from . import layout
 from .config import Config, phase_settings
 from .data import load_run_questions
-from .jsonl import append_record
+from .jsonl import append_record, read_json, write_json_atomic
+from .layout import STAGES, check_stage
 from .prompts import build_messages, build_sft_example, extract_answer
 from .quality import check_response
 from .secrets import redact_url
+from .reuse import inputs_key
+from .teacher_store import (  # the record files; names re-exported here
+    StageStore,
+    TeacherError,
+    archive_path,
+    backup_if_corrupt,
+    load_kept,
+    load_records,
+    read_records,
+    stage_lock,
+    stage_path,
+    teacher_dir,
+)
 from .timing import timed_phase
 
 log = logging.getLogger(__name__)
@@ -63,39 +74,13 @@ log = logging.getLogger(__name__)
 _FINAL_ANSWER_SPLIT = re.compile(r"final\s*answer", re.IGNORECASE)
 
 STAND_IN_SUFFIX = " (stand-in teacher)"
-STAGES = (1, 2)
-
-
-class TeacherError(RuntimeError):
-    """The teacher phase cannot run (bad configuration, a locked run directory...)."""
 
 
 class TeacherIncompleteError(TeacherError):
     """Some requests failed: everything else is saved; re-running sends only the failed ones."""
 
 
-# ----------------------------------------------------------------------------- paths and names
-def teacher_dir(cfg: Config) -> Path:
-    """Return ``<run>/teacher``."""
-    return cfg.run_dir / "teacher"
-
-
-def stage_path(cfg: Config, stage: int) -> Path:
-    """Return ``<run>/teacher/stage{stage}.jsonl``."""
-    _check_stage(stage)
-    return teacher_dir(cfg) / f"stage{stage}.jsonl"
-
-
-def archive_path(cfg: Config, stage: int) -> Path:
-    """Return the file holding records of earlier configurations (never served for the current one)."""
-    return teacher_dir(cfg) / "archive" / f"stage{stage}.jsonl"
-
-
-def _check_stage(stage: int) -> None:
-    if stage not in STAGES:
-        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
-
-
+# ----------------------------------------------------------------------------- names
 def model_label(cfg: Config) -> str:
     """Return the teacher's name as written in records, summaries and figures (stand-ins say so)."""
     return cfg.teacher.model + (STAND_IN_SUFFIX if cfg.teacher.stand_in else "")
@@ -103,7 +88,7 @@ def model_label(cfg: Config) -> str:
 
 def stage_temperature(cfg: Config, stage: int) -> float:
     """Return the sampling temperature of a stage (0.3 and 0.9 in the course)."""
-    _check_stage(stage)
+    check_stage(stage)
     return cfg.teacher.temperature_stage1 if stage == 1 else cfg.teacher.temperature_stage2
 
 
@@ -157,8 +142,7 @@ def request_hash(
         "seed": seed,
         "options": dict(options or {}),
     }
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return inputs_key(payload)  # sha256 of the canonical JSON: sorted keys, no spaces, UTF-8
 
 
 def build_requests(cfg: Config, stage: int, questions: Sequence[Mapping[str, Any]]) -> list[list[TeacherRequest]]:
@@ -183,128 +167,6 @@ def build_requests(cfg: Config, stage: int, questions: Sequence[Mapping[str, Any
             for row in questions
         ])
     return rounds
-
-
-# ----------------------------------------------------------------------------- records
-def _better(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
-    """Return True when ``new`` should replace ``old`` for the same hash (completed beats failed, then last wins)."""
-    if old is None:
-        return True
-    return not (new.get("error") is not None and old.get("error") is None)
-
-
-def read_records(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Return {request_hash: record} from a stage file, deduplicated (a torn last line is skipped)."""
-    out: dict[str, dict[str, Any]] = {}
-    for record in _iter_tolerant(Path(path)):
-        key = record.get("request_hash")
-        if key and _better(record, out.get(key)):
-            out[key] = record
-    return out
-
-
-def _iter_tolerant(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the complete records of a JSONL file, skipping (with a warning) lines that are not JSON.
-
-    A line can only be broken by a crash during a write; compaction then rewrites the file, so
-    the warning appears once and nothing that was complete is ever lost.
-    """
-    if not path.is_file():
-        return
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                # Decoding with replacement would silently change the stored text: treated like a torn line.
-                log.warning("%s:%d holds bytes that are not UTF-8 (a damaged write); the record is ignored "
-                            "and its request will be sent again", path, lineno)
-                continue
-            except json.JSONDecodeError:
-                log.warning("%s:%d is not a complete JSON record (interrupted write); it is ignored", path, lineno)
-                continue
-            if isinstance(record, dict):
-                yield record
-
-
-def load_records(cfg: Config, stage: int) -> list[dict[str, Any]]:
-    """Return the stage's records (one per request, in file order), as written by the last run."""
-    return list(read_records(stage_path(cfg, stage)).values())
-
-
-def load_kept(cfg: Config, stage: int) -> list[dict[str, Any]]:
-    """Return the records later phases train on: one quality-kept response per question at most."""
-    return [r for r in load_records(cfg, stage) if r.get("kept")]
-
-
-def _atomic_write(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def backup_if_corrupt(path: Path) -> Path | None:
-    """Return the path of a timestamped copy of ``path`` made because lines in its middle are broken, else None.
-
-    A crash can only tear the last line (no newline at the end); a broken line anywhere else
-    (bytes that are not UTF-8 or not JSON) means the file was damaged otherwise. Compaction
-    would drop such lines, so the original is copied first and a warning says what was found.
-    """
-    if not path.is_file():
-        return None
-    lines = path.read_bytes().splitlines(keepends=True)
-    bad = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip() or (lineno == len(lines) and not line.endswith(b"\n")):
-            continue  # blank, or the torn last line of an interrupted write
-        try:
-            json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            bad.append(lineno)
-    if not bad:
-        return None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    backup = path.with_name(f"{path.name}.corrupt-{stamp}.bak")
-    shutil.copy2(path, backup)
-    shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-    log.warning(
-        "%s: %d line(s) in the middle of the file are not valid UTF-8 JSON records (line %s of %d); an "
-        "interrupted write only tears the last line, so the file was damaged otherwise. The original is "
-        "kept at %s before the file is compacted to its complete records.",
-        path, len(bad), shown, len(lines), backup,
-    )
-    return backup
-
-
-@contextlib.contextmanager
-def _stage_lock(cfg: Config, stage: int):
-    """Hold an exclusive lock on a stage so that two processes never append to the same file."""
-    path = teacher_dir(cfg) / f".stage{stage}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock, single-user use assumed
-        yield
-        return
-    with open(path, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise TeacherError(
-                f"{stage_path(cfg, stage)} is being written by another process (notebook or CLI); "
-                "wait for it to finish or stop it first"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- quality
@@ -461,7 +323,7 @@ def generate_stage(
     they arrive; at the end the file is compacted to one record per current request. Raises
     :class:`~dasd_utils.teacher_openai.TeacherFatalError` on 401/403/404 (what was received is kept).
     """
-    _check_stage(stage)
+    check_stage(stage)
     started = time.perf_counter()
     rows = list(questions) if questions is not None else load_run_questions(cfg, "train")
     ids = [row["id"] for row in rows]
@@ -472,8 +334,8 @@ def generate_stage(
     backend = backend or make_backend(cfg)
     path = stage_path(cfg, stage)
     sent = failed_now = 0
-    with _stage_lock(cfg, stage):
-        store = _StageStore(cfg, stage, rounds)
+    with stage_lock(cfg, stage):
+        store = StageStore(cfg, stage, rounds)
         try:
             for sample_index, requests in enumerate(rounds):
                 todo = [r for r in requests if store.needs(r, judge)]
@@ -502,74 +364,6 @@ def generate_stage(
     if getattr(backend, "last_preflight", None) is not None and sent:
         summary["preflight"] = backend.last_preflight
     return summary
-
-
-class _StageStore:
-    """The records of one stage: what exists (file + archive), what is current, what is kept."""
-
-    def __init__(self, cfg: Config, stage: int, rounds: list[list[TeacherRequest]]) -> None:
-        self.cfg = cfg
-        self.stage = stage
-        self.path = stage_path(cfg, stage)
-        self.archive = archive_path(cfg, stage)
-        self.requests = {r.request_hash: r for requests in rounds for r in requests}
-        self.order = [r.request_hash for requests in zip(*rounds) for r in requests]  # question-major
-        self.by_sample = {(r.question_id, r.sample_index): r.request_hash for r in self.requests.values()}
-        for path in (self.archive, self.path):
-            backup_if_corrupt(path)  # before compaction rewrites them
-        archived = read_records(self.archive)
-        existing = dict(archived)
-        for key, record in read_records(self.path).items():
-            if _better(record, existing.get(key)):
-                existing[key] = record
-        self.records = {k: v for k, v in existing.items() if k in self.requests}
-        #: Completed records this run starts with (served from disk, not sent).
-        self.reused = sum(1 for r in self.records.values() if r.get("error") is None)
-        stale = {k: v for k, v in existing.items() if k not in self.requests}
-        # Compact now: removes torn lines and superseded failures before anything is appended,
-        # and moves other configurations' records out of the way of later phases (archive first,
-        # so that a kill between the two writes duplicates a record rather than losing it).
-        if stale.keys() != archived.keys():
-            _atomic_write(self.archive, list(stale.values()))
-            moved = len(stale.keys() - archived.keys())
-            if moved:
-                log.info("teacher stage %d: %d records of another configuration moved to %s", stage, moved, self.archive)
-        _atomic_write(self.path, [self.records[k] for k in self.order if k in self.records])
-
-    def add(self, record: dict[str, Any]) -> None:
-        key = record["request_hash"]
-        if _better(record, self.records.get(key)):
-            self.records[key] = record
-
-    def needs(self, request: TeacherRequest, judge: QualityJudge) -> bool:
-        """Return True when this request must be sent (missing or failed, and no earlier sample kept)."""
-        for earlier in range(request.sample_index):
-            previous = self._record_for(request.question_id, earlier)
-            if previous is not None and previous.get("error") is None and judge.verdict(previous, request.row)["ok"]:
-                return False
-        record = self.records.get(request.request_hash)
-        return record is None or record.get("error") is not None
-
-    def _record_for(self, question_id: str, sample_index: int) -> dict[str, Any] | None:
-        key = self.by_sample.get((question_id, sample_index))
-        return self.records.get(key) if key else None
-
-    def finalize(self, judge: QualityJudge) -> list[dict[str, Any]]:
-        """Recompute verdicts, mark the kept sample of each question, rewrite the file; return the records."""
-        out = []
-        kept_questions: set[str] = set()
-        for key in self.order:
-            record = self.records.get(key)
-            if record is None:
-                continue
-            request = self.requests[key]
-            record["quality"] = judge.verdict(record, request.row)
-            record["kept"] = bool(record["quality"]["ok"]) and request.question_id not in kept_questions
-            if record["kept"]:
-                kept_questions.add(request.question_id)
-            out.append(record)
-        _atomic_write(self.path, out)
-        return out
 
 
 # ----------------------------------------------------------------------------- summary
@@ -643,7 +437,8 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if force:
         _archive_for_force(cfg)
-    previous = _read_json(out / "summary.json")
+    summary_file = layout.teacher_summary(cfg.run_dir)
+    previous = read_json(summary_file)
     backend = make_backend(cfg)
     judge = QualityJudge(cfg)
     stages = {}
@@ -674,7 +469,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             + (", the gold answer as a hint" if cfg.teacher.local_gold_hint and cfg.teacher.backend == "local" else "")
             + "; its accuracy and confidence are not the course teacher's"
         )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_atomic(summary_file, summary)
     from .plots.teacher import plot_teacher_quality
 
     records = {stage: load_records(cfg, stage) for stage in STAGES}
@@ -701,13 +496,6 @@ def _archive_for_force(cfg: Config) -> None:
                 shutil.move(str(source), target / (source.name if source.parent == teacher_dir(cfg) else f"archive_{source.name}"))
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def kept_sft_examples(cfg: Config, stage: int, questions: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Return ``{question_id, stage, messages}`` SFT examples (student messages: no hint, no few-shot)."""
     rows = {row["id"]: row for row in (questions if questions is not None else load_run_questions(cfg, "train"))}
@@ -728,6 +516,7 @@ __all__ = [
     "TeacherIncompleteError",
     "TeacherRequest",
     "archive_path",
+    "backup_if_corrupt",
     "build_requests",
     "finalize_record",
     "generate_stage",

@@ -234,7 +234,7 @@ def test_run_phase_writes_records_sft_data_summary_and_figures(tiny_cfg):
 def test_run_phase_reuses_reclassifies_and_recomputes(tiny_cfg, monkeypatch):
     build_synthetic_run(tiny_cfg)
     first = das.run_phase(tiny_cfg)
-    monkeypatch.setattr(das, "load_scoring_model", _no_model)
+    monkeypatch.setattr(das.stage, "load_scoring_model", _no_model)  # where score_stage and run_phase look it up
     again = das.run_phase(tiny_cfg)
     assert again["reused"] is True and again["stages"] == first["stages"]
 
@@ -364,7 +364,7 @@ def test_distilled_adapter_adds_p_distilled_and_provenance(tiny_cfg, tmp_path, m
     assert sum(summary["provenance"].values()) == summary["sentences"] > 0
     assert summary["mean_p_distilled"] is not None
     assert (tiny_cfg.run_dir / "das" / "provenance_stage1.jsonl").is_file()
-    monkeypatch.setattr(das, "load_scoring_model", _no_model)
+    monkeypatch.setattr(das.stage, "load_scoring_model", _no_model)  # where score_stage and run_phase look it up
     assert das.provenance_analysis(tiny_cfg, str(adapter), stage=1) == summary
 
 
@@ -406,7 +406,7 @@ def test_two_real_processes_merge_to_the_single_process_result(tiny_cfg, tiny_mo
     if not torchrun.exists():
         pytest.skip("torchrun not installed next to the interpreter")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(Path(das.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = str(Path(das.__file__).resolve().parents[2])  # das is a package
     cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "dasd_utils", "das", "--profile", "demo",
            "--run-dir", str(run2), "--set", f"student.model={tiny_model_dir}", "--set", "data.n_train=4"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
