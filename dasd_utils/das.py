@@ -77,6 +77,7 @@ from .hashing import adapter_sha256, file_sha256
 from .jsonl import iter_records
 from .prompts import build_messages
 from .segment import Sentence, sentence_spans
+from .summaries import DasSummary, write_summary
 from .timing import timed_phase
 
 log = logging.getLogger(__name__)
@@ -782,7 +783,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         "figures": figures,
         "settings": phase_settings(cfg, "das"),  # what this phase used (the report checks config.json against it)
     }
-    _write_json(summary_file, summary)
+    write_summary(summary_file, DasSummary.from_dict(summary))
     _write_json(manifest_file, {
         "full_key": full_key,
         "stages": {

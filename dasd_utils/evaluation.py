@@ -68,6 +68,7 @@ from .data import load_run_questions, read_jsonl, write_jsonl
 from .hashing import adapter_sha256
 from .prompts import LETTERS, build_messages, extract_answer, has_final_answer_format
 from .stats import holm_adjust, mcnemar_exact, paired_counts, wilson_interval
+from .summaries import EvalMetrics, write_summary
 from .timing import timed_phase
 
 log = logging.getLogger(__name__)
@@ -1240,7 +1241,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     metrics = compute_metrics(cfg, results, rows)
     metrics["settings"] = phase_settings(cfg, "evaluate")  # what this phase used (the report checks config.json against it)
     out = eval_dir(cfg)
-    _write_json(out / "metrics.json", metrics)
+    write_summary(out / "metrics.json", EvalMetrics.from_dict(metrics))
     qualitative = qualitative_examples(cfg, rows, {n: r["predictions"] for n, r in results.items()})
     _write_json(out / "qualitative.json", qualitative)
     figures = eval_plots.make_figures(cfg, metrics, {n: r["predictions"] for n, r in results.items()})

@@ -57,6 +57,7 @@ from .chat import END_OF_TURN_TOKENS, end_of_turn_ids, render_turn
 from .config import Config, phase_settings
 from .data import read_jsonl
 from .hashing import adapter_sha256, file_sha256
+from .summaries import SftManifest, write_summary
 from .timing import timed_phase
 
 logger = logging.getLogger(__name__)
@@ -924,7 +925,7 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         write_jsonl(out / "train_log.jsonl", log)
         (out / "training_args.bin").unlink(missing_ok=True)  # pickled arguments: not needed, not portable
         manifest["wall_time_s"] = round(time.perf_counter() - wall_start, 1)
-        _write_json(out / "manifest.json", manifest)
+        write_summary(out / "manifest.json", SftManifest.from_dict(manifest))
         # The finished adapter is saved: the checkpoints (with optimizer states) are no longer needed.
         shutil.rmtree(checkpoints, ignore_errors=True)
     state.wait_for_everyone()

@@ -56,6 +56,7 @@ from .jsonl import append_record
 from .prompts import build_messages, build_sft_example, extract_answer
 from .quality import check_response
 from .secrets import redact_url
+from .summaries import TeacherSummary, write_summary
 from .timing import timed_phase
 
 log = logging.getLogger(__name__)
@@ -674,7 +675,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             + (", the gold answer as a hint" if cfg.teacher.local_gold_hint and cfg.teacher.backend == "local" else "")
             + "; its accuracy and confidence are not the course teacher's"
         )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_summary(out / "summary.json", TeacherSummary.from_dict(summary))
     from .plots.teacher import plot_teacher_quality
 
     records = {stage: load_records(cfg, stage) for stage in STAGES}
