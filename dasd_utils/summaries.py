@@ -22,8 +22,10 @@ stays absent, and a key the type does not know is kept (in ``extra``) with a war
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, TypeVar
@@ -53,15 +55,23 @@ def _encode(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _nested_fields(cls: type) -> dict[str, tuple[str, type]]:
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint)
+        sub = args[-1] if args else None
+        if isinstance(sub, type) and issubclass(sub, Summary):
+            out[name] = ("map" if typing.get_origin(hint) is dict else "list", sub)
+    return out
+
+
 @dataclass(kw_only=True)
 class Summary:
     """Base of the summary types: ``from_dict`` / ``to_dict`` and the field lists the docs are checked against."""
 
     #: The file, relative to the run directory, that holds this type (for error messages and the docs check).
     FILE: ClassVar[str] = ""
-    #: field -> ("map" | "list", type): a mapping or list of nested summaries.
-    NESTED: ClassVar[Mapping[str, tuple[str, type]]] = {}
-
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _keys: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
@@ -89,10 +99,17 @@ class Summary:
         return cls(**values, extra=extra, _keys=tuple(data))
 
     @classmethod
+    def nested(cls) -> dict[str, tuple[str, type[Summary]]]:
+        """Return {field: ("map" | "list", summary type)} for the fields holding nested summaries
+        (annotated ``dict[str, Sub]`` or ``list[Sub]``)."""
+        return _nested_fields(cls)
+
+    @classmethod
     def _decode(cls, name: str, value: Any, where: str) -> Any:
-        if name not in cls.NESTED or value is None:
+        nested = cls.nested()
+        if name not in nested or value is None:
             return value
-        kind, sub = cls.NESTED[name]
+        kind, sub = nested[name]
         if kind == "map":
             if not isinstance(value, Mapping):
                 raise SummaryError(f"{where}: expected a JSON object, found {type(value).__name__}")
@@ -187,7 +204,6 @@ class TeacherSummary(Summary):
     """``teacher/summary.json`` (written by ``teacher.run_phase``)."""
 
     FILE: ClassVar[str] = "teacher/summary.json"
-    NESTED: ClassVar[Mapping[str, tuple[str, type]]] = {"stages": ("map", TeacherStage)}
     profile: str | None
     model: str | None
     backend: str
@@ -245,7 +261,6 @@ class DasSummary(Summary):
     """``das/summary.json`` (written by ``das.run_phase``)."""
 
     FILE: ClassVar[str] = "das/summary.json"
-    NESTED: ClassVar[Mapping[str, tuple[str, type]]] = {"stages": ("map", DasStage)}
     profile: str | None
     stand_in: bool
     student: str | None = None
@@ -355,8 +370,6 @@ class EvalMetrics(Summary):
     """``eval/metrics.json`` (``evaluation.compute_metrics``, written by ``evaluation.run_phase``)."""
 
     FILE: ClassVar[str] = "eval/metrics.json"
-    NESTED: ClassVar[Mapping[str, tuple[str, type]]] = {
-        "models": ("map", ModelMetrics), "comparisons": ("list", Comparison)}
     profile: str | None
     stand_in: bool | None = None
     note: str | None = None
@@ -397,7 +410,7 @@ def write_summary(path: str | os.PathLike, obj: Summary) -> Path:
 
 def _unknown_keys(obj: Summary, prefix: str = "") -> list[str]:
     out = [prefix + k for k in obj.extra]
-    for name in type(obj).NESTED:
+    for name in type(obj).nested():
         value = getattr(obj, name)
         items = value.items() if isinstance(value, dict) else enumerate(value or [])
         for key, sub in items:
