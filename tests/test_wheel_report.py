@@ -41,6 +41,7 @@ def test_installed_wheel_builds_the_report(tmp_path):
     target = tmp_path / "target"
     _run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], cwd=tmp_path, env=offline)
     assert (target / "dasd_utils" / "templates" / "rapport.md.j2").is_file()
+    assert (target / "dasd_utils" / "resources" / "commonsense_qa_validation.jsonl").is_file()
 
     run_dir = make_fake_run(tmp_path / "runs", "demo")
     env = dict(offline, PYTHONPATH=str(target), MPLBACKEND="Agg")
