@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 from .config import Config, phase_settings
 from .prompts import LETTERS
+from .summaries import DataSummary, write_summary
 from .timing import timed_phase
 
 HUB_DATASET = "tau/commonsense_qa"
@@ -267,7 +268,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         "eval_answer_counts": _answer_counts(evaluation),
         "settings": phase_settings(cfg, "data"),  # what this phase used (the report checks config.json against it)
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_summary(out / "summary.json", DataSummary.from_dict(summary))
     return summary
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .config import Config, RunConfigMismatch, resolve_run_config
+from .summaries import DasSummary, SftManifest, Summary, TeacherSummary
+
+T = TypeVar("T", bound=Summary)
 
 
 def project_root() -> Path:
@@ -151,31 +154,31 @@ def stand_in_banner(cfg: Config) -> str:
 
 
 # ------------------------------------------------------------------ per-phase tables (display only)
-def _stages(summary: dict[str, Any]) -> dict[str, Any]:
-    stages = summary.get("stages", summary)
-    return {str(k).replace("stage", ""): v for k, v in stages.items() if isinstance(v, dict)}
+def _typed(summary: Any, cls: type[T]) -> T:
+    """Return ``summary`` (a phase's returned mapping, or already typed) as its :mod:`dasd_utils.summaries` type."""
+    return summary if isinstance(summary, cls) else cls.from_dict(summary)
 
 
-def teacher_table(summary: dict[str, Any]):
+def teacher_table(summary: dict[str, Any] | TeacherSummary):
     """Return the teacher phase's per-stage counts as a table (one column per stage)."""
     import pandas as pd
 
     rows = {}
-    for stage, s in _stages(summary).items():
+    for s in _typed(summary, TeacherSummary).stages.values():
         col = {
-            "température": s.get("temperature"),
-            "requêtes": s.get("requests"),
-            "échecs": s.get("failed"),
-            "rejetées (total)": s.get("rejected_total"),
+            "température": s.temperature,
+            "requêtes": s.requests,
+            "échecs": s.failed,
+            "rejetées (total)": s.rejected_total,
         }
-        for reason, count in sorted((s.get("rejected") or {}).items()):
+        for reason, count in sorted(s.rejected.items()):
             col[f"  rejet : {reason}"] = count
         col.update({
-            "gardées": s.get("kept"),
-            "précision du professeur": None if s.get("accuracy") is None else round(s["accuracy"], 3),
-            "confiance moyenne": None if s.get("mean_confidence") is None else round(s["mean_confidence"], 3),
+            "gardées": s.kept,
+            "précision du professeur": None if s.accuracy is None else round(s.accuracy, 3),
+            "confiance moyenne": None if s.mean_confidence is None else round(s.mean_confidence, 3),
         })
-        rows[f"stage {stage}"] = col
+        rows[f"stage {s.stage}"] = col
     return pd.DataFrame(rows).fillna(0)
 
 
@@ -200,41 +203,40 @@ def teacher_example(cfg: Config, stage: int = 1, n_tokens: int = 12):
     return table
 
 
-def das_table(summary: dict[str, Any]):
+def das_table(summary: dict[str, Any] | DasSummary):
     """Return the DAS phase's per-stage counts and teacher-sentence statistics as a table."""
     import pandas as pd
 
     rows = {}
-    for stage, s in _stages(summary).items():
-        ratio = s.get("teacher_sentence_ratio") or {}
-        types = s.get("sentence_types") or {}
+    for stage, s in _typed(summary, DasSummary).stages.items():
+        ratio = s.teacher_sentence_ratio
         rows[f"stage {stage}"] = {
-            "réponses notées": s.get("scored"),
-            "non notables": s.get("n_unscorable"),
-            "gardées (ratio > seuil)": s.get("kept"),
-            "rejetées": s.get("rejected"),
+            "réponses notées": s.scored,
+            "non notables": s.n_unscorable,
+            "gardées (ratio > seuil)": s.kept,
+            "rejetées": s.rejected,
             "ratio moyen": None if ratio.get("mean") is None else round(ratio["mean"], 3),
             "ratio médian": None if ratio.get("median") is None else round(ratio["median"], 3),
-            "phrases": s.get("sentences"),
-            "phrases professeur": types.get("teacher"),
-            "phrases partagées": types.get("shared"),
-            "phrases élève": types.get("student"),
+            "phrases": s.sentences,
+            "phrases professeur": s.sentence_types.get("teacher"),
+            "phrases partagées": s.sentence_types.get("shared"),
+            "phrases élève": s.sentence_types.get("student"),
         }
     return pd.DataFrame(rows, dtype=object)
 
 
-def sft_table(manifest: dict[str, Any]):
+def sft_table(manifest: dict[str, Any] | SftManifest):
     """Return the few facts of a trained stage (examples, steps, losses) as a one-column table."""
     import pandas as pd
 
-    dataset = manifest.get("dataset") or {}
+    m = _typed(manifest, SftManifest)
     facts = {
-        "stage": manifest.get("stage"),
-        "exemples": dataset.get("n_examples", manifest.get("n_examples")),
-        "pas d'optimisation": manifest.get("steps"),
-        "taux d'apprentissage": manifest.get("learning_rate", (manifest.get("settings") or {}).get("learning_rate")),
-        "perte initiale": None if manifest.get("first_loss") is None else round(manifest["first_loss"], 2),
-        "perte finale": None if manifest.get("final_loss") is None else round(manifest["final_loss"], 2),
+        "stage": m.stage,
+        "exemples": m.n_examples,
+        "pas d'optimisation": m.steps,
+        "taux d'apprentissage": m.learning_rate,
+        "perte initiale": None if m.first_loss is None else round(m.first_loss, 2),
+        "perte finale": None if m.final_loss is None else round(m.final_loss, 2),
     }
     return pd.DataFrame.from_dict(facts, orient="index", columns=["valeur"])
 

@@ -67,6 +67,7 @@ from .teacher_store import (  # the record files; names re-exported here
     stage_path,
     teacher_dir,
 )
+from .summaries import TeacherSummary, write_summary
 from .timing import timed_phase
 
 log = logging.getLogger(__name__)
@@ -469,7 +470,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             + (", the gold answer as a hint" if cfg.teacher.local_gold_hint and cfg.teacher.backend == "local" else "")
             + "; its accuracy and confidence are not the course teacher's"
         )
-    write_json_atomic(summary_file, summary)
+    write_summary(summary_file, TeacherSummary.from_dict(summary))
     from .plots.teacher import plot_teacher_quality
 
     records = {stage: load_records(cfg, stage) for stage in STAGES}

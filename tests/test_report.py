@@ -490,26 +490,22 @@ def test_markdown_escaping_helpers():
     assert report.display_model("Qwen/Qwen3-4B-Instruct-2507") == "Qwen/Qwen3-4B-Instruct-2507"
 
 
-def test_alternative_field_names_are_accepted(tmp_path):
-    # Older / other spellings of the same facts (stage keys at the top, "responses", "statistics").
+def test_other_field_names_are_reported_not_guessed(tmp_path):
+    # The report reads the files through dasd_utils.summaries: a file in another format (stage keys
+    # at the top, "sent" for "requests", a list of stages) is named as a problem, never guessed.
     run_dir = make_fake_run(tmp_path, "demo")
     _write(run_dir / "teacher" / "summary.json", {
         "stage1": {"temperature": 0.3, "sent": 64, "failed": 0, "rejected": {"too_short": 2}, "kept": 58,
                    "accuracy": 0.7031, "confidence": {"mean": 0.8123}}})
-    _write(run_dir / "das" / "summary.json", {"stages": [
-        {"stage": 2, "scored": 30, "unscorable": 0, "kept": 11, "rejected": 19,
-         "statistics": {"mean_teacher_sentence_ratio": 0.2777, "share_kept": 0.3667}}]})
-    _write(run_dir / "eval" / "qualitative.json", {"featured": {
-        "index": 49, "question": "Who is likely to be excited about a crab?",
-        "choices": {"label": list("ABCDE"), "text": ["fish market", "pet shop", "fishmongers", "intertidal zone", "obesity"]},
-        "answerKey": "C", "responses": {"stage2": "<reasoning>Sellers.</reasoning>\nFinal Answer: C"}}})
-    md = read_md(report.build_report(run_dir))
-    assert "| Stage 1 | 0,3 | — | 64 | 0 | 2 | 58 | 70,3 % | 81,2 % |" in md
-    assert "| Stage 2 | 30 | 0 | 11 | 19 |" in md
-    assert "| Stage 2 | 0,278 / — |" in md
-    assert "`share_kept` = 0,3667" in md
-    assert "**Stage 2 (DASD)** — lettre extraite : aucune" in md
-    assert "Final Answer: C\n```" in md
+    _write(run_dir / "das" / "summary.json", {"profile": "demo", "stand_in": True, "stages": [
+        {"stage": 2, "scored": 30, "unscorable": 0, "kept": 11, "rejected": 19}]})
+    result = report.build_report(run_dir)
+    md = read_md(result)
+    assert "*Phase de génération non exécutée : `teacher/summary.json` est absent.*" in md
+    assert "*Phase DAS non exécutée : `das/summary.json` est absent.*" in md
+    assert any("teacher/summary.json" in p and "'profile'" in p and "'stages'" in p for p in result["problems"])
+    assert any("das/summary.json: stages" in p and "JSON object" in p for p in result["problems"])
+    assert "70,3 %" not in md and "| Stage 2 | 30 |" not in md
 
 
 def test_with_the_evaluation_phase_functions(tmp_path):

@@ -23,6 +23,7 @@ from ..hashing import adapter_sha256, file_sha256
 from ..jsonl import read_json, write_json_atomic
 from ..layout import STAGES
 from ..reuse import inputs_key, reusable, save_manifest
+from ..summaries import DasSummary, write_summary
 from ..timing import timed_phase
 from . import stage as _stage  # looked up at call time: tests replace _stage.load_scoring_model
 from .example import reclassify
@@ -248,7 +249,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         "figures": figures,
         "settings": phase_settings(cfg, "das"),  # what this phase used (the report checks config.json against it)
     }
-    write_json_atomic(summary_file, summary)
+    write_summary(summary_file, DasSummary.from_dict(summary))
     save_manifest(manifest_file, full_key, stages={
         str(s): {"scoring_key": keys[s], "inputs": inputs[s], "counts": counts_by_stage[s]} for s in STAGES
     })

@@ -12,6 +12,7 @@ from ..data import load_run_questions, read_jsonl, write_jsonl
 from ..jsonl import write_json_atomic
 from ..prompts import LETTERS
 from ..reuse import inputs_key
+from ..summaries import EvalMetrics, write_summary
 from ..timing import timed_phase
 from .generation import EvaluationError, _bar
 from .hf_backend import HFBackend
@@ -189,7 +190,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     metrics = compute_metrics(cfg, results, rows)
     metrics["settings"] = phase_settings(cfg, "evaluate")  # what this phase used (the report checks config.json against it)
     eval_dir(cfg)
-    metrics_file = write_json_atomic(layout.metrics_file(cfg.run_dir), metrics)
+    metrics_file = write_summary(layout.metrics_file(cfg.run_dir), EvalMetrics.from_dict(metrics))
     qualitative = qualitative_examples(cfg, rows, {n: r["predictions"] for n, r in results.items()})
     qualitative_file = write_json_atomic(layout.qualitative_file(cfg.run_dir), qualitative)
     figures = eval_plots.make_figures(cfg, metrics, {n: r["predictions"] for n, r in results.items()})

@@ -15,7 +15,8 @@ from ..config import Config, phase_settings
 from ..data import read_jsonl, write_jsonl
 from ..hashing import adapter_sha256, file_sha256
 from ..jsonl import read_json
-from ..reuse import inputs_key, reusable, save_manifest
+from ..reuse import inputs_key, reusable
+from ..summaries import SftManifest, write_summary
 from ..timing import timed_phase
 from .data import build_sft_dataset, load_sft_examples
 from .model import add_lora, load_base_model, load_trainable_adapter, resolve_precision, training_device
@@ -233,7 +234,8 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         write_jsonl(layout.sft_train_log(cfg.run_dir, stage), log)
         (out / "training_args.bin").unlink(missing_ok=True)  # pickled arguments: not needed, not portable
         manifest["wall_time_s"] = round(time.perf_counter() - wall_start, 1)
-        manifest = save_manifest(layout.sft_manifest(cfg.run_dir, stage), inputs_key(inputs), **manifest)
+        manifest = {"key": inputs_key(inputs), **manifest}  # the reuse key (reuse.reusable compares it)
+        write_summary(layout.sft_manifest(cfg.run_dir, stage), SftManifest.from_dict(manifest))
         # The finished adapter is saved: the checkpoints (with optimizer states) are no longer needed.
         shutil.rmtree(checkpoints, ignore_errors=True)
     state.wait_for_everyone()
