@@ -86,6 +86,7 @@ def das_dir(run_dir) -> Path:
 
 
 def das_records(run_dir, stage: int) -> Path:
+    """Per example: sentences with spans, P_T, P_S, type, ratio and keep decision."""
     return das_dir(run_dir) / f"stage{check_stage(stage)}.jsonl"
 
 
@@ -95,32 +96,39 @@ def sft_examples(run_dir, stage: int) -> Path:
 
 
 def das_summary(run_dir) -> Path:
+    """Per stage: scored, unscorable per reason, kept, statistics (``summaries.DasSummary``)."""
     return das_dir(run_dir) / "summary.json"
 
 
 def das_manifest(run_dir) -> Path:
+    """The DAS phase's reuse key and per-stage scoring keys."""
     return das_dir(run_dir) / "manifest.json"
 
 
 # sft ------------------------------------------------------------------------------------------
 def sft_stage_dir(run_dir, stage: int) -> Path:
+    """The stage's LoRA adapter, tokenizer, train log and manifest."""
     return _run(run_dir) / "sft" / f"stage{check_stage(stage)}"
 
 
 def sft_manifest(run_dir, stage: int) -> Path:
+    """Written last: its presence marks a finished stage (``summaries.SftManifest``)."""
     return sft_stage_dir(run_dir, stage) / "manifest.json"
 
 
 def sft_train_log(run_dir, stage: int) -> Path:
+    """The trainer's log records (loss, learning rate, step)."""
     return sft_stage_dir(run_dir, stage) / "train_log.jsonl"
 
 
 def sft_checkpoints(run_dir, stage: int) -> Path:
+    """Checkpoints of an unfinished stage (removed once its adapter is saved)."""
     return sft_stage_dir(run_dir, stage) / "checkpoints"
 
 
 # evaluation -----------------------------------------------------------------------------------
 def eval_dir(run_dir) -> Path:
+    """Predictions, log-likelihood scores, metrics and qualitative examples."""
     return _run(run_dir) / "eval"
 
 
@@ -130,18 +138,22 @@ def safe_name(name: str) -> str:
 
 
 def predictions_file(run_dir, name: str) -> Path:
+    """One record per evaluation question for model ``name`` (``base``, ``stage1``...)."""
     return eval_dir(run_dir) / f"predictions_{safe_name(name)}.jsonl"
 
 
 def loglik_file(run_dir, name: str) -> Path:
+    """The log-likelihood of each answer letter, per question, for model ``name``."""
     return eval_dir(run_dir) / f"loglik_{safe_name(name)}.jsonl"
 
 
 def metrics_file(run_dir) -> Path:
+    """Accuracies with intervals and paired tests (``summaries.EvalMetrics``)."""
     return eval_dir(run_dir) / "metrics.json"
 
 
 def qualitative_file(run_dir) -> Path:
+    """The featured and random examples the notebook and the report show."""
     return eval_dir(run_dir) / "qualitative.json"
 
 
