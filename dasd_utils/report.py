@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, unquote
 
+from .course import report_context as course_report_context
 from .config import GPT_OSS_120B, QWEN3_4B, Config, EvalConfig, settings_drift
 from .plots import stand_in_note
 from .prompts import LETTERS
@@ -52,6 +53,8 @@ REASON_LABELS = {
     "wrong_answer": "réponse fausse",
     "repetitive": "répétitive",
     "too_long": "trop longue",
+    "inconsistent_answer": "conclusion différente de la réponse finale",
+    "mentions_hint": "cite l'indice",
 }
 UNSCORABLE_LABELS = {
     "no_logprobs": "sans logprobs",
@@ -465,7 +468,7 @@ FIGURE_CAPTIONS = (
                         "et distribution de sa confiance (probabilité moyenne des tokens)."),
     ("das_stage1", "Distribution du taux de phrases professeur, étape 1 : exemples gardés et rejetés, avec le seuil."),
     ("das_stage2", "Distribution du taux de phrases professeur, étape 2 : exemples gardés et rejetés, avec le seuil."),
-    ("scatter", "P_T contre P_S pour chaque phrase ; la zone des phrases professeur est ombrée."),
+    ("scatter", "P_T contre P_S pour chaque phrase ; zones ombrées : phrases professeur (orange) et élève (vert), les autres sont partagées."),
     ("profile", "Profil d'un exemple phrase par phrase : P_T et P_S le long de la réponse, fond coloré par type de phrase."),
     ("loss", "Courbes de perte d'entraînement des deux étapes."),
     ("confusion", "Matrice de confusion : lettre prédite contre lettre correcte."),
@@ -799,7 +802,8 @@ def collect_context(run_dir: str | os.PathLike, config: Mapping[str, Any] | None
         },
         "figures": {name: figure_entries(paths) for name, paths in figures.items()},
         "significance_level": SIGNIFICANCE_LEVEL,
-        "course": {"teacher": GPT_OSS_120B, "student": QWEN3_4B},
+        # The course report's published accuracies beside this run's (dasd_utils.course).
+        "course": {"teacher": GPT_OSS_120B, "student": QWEN3_4B, **course_report_context(metrics, eval_models)},
     }
 
 
