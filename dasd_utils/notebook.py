@@ -97,12 +97,30 @@ def relative(path: str | os.PathLike) -> str:
         return str(path)
 
 
-def show_config(cfg: Config):
-    """Return a one-column pandas table of the settings that identify the run."""
+#: French labels of Config.summary()'s keys (the notebooks' first table).
+CONFIG_LABELS = {
+    "profile": "profil", "student": "élève", "teacher": "professeur", "data_source": "source des questions",
+    "n_train": "questions d'entraînement", "n_eval": "questions d'évaluation",
+    "temperatures": "températures (stage 1, stage 2)", "das_thresholds": "seuils DAS (P_T, P_T − P_S, ratio)",
+    "lora": "LoRA", "lr": "taux d'apprentissage (stage 1, stage 2)", "epochs": "époques",
+}
+
+
+def object_table(columns: dict[str, dict[str, Any]], missing: Any = ""):
+    """Return a DataFrame whose cells keep their Python type (an integer stays 44, not 44.0), one column per key."""
     import pandas as pd
 
-    rows = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in cfg.summary().items()}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["valeur"])
+    index = list(dict.fromkeys(k for column in columns.values() for k in column))
+    return pd.DataFrame({name: pd.Series([column.get(k, missing) for k in index], index=index, dtype=object)
+                         for name, column in columns.items()})
+
+
+def show_config(cfg: Config):
+    """Return a one-column table of the settings that identify the run (French labels)."""
+    rows = {CONFIG_LABELS.get(k, k): (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in cfg.summary().items()}
+    if rows.get("époques") is not None and float(rows["époques"]).is_integer():
+        rows["époques"] = int(rows["époques"])
+    return object_table({"valeur": rows})
 
 
 def show_figure(cfg: Config, name: str, width: int | None = 720):
@@ -157,8 +175,8 @@ def _stages(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def teacher_table(summary: dict[str, Any]):
-    """Return the teacher phase's per-stage counts as a table (one column per stage)."""
-    import pandas as pd
+    """Return the teacher phase's per-stage counts as a table (one column per stage, rejection reasons in French)."""
+    from .plots.teacher import REASON_LABELS
 
     rows = {}
     for stage, s in _stages(summary).items():
@@ -169,14 +187,14 @@ def teacher_table(summary: dict[str, Any]):
             "rejetées (total)": s.get("rejected_total"),
         }
         for reason, count in sorted((s.get("rejected") or {}).items()):
-            col[f"  rejet : {reason}"] = count
+            col[f"  rejet : {REASON_LABELS.get(reason, reason)}"] = count
         col.update({
             "gardées": s.get("kept"),
-            "précision du professeur": None if s.get("accuracy") is None else round(s["accuracy"], 3),
+            "exactitude du professeur": None if s.get("accuracy") is None else round(s["accuracy"], 3),
             "confiance moyenne": None if s.get("mean_confidence") is None else round(s["mean_confidence"], 3),
         })
         rows[f"stage {stage}"] = col
-    return pd.DataFrame(rows).fillna(0)
+    return object_table(rows, missing=0)
 
 
 def teacher_example(cfg: Config, stage: int = 1, n_tokens: int = 12):
@@ -202,8 +220,6 @@ def teacher_example(cfg: Config, stage: int = 1, n_tokens: int = 12):
 
 def das_table(summary: dict[str, Any]):
     """Return the DAS phase's per-stage counts and teacher-sentence statistics as a table."""
-    import pandas as pd
-
     rows = {}
     for stage, s in _stages(summary).items():
         ratio = s.get("teacher_sentence_ratio") or {}
@@ -211,8 +227,9 @@ def das_table(summary: dict[str, Any]):
         rows[f"stage {stage}"] = {
             "réponses notées": s.get("scored"),
             "non notables": s.get("n_unscorable"),
-            "gardées (ratio > seuil)": s.get("kept"),
-            "rejetées": s.get("rejected"),
+            "au-dessus du seuil (gardées)": s.get("kept"),
+            "sous le seuil (rejetées)": s.get("rejected"),
+            "exemples d'entraînement (SFT)": s.get("sft_examples"),
             "ratio moyen": None if ratio.get("mean") is None else round(ratio["mean"], 3),
             "ratio médian": None if ratio.get("median") is None else round(ratio["median"], 3),
             "phrases": s.get("sentences"),
@@ -220,13 +237,11 @@ def das_table(summary: dict[str, Any]):
             "phrases partagées": types.get("shared"),
             "phrases élève": types.get("student"),
         }
-    return pd.DataFrame(rows, dtype=object)
+    return object_table(rows)
 
 
 def sft_table(manifest: dict[str, Any]):
-    """Return the few facts of a trained stage (examples, steps, losses) as a one-column table."""
-    import pandas as pd
-
+    """Return the few facts of a trained stage (examples, steps, losses rounded to 2 decimals) as a one-column table."""
     dataset = manifest.get("dataset") or {}
     facts = {
         "stage": manifest.get("stage"),
@@ -236,7 +251,7 @@ def sft_table(manifest: dict[str, Any]):
         "perte initiale": None if manifest.get("first_loss") is None else round(manifest["first_loss"], 2),
         "perte finale": None if manifest.get("final_loss") is None else round(manifest["final_loss"], 2),
     }
-    return pd.DataFrame.from_dict(facts, orient="index", columns=["valeur"])
+    return object_table({"valeur": facts})
 
 
 def loss_table(cfg: Config, stage: int):
@@ -314,7 +329,7 @@ def qualitative(cfg: Config, which: str = "highlight"):
             print()
 
 
-__all__ = ["das_table", "featured_label", "featured_missing_message", "featured_question", "loss_table",
+__all__ = ["das_table", "featured_label", "object_table", "CONFIG_LABELS", "featured_missing_message", "featured_question", "loss_table",
            "mismatch_message", "qualitative", "show_featured_prompt", "sft_table", "teacher_example", "teacher_table",
            "project_root", "quiet_text_progress_bars", "relative", "resolve_run_dir", "setup", "show_config",
            "show_figure", "show_report", "stand_in_banner"]
