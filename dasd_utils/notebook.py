@@ -42,6 +42,7 @@ def setup(profile: str | None = "demo", run_dir: str | None = None, overrides: d
     from .colab import NotebookStop
 
     quiet_text_progress_bars()
+    wide_text_tables()
     target = resolve_run_dir(run_dir, profile or "demo")
     try:
         cfg = resolve_run_config(profile, target, config_file=config_file, overrides=overrides or {}, force=force)
@@ -66,6 +67,17 @@ def mismatch_message(exc: RunConfigMismatch) -> str:
         "  2. remplacer la configuration enregistrée : FORCE = True (les phases dont les entrées changent "
         "seront recalculées, et cette phase-ci aussi)."
     )
+
+
+def wide_text_tables() -> None:
+    """Let pandas print whole tables as text (no « ... » column cut): nbval compares that text form."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        return
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 30)
+    pd.set_option("display.max_colwidth", 120)
 
 
 def quiet_text_progress_bars() -> bool:
@@ -254,6 +266,31 @@ def sft_table(manifest: dict[str, Any]):
     return object_table({"valeur": facts})
 
 
+def course_table(cfg: Config):
+    """Return the report's « ce projet / rapport du cours » table: accuracies in % (one decimal) with Wilson intervals."""
+    from .report import collect_context
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f} %".replace(".", ",")
+
+    def interval(ci: list[float] | None) -> str:
+        return "—" if not ci else f"[{pct(ci[0])} ; {pct(ci[1])}]"
+
+    context = collect_context(cfg.run_dir)["course"]
+    rows = {}
+    for r in context["comparison"]:
+        rows[r["label"]] = {
+            "rapport du cours": f"{pct(r['course_accuracy'])} ({r['course_correct']}/{r['course_n']})",
+            "IC 95 % (cours)": interval(r["course_ci"]),
+            "ce projet": "non évalué" if r["accuracy"] is None else f"{pct(r['accuracy'])} ({int(r['correct'])}/{int(r['n'])})",
+            "IC 95 % (ce projet)": interval(r["ci"]),
+        }
+    print(("Mêmes 50 questions que le cours (validation 0-49)." if context["same_items"]
+           else "Attention : ce run n'évalue pas les 50 questions du cours.")
+          + (" Profil demo : chiffres de substitution, qui ne testent pas l'affirmation du cours." if cfg.profile == "demo" else ""))
+    return object_table(rows).T
+
+
 def loss_table(cfg: Config, stage: int):
     """Return the training log (step, loss, learning rate) of a stage as a table."""
     import pandas as pd
@@ -329,7 +366,7 @@ def qualitative(cfg: Config, which: str = "highlight"):
             print()
 
 
-__all__ = ["das_table", "featured_label", "object_table", "CONFIG_LABELS", "featured_missing_message", "featured_question", "loss_table",
+__all__ = ["das_table", "featured_label", "object_table", "CONFIG_LABELS", "course_table", "featured_missing_message", "featured_question", "loss_table",
            "mismatch_message", "qualitative", "show_featured_prompt", "sft_table", "teacher_example", "teacher_table",
            "project_root", "quiet_text_progress_bars", "relative", "resolve_run_dir", "setup", "show_config",
            "show_figure", "show_report", "stand_in_banner"]

@@ -12,9 +12,11 @@ are tested in ``tests/test_teaching.py``; the ``*_for_run`` wrappers only find t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -55,7 +57,7 @@ def quality_verdicts(records: Sequence[Mapping[str, Any]]):
         rows.append({
             "question": r.get("question_index"),
             "tirage": r.get("sample_index"),
-            "réponse": quality.get("answer"),
+            "réponse": quality.get("answer") or "—",
             "bonne réponse": r.get("gold"),
             "verdict": "gardée" if r.get("kept") else ("valide, non gardée" if quality.get("ok") else "rejetée"),
             "raison": REASON_LABELS.get(reason, reason) if reason else "",
@@ -79,9 +81,14 @@ def teacher_cost(summary: Mapping[str, Any]):
     return _pd().DataFrame(rows, dtype=object)
 
 
-def total_latency_s(records: Sequence[Mapping[str, Any]]) -> float:
-    """Return the summed generation time of the records (seconds, as measured when they were generated)."""
-    return float(sum(r.get("latency_s") or 0.0 for r in records))
+def phase_time(cfg: Config, phase: str) -> dict[str, Any]:
+    """Return a phase's time from ``timings.json``: the last run that computed it, and whether the latest run only reused it."""
+    from .timing import read_timings
+
+    entry = (read_timings(cfg.run_dir).get("phases") or {}).get(phase) or {}
+    computed, last = entry.get("computed") or {}, entry.get("last") or {}
+    return {"computed_wall_s": computed.get("wall_s"), "computed_cpu_s": computed.get("cpu_s"),
+            "last_wall_s": last.get("wall_s"), "last_reused": bool(last.get("reused"))}
 
 
 # -------------------------------------------------------------------------------------- 03 DAS
@@ -174,6 +181,22 @@ def kept_grid(records: Sequence[Mapping[str, Any]], cfg: DASConfig | None = None
 
 
 # -------------------------------------------------------------------------------------- 04 SFT
+@contextlib.contextmanager
+def quiet_library():
+    """Silence library warnings and transformers' loading bars: a worked example's output (checked by nbval) is its result only."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def loss_mask_text(tokens: Sequence[str], labels: Sequence[int], open_mark: str = "⟦", close_mark: str = "⟧") -> str:
     """Return the example's text with the supervised tokens (label ≠ -100) between ``open_mark`` and ``close_mark``."""
     out, inside = [], False
@@ -229,7 +252,8 @@ def lora_for_run(cfg: Config) -> dict[str, Any]:
     """Return the run's LoraConfig, the student with a fresh LoRA adapter's parameter table, and the trainable count (CPU, fp32)."""
     from .sft import add_lora, load_base_model, lora_config
 
-    model = add_lora(load_base_model(cfg, "fp32", "cpu"), cfg)
+    with quiet_library():
+        model = add_lora(load_base_model(cfg, "fp32", "cpu"), cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     config = lora_config(cfg)
@@ -251,8 +275,9 @@ def trl_config_for_run(cfg: Config, stage: int = 1) -> dict[str, Any]:
         lr_scheduler=cfg.sft.lr_scheduler, warmup_ratio=cfg.sft.warmup_ratio, weight_decay=cfg.sft.weight_decay,
         logging_steps=cfg.sft.logging_steps, seed=cfg.sft.seed,
     )
-    args = sft_arguments(settings, hardware.get("per_device_batch_size", cfg.sft.per_device_batch_size),
-                         hardware.get("grad_accum", cfg.sft.grad_accum))
+    with quiet_library():
+        args = sft_arguments(settings, hardware.get("per_device_batch_size", cfg.sft.per_device_batch_size),
+                             hardware.get("grad_accum", cfg.sft.grad_accum))
     fields = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
               "lr_scheduler_type", "warmup_steps", "weight_decay", "max_length", "bf16", "fp16", "seed")
     return {f: getattr(getattr(args, f), "value", getattr(args, f)) for f in fields}
@@ -384,5 +409,5 @@ __all__ = [
     "kept_by_thresholds", "kept_grid", "lora_for_run", "lora_parameter_table", "loss_mask_for_run", "loss_mask_text",
     "mcnemar_from_table", "paired_table", "paired_tables", "predictions_for_run", "quality_verdicts",
     "question_messages", "scored_sentences", "sentence_table", "show_paired_tables", "stage_start_for_run",
-    "stage_start_table", "teacher_cost", "total_latency_s", "trl_config_for_run",
+    "stage_start_table", "teacher_cost", "phase_time", "trl_config_for_run",
 ]

@@ -98,7 +98,8 @@ def test_quality_verdicts_and_cost_in_french():
     table = teaching.quality_verdicts(records)
     assert list(table["verdict"]) == ["rejetée", "gardée"]
     assert table["raison"].iloc[0] == "mauvaise réponse"
-    assert teaching.total_latency_s(records) == pytest.approx(3.5)
+    records.append({"question_index": 4, "sample_index": 0, "gold": "A", "kept": False, "quality": {"ok": False, "reason": "no_final_answer", "answer": None}})
+    assert teaching.quality_verdicts(records)["réponse"].iloc[2] == "—"
     cost = teaching.teacher_cost({"stages": {"stage1": {"questions": 1, "requests": 2, "usage": {"prompt_tokens": 10, "completion_tokens": 4}, "sent": 0, "reused": 2}}})
     assert cost.loc["requêtes (au total)", "stage 1"] == 2
 
