@@ -252,18 +252,22 @@ def das_table(summary: dict[str, Any]):
     return object_table(rows)
 
 
-def sft_table(manifest: dict[str, Any]):
-    """Return the few facts of a trained stage (examples, steps, losses rounded to 2 decimals) as a one-column table."""
+def sft_facts(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return the few facts of a trained stage: stage, examples, steps, learning rate, losses rounded to 2 decimals."""
     dataset = manifest.get("dataset") or {}
-    facts = {
+    losses = {name: manifest.get(key) for name, key in (("perte initiale", "first_loss"), ("perte finale", "final_loss"))}
+    return {
         "stage": manifest.get("stage"),
         "exemples": dataset.get("n_examples", manifest.get("n_examples")),
         "pas d'optimisation": manifest.get("steps"),
         "taux d'apprentissage": manifest.get("learning_rate", (manifest.get("settings") or {}).get("learning_rate")),
-        "perte initiale": None if manifest.get("first_loss") is None else round(manifest["first_loss"], 2),
-        "perte finale": None if manifest.get("final_loss") is None else round(manifest["final_loss"], 2),
+        **{name: None if value is None else round(value, 2) for name, value in losses.items()},
     }
-    return object_table({"valeur": facts})
+
+
+def sft_table(manifest: dict[str, Any]):
+    """Return :func:`sft_facts` as a one-column table."""
+    return object_table({"valeur": sft_facts(manifest)})
 
 
 def course_table(cfg: Config):
@@ -366,7 +370,7 @@ def qualitative(cfg: Config, which: str = "highlight"):
             print()
 
 
-__all__ = ["das_table", "featured_label", "object_table", "CONFIG_LABELS", "course_table", "featured_missing_message", "featured_question", "loss_table",
+__all__ = ["das_table", "featured_label", "sft_facts", "object_table", "CONFIG_LABELS", "course_table", "featured_missing_message", "featured_question", "loss_table",
            "mismatch_message", "qualitative", "show_featured_prompt", "sft_table", "teacher_example", "teacher_table",
            "project_root", "quiet_text_progress_bars", "relative", "resolve_run_dir", "setup", "show_config",
            "show_figure", "show_report", "stand_in_banner"]

@@ -286,26 +286,22 @@ def trl_config_for_run(cfg: Config, stage: int = 1) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- 05 stage 2
 def stage_start_table(manifests: Mapping[int, Mapping[str, Any] | None], stage1_sha256: str | None = None):
     """Return what each SFT stage starts from and trains on, side by side (stage 2's parent adapter checked against stage 1's)."""
+    from .notebook import object_table, sft_facts
+
     columns = {}
     for stage, m in sorted(manifests.items()):
         if not m:
             continue
         parent = m.get("parent_adapter") or {}
-        dataset = m.get("dataset") or {}
-        row = {
-            "part de": f"adaptateur {parent.get('path')}" if parent else f"modèle de base {m.get('base_model')}",
-            "données": m.get("data_path"),
-            "exemples": dataset.get("n_examples"),
-            "tokens supervisés": dataset.get("n_supervised_tokens"),
-            "taux d'apprentissage": m.get("learning_rate"),
-            "pas d'optimisation": m.get("steps"),
-            "perte initiale": None if m.get("first_loss") is None else round(m["first_loss"], 2),
-            "perte finale": None if m.get("final_loss") is None else round(m["final_loss"], 2),
-        }
+        facts = sft_facts(m)
+        facts.pop("stage")
+        column = {"part de": f"adaptateur {parent.get('path')}" if parent else f"modèle de base {m.get('base_model')}",
+                  "données": m.get("data_path"),
+                  "tokens supervisés": (m.get("dataset") or {}).get("n_supervised_tokens"), **facts}
         if parent and stage1_sha256:
-            row["parent = adaptateur actuel du stage 1"] = parent.get("sha256") == stage1_sha256
-        columns[f"stage {stage}"] = row
-    return _pd().DataFrame(columns, dtype=object).fillna("")
+            column["parent = adaptateur actuel du stage 1"] = parent.get("sha256") == stage1_sha256
+        columns[f"stage {stage}"] = column
+    return object_table(columns)
 
 
 def stage_start_for_run(cfg: Config):

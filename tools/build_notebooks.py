@@ -99,7 +99,7 @@ Chaque ligne est validée : une question manquante, un nombre d'options différe
 ) + [
     new_code_cell("from dasd_utils import data\nsummary = data.run_phase(cfg)\n"),
     new_markdown_cell("Combien de questions, et quelle répartition des bonnes réponses ? Une répartition "
-                      "déséquilibrée rendrait trompeuse une précision proche du hasard (20 %)."),
+                      "déséquilibrée rendrait trompeuse une exactitude proche du hasard (20 %)."),
     new_code_cell(CHECK + """import pandas as pd
 counts = pd.DataFrame({"entraînement": summary["train_answer_counts"], "évaluation": summary["eval_answer_counts"]})
 print(f"{summary['n_train']} questions d'entraînement (items {summary['train_indices']}), "
@@ -153,7 +153,7 @@ réponses n'ont rien de la qualité de gpt-oss-120b.*""",
                   "for key, s in teacher_summary[\"stages\"].items():\n"
                   "    print(f\"{key} : {s.get('sent', 0)} requêtes envoyées par cette exécution, {s.get('reused', 0)} relues dans le cache\")\n"),
     new_markdown_cell("Bilan par stage : requêtes envoyées, échecs, rejets par raison, exemples gardés, "
-                      "précision du professeur et confiance moyenne (moyenne des probabilités de token)."),
+                      "exactitude du professeur et confiance moyenne (moyenne des probabilités de token)."),
     new_code_cell(CHECK + "nb.teacher_table(teacher_summary)\n"),
     new_code_cell("nb.show_figure(cfg, \"teacher_quality.png\")\n"),
     new_markdown_cell("**Une requête et sa réponse.** Voici les messages exacts envoyés au professeur pour la "
@@ -352,12 +352,12 @@ NOTEBOOKS["06_evaluation.ipynb"] = header(
 le même gabarit de conversation que l'entraînement, en décodage glouton : l'élève de base, l'élève
 après le stage 1, l'élève après le stage 2.
 
-**Lire les statistiques honnêtement.** Sur 50 questions, une précision de 82 % a un intervalle
+**Lire les statistiques honnêtement.** Sur 50 questions, une exactitude de 82 % a un intervalle
 de confiance à 95 % (Wilson) d'environ ±11 points : deux modèles à 80 % et 84 % ne sont pas
 distinguables. Pour comparer deux modèles sur les *mêmes* questions, on utilise le **test exact
 de McNemar**, qui ne regarde que les questions où les deux modèles diffèrent (l'un juste, l'autre
 faux). On mesure aussi le **respect du format** (`Final Answer: X`), et une seconde métrique sans
-génération : la précision par **log-vraisemblance** des lettres A-E (formulation de
+génération : l'exactitude par **log-vraisemblance** des lettres A-E (formulation de
 lm-evaluation-harness).""",
 ) + [
     new_code_cell("from dasd_utils import evaluation\nmetrics = evaluation.run_phase(cfg, force=FORCE)\n"
