@@ -249,14 +249,24 @@ def lora_parameter_table(model):
 
 
 def lora_for_run(cfg: Config) -> dict[str, Any]:
-    """Return the run's LoraConfig, the student with a fresh LoRA adapter's parameter table, and the trainable count (CPU, fp32)."""
-    from .sft import add_lora, load_base_model, lora_config
+    """Return the run's LoraConfig, the parameter table of a fresh LoRA adapter on the student, and the trainable count.
 
-    with quiet_library():
-        model = add_lora(load_base_model(cfg, "fp32", "cpu"), cfg)
+    The student is built from its configuration on PyTorch's ``meta`` device: shapes only, no
+    weights read and no memory used, so this works for Qwen3-4B on a Colab CPU as for the demo.
+    """
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .models import resolve_model
+    from .sft import lora_config
+
+    config = lora_config(cfg)
+    with quiet_library(), torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(cfg.student.model, cfg)))
+        model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    config = lora_config(cfg)
     shown = {f: getattr(config, f) for f in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias", "task_type")}
     return {"config": config, "fields": shown, "table": lora_parameter_table(model), "trainable": trainable, "total": total}
 
