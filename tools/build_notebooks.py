@@ -409,12 +409,12 @@ rapport du cours » sur les mêmes 50 questions), analyse, limites, conclusion, 
 ) + [
     new_code_cell("from dasd_utils import report\npaths = report.run_phase(cfg, force=True)\n"
                   "print(nb.relative(paths[\"markdown\"]))\nprint(nb.relative(paths[\"html\"]))\n"),
-    new_markdown_cell("**Ce projet et le rapport du cours**, sur les mêmes 50 questions : le tableau de la section "
-                      "3.1 du rapport (exactitudes publiées par le cours, avec leurs intervalles de Wilson)."),
-    new_code_cell(CHECK + "nb.course_table(cfg)\n"),
     new_markdown_cell("Le rapport HTML autonome (figures intégrées) s'affiche ci-dessous ; le lien l'ouvre "
                       "dans un nouvel onglet (sur Colab, il est aussi dans le dossier du run sur Drive)."),
     new_code_cell("nb.show_report(paths[\"html\"])\n"),
+    new_markdown_cell("**Ce projet et le rapport du cours**, sur les mêmes 50 questions : le tableau de la section "
+                      "3.1 du rapport (exactitudes publiées par le cours, avec leurs intervalles de Wilson)."),
+    new_code_cell(CHECK + "nb.course_table(cfg)\n"),
 ]
 
 
