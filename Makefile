@@ -20,11 +20,12 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: venv demo test test-fast notebooks clean-venv help
+.PHONY: venv demo test test-fast notebooks lab clean-venv help
 
 help:
 	@echo "make demo   - create .venv, install, run the whole pipeline on the offline demo profile"
 	@echo "make test   - create/reuse .venv, install, run pytest (package tests + nbval over notebooks)"
+	@echo "make lab    - open the notebooks in JupyterLab on the demo run (after make demo: everything is reused)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,7 +54,13 @@ notebooks: venv
 	$(PY) tools/run_notebooks.py --profile demo --in-place
 
 test: venv
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+
+# JupyterLab on notebooks/, with a "python3" kernel that is this venv's Python whatever kernels
+# the user has installed. The notebooks' default RUN_DIR is runs/demo: after `make demo` each
+# notebook replays its phase from the cache in seconds.
+lab: venv
+	$(PY) tools/run_notebooks.py --lab
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" tests

@@ -45,6 +45,7 @@ def setup(profile: str | None = "demo", run_dir: str | None = None, overrides: d
     from .colab import NotebookStop
 
     quiet_text_progress_bars()
+    wide_text_tables()
     target = resolve_run_dir(run_dir, profile or "demo")
     try:
         cfg = resolve_run_config(profile, target, config_file=config_file, overrides=overrides or {}, force=force)
@@ -69,6 +70,17 @@ def mismatch_message(exc: RunConfigMismatch) -> str:
         "  2. remplacer la configuration enregistrée : FORCE = True (les phases dont les entrées changent "
         "seront recalculées, et cette phase-ci aussi)."
     )
+
+
+def wide_text_tables() -> None:
+    """Let pandas print whole tables as text (no « ... » column cut): nbval compares that text form."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        return
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 30)
+    pd.set_option("display.max_colwidth", 120)
 
 
 def quiet_text_progress_bars() -> bool:
@@ -100,12 +112,30 @@ def relative(path: str | os.PathLike) -> str:
         return str(path)
 
 
-def show_config(cfg: Config):
-    """Return a one-column pandas table of the settings that identify the run."""
+#: French labels of Config.summary()'s keys (the notebooks' first table).
+CONFIG_LABELS = {
+    "profile": "profil", "student": "élève", "teacher": "professeur", "data_source": "source des questions",
+    "n_train": "questions d'entraînement", "n_eval": "questions d'évaluation",
+    "temperatures": "températures (stage 1, stage 2)", "das_thresholds": "seuils DAS (P_T, P_T − P_S, ratio)",
+    "lora": "LoRA", "lr": "taux d'apprentissage (stage 1, stage 2)", "epochs": "époques",
+}
+
+
+def object_table(columns: dict[str, dict[str, Any]], missing: Any = ""):
+    """Return a DataFrame whose cells keep their Python type (an integer stays 44, not 44.0), one column per key."""
     import pandas as pd
 
-    rows = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in cfg.summary().items()}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["valeur"])
+    index = list(dict.fromkeys(k for column in columns.values() for k in column))
+    return pd.DataFrame({name: pd.Series([column.get(k, missing) for k in index], index=index, dtype=object)
+                         for name, column in columns.items()})
+
+
+def show_config(cfg: Config):
+    """Return a one-column table of the settings that identify the run (French labels)."""
+    rows = {CONFIG_LABELS.get(k, k): (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in cfg.summary().items()}
+    if rows.get("époques") is not None and float(rows["époques"]).is_integer():
+        rows["époques"] = int(rows["époques"])
+    return object_table({"valeur": rows})
 
 
 def show_figure(cfg: Config, name: str, width: int | None = 720):
@@ -160,8 +190,8 @@ def _typed(summary: Any, cls: type[T]) -> T:
 
 
 def teacher_table(summary: dict[str, Any] | TeacherSummary):
-    """Return the teacher phase's per-stage counts as a table (one column per stage)."""
-    import pandas as pd
+    """Return the teacher phase's per-stage counts as a table (one column per stage, rejection reasons in French)."""
+    from .plots.teacher import REASON_LABELS
 
     rows = {}
     for s in _typed(summary, TeacherSummary).stages.values():
@@ -172,14 +202,14 @@ def teacher_table(summary: dict[str, Any] | TeacherSummary):
             "rejetées (total)": s.rejected_total,
         }
         for reason, count in sorted(s.rejected.items()):
-            col[f"  rejet : {reason}"] = count
+            col[f"  rejet : {REASON_LABELS.get(reason, reason)}"] = count
         col.update({
             "gardées": s.kept,
-            "précision du professeur": None if s.accuracy is None else round(s.accuracy, 3),
+            "exactitude du professeur": None if s.accuracy is None else round(s.accuracy, 3),
             "confiance moyenne": None if s.mean_confidence is None else round(s.mean_confidence, 3),
         })
         rows[f"stage {s.stage}"] = col
-    return pd.DataFrame(rows).fillna(0)
+    return object_table(rows, missing=0)
 
 
 def teacher_example(cfg: Config, stage: int = 1, n_tokens: int = 12):
@@ -205,16 +235,15 @@ def teacher_example(cfg: Config, stage: int = 1, n_tokens: int = 12):
 
 def das_table(summary: dict[str, Any] | DasSummary):
     """Return the DAS phase's per-stage counts and teacher-sentence statistics as a table."""
-    import pandas as pd
-
     rows = {}
     for stage, s in _typed(summary, DasSummary).stages.items():
         ratio = s.teacher_sentence_ratio
         rows[f"stage {stage}"] = {
             "réponses notées": s.scored,
             "non notables": s.n_unscorable,
-            "gardées (ratio > seuil)": s.kept,
-            "rejetées": s.rejected,
+            "au-dessus du seuil (gardées)": s.kept,
+            "sous le seuil (rejetées)": s.rejected,
+            "exemples d'entraînement (SFT)": s.sft_examples,
             "ratio moyen": None if ratio.get("mean") is None else round(ratio["mean"], 3),
             "ratio médian": None if ratio.get("median") is None else round(ratio["median"], 3),
             "phrases": s.sentences,
@@ -222,23 +251,50 @@ def das_table(summary: dict[str, Any] | DasSummary):
             "phrases partagées": s.sentence_types.get("shared"),
             "phrases élève": s.sentence_types.get("student"),
         }
-    return pd.DataFrame(rows, dtype=object)
+    return object_table(rows)
 
 
-def sft_table(manifest: dict[str, Any] | SftManifest):
-    """Return the few facts of a trained stage (examples, steps, losses) as a one-column table."""
-    import pandas as pd
-
+def sft_facts(manifest: dict[str, Any] | SftManifest) -> dict[str, Any]:
+    """Return the few facts of a trained stage: stage, examples, steps, learning rate, losses rounded to 2 decimals."""
     m = _typed(manifest, SftManifest)
-    facts = {
+    losses = {"perte initiale": m.first_loss, "perte finale": m.final_loss}
+    return {
         "stage": m.stage,
         "exemples": m.n_examples,
         "pas d'optimisation": m.steps,
         "taux d'apprentissage": m.learning_rate,
-        "perte initiale": None if m.first_loss is None else round(m.first_loss, 2),
-        "perte finale": None if m.final_loss is None else round(m.final_loss, 2),
+        **{name: None if value is None else round(value, 2) for name, value in losses.items()},
     }
-    return pd.DataFrame.from_dict(facts, orient="index", columns=["valeur"])
+
+
+def sft_table(manifest: dict[str, Any] | SftManifest):
+    """Return :func:`sft_facts` as a one-column table."""
+    return object_table({"valeur": sft_facts(manifest)})
+
+
+def course_table(cfg: Config):
+    """Return the report's « ce projet / rapport du cours » table: accuracies in % (one decimal) with Wilson intervals."""
+    from .report import collect_context
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f} %".replace(".", ",")
+
+    def interval(ci: list[float] | None) -> str:
+        return "—" if not ci else f"[{pct(ci[0])} ; {pct(ci[1])}]"
+
+    context = collect_context(cfg.run_dir)["course"]
+    rows = {}
+    for r in context["comparison"]:
+        rows[r["label"]] = {
+            "rapport du cours": f"{pct(r['course_accuracy'])} ({r['course_correct']}/{r['course_n']})",
+            "IC 95 % (cours)": interval(r["course_ci"]),
+            "ce projet": "non évalué" if r["accuracy"] is None else f"{pct(r['accuracy'])} ({int(r['correct'])}/{int(r['n'])})",
+            "IC 95 % (ce projet)": interval(r["ci"]),
+        }
+    print(("Mêmes 50 questions que le cours (validation 0-49)." if context["same_items"]
+           else "Attention : ce run n'évalue pas les 50 questions du cours.")
+          + (" Profil demo : chiffres de substitution, qui ne testent pas l'affirmation du cours." if cfg.profile == "demo" else ""))
+    return object_table(rows).T
 
 
 def loss_table(cfg: Config, stage: int):
@@ -316,7 +372,7 @@ def qualitative(cfg: Config, which: str = "highlight"):
             print()
 
 
-__all__ = ["das_table", "featured_label", "featured_missing_message", "featured_question", "loss_table",
+__all__ = ["das_table", "featured_label", "sft_facts", "object_table", "CONFIG_LABELS", "course_table", "featured_missing_message", "featured_question", "loss_table",
            "mismatch_message", "qualitative", "show_featured_prompt", "sft_table", "teacher_example", "teacher_table",
            "project_root", "quiet_text_progress_bars", "relative", "resolve_run_dir", "setup", "show_config",
            "show_figure", "show_report", "stand_in_banner"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dasd_utils import report
+from dasd_utils import course, report
 from dasd_utils.config import GPT_OSS_120B, QWEN3_4B, load_config
 
 # ------------------------------------------------------------------------------- fake run
@@ -201,6 +201,10 @@ def allowed_numbers(run_dir: Path) -> set[str]:
     # Conventions of the method, not results: the interval level and the significance level,
     # the course's model names in the demo disclaimer, and the 0.001 floor of printed p-values.
     values.update({report.DEFAULT_CI_LEVEL, report.SIGNIFICANCE_LEVEL, 0.001})
+    # The course report's published accuracies (dasd_utils.course, with their source), their counts
+    # out of 50 and their Wilson intervals: the only numbers not read from the run.
+    for row in course.comparison_rows([]):
+        values.update({row["course_accuracy"], row["course_correct"], row["course_n"], *row["course_ci"]})
     _numbers_in_json([GPT_OSS_120B, QWEN3_4B], values)
     forms: set[str] = set()
     for v in values:
@@ -218,6 +222,7 @@ def numbers_in_report(markdown_text: str) -> list[str]:
     text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", markdown_text)  # figure links (file names)
     text = re.sub(r"^#+ [\d.]+ ", "# ", text, flags=re.MULTILINE)  # section numbers
     text = re.sub(r"`[^`]*\.png`", "", text)  # figure names in captions
+    text = text.split("# Références")[0]  # citations (years, arXiv number), not results
     return NUMBER.findall(text)
 
 

@@ -99,7 +99,7 @@ Chaque ligne est validée : une question manquante, un nombre d'options différe
 ) + [
     new_code_cell("from dasd_utils import data\nsummary = data.run_phase(cfg)\n"),
     new_markdown_cell("Combien de questions, et quelle répartition des bonnes réponses ? Une répartition "
-                      "déséquilibrée rendrait trompeuse une précision proche du hasard (20 %)."),
+                      "déséquilibrée rendrait trompeuse une exactitude proche du hasard (20 %)."),
     new_code_cell(CHECK + """import pandas as pd
 counts = pd.DataFrame({"entraînement": summary["train_answer_counts"], "évaluation": summary["eval_answer_counts"]})
 print(f"{summary['n_train']} questions d'entraînement (items {summary['train_indices']}), "
@@ -111,6 +111,14 @@ counts.T
                       "(`eval.qualitative_index` en choisit une autre ; si ce run ne l'évalue pas, la "
                       "cellule le dit)."),
     new_code_cell(CHECK + "nb.show_featured_prompt(cfg)\n"),
+    new_markdown_cell("Une question d'entraînement telle qu'elle est stockée (`data/train.jsonl`), puis les messages "
+                      "de chat que le professeur en reçoit : un message système et un message utilisateur."),
+    new_code_cell(CHECK + """from dasd_utils import teaching
+question = data.load_run_questions(cfg, "train")[0]
+print({k: question[k] for k in ("index", "question", "choices", "answerKey")})
+for message in teaching.question_messages(cfg, "train", 0):
+    print(f"--- {message['role']} ---\\n{message['content']}")
+"""),
 ]
 
 # --------------------------------------------------------------------------- 02 teacher
@@ -141,13 +149,40 @@ l'environnement (`OPENAI_API_KEY`), d'un fichier `.env` ou des secrets Colab ; e
 substitut (exemples résolus en contexte et bonne réponse donnée en indice, comme dans STaR). Ses
 réponses n'ont rien de la qualité de gpt-oss-120b.*""",
 ) + [
-    new_code_cell("from dasd_utils import teacher\nteacher_summary = teacher.run_phase(cfg, force=FORCE)\n"),
+    new_code_cell("from dasd_utils import teacher\nteacher_summary = teacher.run_phase(cfg, force=FORCE)\n"
+                  "for key, s in teacher_summary[\"stages\"].items():\n"
+                  "    print(f\"{key} : {s.get('sent', 0)} requêtes envoyées par cette exécution, {s.get('reused', 0)} relues dans le cache\")\n"),
     new_markdown_cell("Bilan par stage : requêtes envoyées, échecs, rejets par raison, exemples gardés, "
-                      "précision du professeur et confiance moyenne (moyenne des probabilités de token)."),
+                      "exactitude du professeur et confiance moyenne (moyenne des probabilités de token)."),
     new_code_cell(CHECK + "nb.teacher_table(teacher_summary)\n"),
     new_code_cell("nb.show_figure(cfg, \"teacher_quality.png\")\n"),
-    new_markdown_cell("Un exemple de réponse gardée au stage 1, avec ses premiers tokens et leur probabilité :"),
-    new_code_cell("nb.teacher_example(cfg, stage=1)\n"),
+    new_markdown_cell("**Une requête et sa réponse.** Voici les messages exacts envoyés au professeur pour la "
+                      "première question du stage 1 (sur le profil demo : deux exemples résolus, puis la question "
+                      "avec la bonne réponse en indice), puis le texte qu'il a renvoyé."),
+    new_code_cell(CHECK + """from dasd_utils import teaching
+records = teacher.load_records(cfg, 1)
+request = records[0]
+for message in request["messages"]:
+    print(f"--- {message['role']} ---\\n{message['content']}\\n")
+print(f"=== réponse (température {request['temperature']}, {len(request['tokens'] or [])} tokens) ===\\n{request['content']}")
+"""),
+    new_markdown_cell("Ses premiers tokens et leur probabilité $p = e^{\\text{logprob}}$ : c'est la confiance du "
+                      "professeur que DAS utilisera (première réponse gardée du stage 1)."),
+    new_code_cell(CHECK + "nb.teacher_example(cfg, stage=1)\n"),
+    new_markdown_cell("**Les verdicts du filtre de qualité**, réponse par réponse, avec leur raison. Une question peut "
+                      "avoir plusieurs tirages : le premier qui passe le filtre est gardé."),
+    new_code_cell(CHECK + """verdicts = teaching.quality_verdicts(records)
+print(verdicts["verdict"].value_counts().to_string(), "\\n")
+verdicts[verdicts["verdict"] != "gardée"]
+"""),
+    new_markdown_cell("**Ce qu'a coûté la phase** : requêtes et tokens par stage, et ce que cette exécution a "
+                      "envoyé ou relu dans le cache (une réexécution n'envoie rien)."),
+    new_code_cell("""timing = teaching.phase_time(cfg, "generate")
+if timing["computed_wall_s"] is not None:
+    print(f"génération (les deux stages) : {timing['computed_wall_s'] / 60:.1f} min lors de son calcul"
+          + (" ; cette exécution n'a fait que relire le cache" if timing["last_reused"] else ""))
+teaching.teacher_cost(teacher_summary)
+"""),
 ]
 
 # --------------------------------------------------------------------------- 03 DAS
@@ -161,11 +196,19 @@ NOTEBOOKS["03_das.ipynb"] = header(
 * $P_S$ : la même chose pour l'élève, calculée par *teacher forcing* : on fait lire la réponse du
   professeur à l'élève, dans le même contexte de conversation que pendant l'entraînement.
 
-Une phrase est une **phrase professeur** quand le professeur est sûr de lui ($P_T > 0{,}6$) et que
-l'élève ne l'aurait pas écrite ($P_T - P_S > 0{,}2$) : c'est là que l'élève a le plus à apprendre.
-Une phrase **partagée** est probable pour les deux ; une phrase **élève** est plus probable pour
-l'élève que pour le professeur. Un exemple est gardé quand plus de 30 % de ses phrases sont des
-phrases professeur.
+Chaque phrase reçoit l'un de trois types (`das.classify_sentence`, seuils de `cfg.das`) :
+
+* **phrase professeur** : $P_T > 0{,}6$ et $P_T - P_S > 0{,}2$ ; le professeur est sûr de lui et
+  l'élève ne l'aurait pas écrite : c'est là que l'élève a le plus à apprendre ;
+* **phrase élève** : le cas symétrique, $P_S > 0{,}6$ et $P_S - P_T > 0{,}2$ ; l'élève est sûr d'une
+  phrase que le professeur n'aurait pas privilégiée ;
+* **phrase partagée** : *toutes les autres* ; les deux modèles sûrs, les deux incertains (une
+  phrase improbable pour les deux est donc « partagée »), ou des probabilités trop proches.
+
+« Supérieur » est strict : une valeur égale au seuil (à $10^{-9}$ près) ne le dépasse pas. Un
+exemple est gardé quand **plus de 30 %** de ses phrases sont des phrases professeur (ratio
+strictement supérieur à 0,3). Comme dans le cours, ce filtre ne sert qu'au stage 2 : le stage 1
+s'entraîne sur toutes les réponses qui passent le filtre de qualité (`das.filter_stage1`).
 
 **Alignement.** Le professeur (gpt-oss) et l'élève (Qwen3) n'ont pas le même tokenizer : on ne
 peut pas compter les tokens. Tout est aligné sur les **positions de caractères** dans le texte de
@@ -174,14 +217,60 @@ rattaché aux phrases par ses positions. Une réponse dont les tokens ne reconst
 exactement le texte est écartée avec une raison comptée, jamais complétée par une valeur par
 défaut.""",
 ) + [
-    new_code_cell("from dasd_utils import das\ndas_summary = das.run_phase(cfg, force=FORCE)\n"),
+    new_code_cell("from dasd_utils import das, teaching\ndas_summary = das.run_phase(cfg, force=FORCE)\n"
+                  "print(\"scores relus (mêmes entrées)\" if das_summary.get(\"reused\") else \"réponses notées par cette exécution\")\n"),
     new_code_cell(CHECK + "nb.das_table(das_summary)\n"),
+    new_markdown_cell("### L'algorithme pas à pas, sur une réponse de ce run\n\n"
+                      "Voici la première réponse notée du stage 1, découpée en phrases, avec $P_T$, $P_S$ et le type "
+                      "que DAS a enregistré pour chacune."),
+    new_code_cell(CHECK + """records = {stage: das.load_das_records(cfg, stage) for stage in (1, 2)}
+example = next(r for r in records[1] if r["scorable"])
+teaching.sentence_table(example)
+"""),
+    new_markdown_cell("**La règle de classification, écrite en entier.** Modifiez-la (un seuil, une inégalité) : la "
+                      "cellule suivante la compare à `das.classify_sentence` sur **toutes** les phrases du run."),
+    new_code_cell(CHECK + """T = cfg.das.teacher_prob_threshold   # 0,6 : seuil de confiance
+D = cfg.das.divergence_threshold     # 0,2 : écart minimal entre les deux modèles
+EPS = das.THRESHOLD_TOLERANCE        # « strictement supérieur », à 1e-9 près
+
+def ma_regle(p_t, p_s):
+    if p_t > T + EPS and p_t - p_s > D + EPS:
+        return "teacher"   # phrase professeur
+    if p_s > T + EPS and p_s - p_t > D + EPS:
+        return "student"   # phrase élève
+    return "shared"        # phrase partagée : tout le reste
+
+for p_t, p_s in [(0.9, 0.1), (0.1, 0.9), (0.2, 0.2), (0.9, 0.8)]:
+    print(f"P_T = {p_t}, P_S = {p_s} -> {ma_regle(p_t, p_s)} ({teaching.TYPE_FR[ma_regle(p_t, p_s)]})")
+"""),
+    new_code_cell(CHECK + """all_records = records[1] + records[2]
+check = teaching.check_rule(ma_regle, all_records, cfg.das)
+print(f"{check['sentences']} phrases notées dans ce run (stages 1 et 2)")
+print(f"même type que das.classify_sentence : {check['same_as_package']} / {check['sentences']}")
+print(f"même type que celui enregistré par la phase DAS : {check['same_as_stored']} / {check['sentences']}")
+assert check["same_as_package"] == check["sentences"], check["disagreements"][:5]
+"""),
+    new_markdown_cell("**Le ratio et la décision** pour cette réponse : la part de phrases professeur, comparée au "
+                      "seuil de 0,3, recalculée ici à côté de la décision enregistrée."),
+    new_code_cell(CHECK + "teaching.keep_decision(example, cfg.das)\n"),
+    new_markdown_cell("**Et si on changeait les seuils ?** Nombre de réponses du stage 2 gardées pour d'autres "
+                      "valeurs du seuil de ratio (les phrases gardent leur type), puis pour d'autres seuils de "
+                      "confiance et d'écart (les phrases sont reclassées depuis $P_T$ et $P_S$, ratio 0,3)."),
+    new_code_cell(CHECK + "teaching.kept_by_thresholds(records[2], cfg.das)\n"),
+    new_code_cell(CHECK + "teaching.kept_grid(records[2], cfg.das)\n"),
     new_markdown_cell("**Distribution du ratio de phrases professeur**, exemples gardés et rejetés, avec le seuil "
                       "de 0,3 (figure analogue à celles du rapport du cours)."),
     new_code_cell("nb.show_figure(cfg, \"das_stage1.png\")\n"),
     new_code_cell("nb.show_figure(cfg, \"das_stage2.png\")\n"),
-    new_markdown_cell("**$P_T$ contre $P_S$** pour toutes les phrases : la zone ombrée est celle des phrases "
-                      "professeur (au-dessus de 0,6 pour le professeur et à plus de 0,2 au-dessus de l'élève)."),
+    new_markdown_cell("**$P_T$ contre $P_S$** pour toutes les phrases. Zone orange : les phrases professeur "
+                      "($P_T > 0{,}6$ et $P_T - P_S > 0{,}2$) ; zone verte : les phrases élève (le cas symétrique) ; "
+                      "tout le reste est partagé, y compris le nuage de phrases improbables pour les deux en bas à "
+                      "gauche. Le décompte par type :"),
+    new_code_cell(CHECK + """from collections import Counter
+for stage in (1, 2):
+    counts = Counter(s["type"] for s in teaching.scored_sentences(records[stage]))
+    print(f"stage {stage} : " + ", ".join(f"{teaching.TYPE_FR[t]} {counts.get(t, 0)}" for t in das.SENTENCE_TYPES))
+"""),
     new_code_cell("nb.show_figure(cfg, \"das_scatter.png\")\n"),
     new_markdown_cell("**Profil d'une réponse** phrase par phrase ($P_T$ et $P_S$ le long du texte, fond coloré "
                       "par type de phrase), comme la figure 5 du papier DASD."),
@@ -195,8 +284,8 @@ NOTEBOOKS["04_sft_stage1.ipynb"] = header(
 on n'entraîne que de petites matrices de rang 16 (alpha 32) ajoutées aux couches linéaires. C'est
 ce qui rend l'entraînement d'un modèle de 4 milliards de paramètres possible sur un T4 de 16 Go.
 
-Le **stage 1** (« burn-in ») utilise les réponses à température 0,3 qui ont passé le filtre de
-qualité : taux d'apprentissage 2e-4, 3 époques, batch 2 × accumulation 4. La perte n'est
+Le **stage 1** (« burn-in ») utilise toutes les réponses à température 0,3 qui ont passé le filtre
+de qualité (DAS ne les filtre pas, comme dans le cours) : taux d'apprentissage 2e-4, 3 époques, batch 2 × accumulation 4. La perte n'est
 calculée que sur la réponse de l'assistant (le prompt système et la question sont masqués), avec
 le même gabarit de conversation et le même prompt système que la génération et l'évaluation.
 
@@ -204,9 +293,34 @@ L'entraînement passe par `SFTTrainer` de TRL ; l'adaptateur, le journal de pert
 (modèle de base, empreinte des données, configuration) sont écrits dans `sft/stage1/`. Une
 réexécution avec les mêmes entrées réutilise l'adaptateur au lieu de réentraîner.""",
 ) + [
-    new_code_cell("from dasd_utils import sft\nstage1 = sft.train_stage(cfg, 1, force=FORCE)\n"),
-    new_code_cell("nb.sft_table(stage1)\n"),
+    new_code_cell("from dasd_utils import sft, teaching\nstage1 = sft.train_stage(cfg, 1, force=FORCE)\n"
+                  "print(\"adaptateur relu dans sft/stage1 (mêmes entrées)\" if stage1.get(\"reused\") else \"adaptateur entraîné par cette exécution\")\n"),
+    new_code_cell(CHECK + "nb.sft_table(stage1)\n"),
     new_code_cell("nb.loss_table(cfg, 1).tail()\n"),
+    new_markdown_cell("### Ce que l'élève apprend : le masque de perte\n\n"
+                      "Le premier exemple d'entraînement, tokenisé exactement comme pendant l'entraînement "
+                      "(`sft.tokenize_sft_example`). Les tokens **supervisés** (label ≠ −100 : la perte porte sur "
+                      "eux) sont entre ⟦ et ⟧ : la réponse du professeur et le token de fin de tour. Le prompt "
+                      "système et la question ne sont jamais supervisés."),
+    new_code_cell(CHECK + """mask = teaching.loss_mask_for_run(cfg, stage=1)
+print(mask["text"])
+print(f"\\n{mask['tokens']} tokens, dont {mask['supervised']} supervisés ({mask['prompt_tokens']} tokens de prompt masqués)")
+print("texte supervisé = réponse du professeur + fin de tour :", mask["supervised_text"].startswith(mask["assistant_text"]))
+"""),
+    new_markdown_cell("### La configuration LoRA et TRL réellement utilisées\n\n"
+                      "`sft.lora_config(cfg)` est le `LoraConfig` passé à PEFT. Chaque couche linéaire $W$ "
+                      "($d_\\text{sortie} \\times d_\\text{entrée}$, gelée) reçoit deux matrices $A$ ($r \\times "
+                      "d_\\text{entrée}$) et $B$ ($d_\\text{sortie} \\times r$) : $r\\,(d_\\text{entrée} + "
+                      "d_\\text{sortie})$ paramètres entraînables. Le tableau refait ce compte couche par couche."),
+    new_code_cell(CHECK + """lora = teaching.lora_for_run(cfg)
+print(lora["fields"])
+print(f"paramètres entraînables : {lora['trainable']:,} sur {lora['total']:,} ({100 * lora['trainable'] / lora['total']:.2f} %)".replace(",", " "))
+print("somme du tableau = paramètres entraînables :", int(lora["table"]["paramètres"].sum()) == lora["trainable"])
+print("= valeur du manifeste du stage 1 :", stage1.get("trainable_parameters") == lora["trainable"])
+lora["table"]
+"""),
+    new_markdown_cell("Les réglages principaux du `SFTConfig` de TRL que `sft.train_stage` construit pour ce stage :"),
+    new_code_cell(CHECK + "teaching.trl_config_for_run(cfg, 1)\n"),
 ]
 
 # --------------------------------------------------------------------------- 05 SFT stage 2
@@ -218,8 +332,14 @@ d'apprentissage plus faible (1e-4). C'est l'apprentissage « programmé en temp�
 DASD : d'abord les raisonnements les plus probables du professeur, puis une couverture plus large
 de sa distribution, limitée aux exemples où l'élève a encore à apprendre.""",
 ) + [
-    new_code_cell("from dasd_utils import sft\nstage2 = sft.train_stage(cfg, 2, force=FORCE)\n"),
-    new_code_cell("nb.sft_table(stage2)\n"),
+    new_code_cell("from dasd_utils import sft, teaching\nstage2 = sft.train_stage(cfg, 2, force=FORCE)\n"
+                  "print(\"adaptateur relu dans sft/stage2 (mêmes entrées)\" if stage2.get(\"reused\") else \"adaptateur entraîné par cette exécution\")\n"),
+    new_code_cell(CHECK + "nb.sft_table(stage2)\n"),
+    new_markdown_cell("**D'où part le stage 2, et ce qui change.** Les deux stages côte à côte, lus dans leurs "
+                      "manifestes : le point de départ (le stage 2 charge l'adaptateur du stage 1, dont l'empreinte "
+                      "est vérifiée), les données (réponses à haute température gardées par DAS) et le taux "
+                      "d'apprentissage."),
+    new_code_cell(CHECK + "teaching.stage_start_for_run(cfg)\n"),
     new_markdown_cell("Courbes de perte des deux stages (la perte d'entraînement n'est pas une mesure de "
                       "qualité : seule l'évaluation du notebook suivant l'est)."),
     new_code_cell("sft.plot_loss(cfg)\nnb.show_figure(cfg, \"sft_loss.png\")\n"),
@@ -232,17 +352,42 @@ NOTEBOOKS["06_evaluation.ipynb"] = header(
 le même gabarit de conversation que l'entraînement, en décodage glouton : l'élève de base, l'élève
 après le stage 1, l'élève après le stage 2.
 
-**Lire les statistiques honnêtement.** Sur 50 questions, une précision de 82 % a un intervalle
+**Lire les statistiques honnêtement.** Sur 50 questions, une exactitude de 82 % a un intervalle
 de confiance à 95 % (Wilson) d'environ ±11 points : deux modèles à 80 % et 84 % ne sont pas
 distinguables. Pour comparer deux modèles sur les *mêmes* questions, on utilise le **test exact
 de McNemar**, qui ne regarde que les questions où les deux modèles diffèrent (l'un juste, l'autre
 faux). On mesure aussi le **respect du format** (`Final Answer: X`), et une seconde métrique sans
-génération : la précision par **log-vraisemblance** des lettres A-E (formulation de
+génération : l'exactitude par **log-vraisemblance** des lettres A-E (formulation de
 lm-evaluation-harness).""",
 ) + [
-    new_code_cell("from dasd_utils import evaluation\nmetrics = evaluation.run_phase(cfg, force=FORCE)\n"),
+    new_code_cell("from dasd_utils import evaluation\nmetrics = evaluation.run_phase(cfg, force=FORCE)\n"
+                  "for name in metrics[\"model_order\"]:\n"
+                  "    print(f\"{name} : {metrics['generated'][name]} réponses générées par cette exécution, {metrics['reused'][name]} relues dans le cache\")\n"),
     new_code_cell(CHECK + "evaluation.metrics_table(metrics)\n"),
     new_code_cell(CHECK + "evaluation.comparisons_table(metrics)\n"),
+    new_markdown_cell("### Une question, de bout en bout\n\n"
+                      "Le prompt (messages de chat), la réponse générée par l'élève après le stage 2, puis "
+                      "`prompts.extract_answer` relancé sur cette réponse, comparé à la lettre enregistrée."),
+    new_code_cell(CHECK + """from dasd_utils import data, teaching
+question = data.load_run_questions(cfg, "eval")[0]
+for message in teaching.question_messages(cfg, "eval", 0):
+    print(f"--- {message['role']} ---\\n{message['content']}\\n")
+predictions = teaching.predictions_for_run(cfg)
+answer = next(p for p in predictions["stage2"] if p["question_id"] == question["id"])
+print(f"=== réponse de stage2 ===\\n{answer['response']}\\n")
+teaching.answer_check(answer)
+"""),
+    new_markdown_cell("**Les tableaux 2 × 2 derrière chaque test de McNemar.** Le test n'utilise que les deux cases "
+                      "où les modèles diffèrent (l'un juste, l'autre faux) ; la p-valeur est recalculée ici et "
+                      "comparée à celle de `metrics.json`."),
+    new_code_cell(CHECK + "teaching.show_paired_tables(cfg)\n"),
+    new_markdown_cell("**La log-vraisemblance répond-elle toujours la même lettre ?** Si oui, son exactitude n'est que "
+                      "la part des questions dont c'est la bonne réponse : elle ne mesure rien d'autre."),
+    new_code_cell(CHECK + """constant = teaching.always_same_letter(metrics)
+for name, m in metrics["models"].items():
+    print(f"{name} : lettres choisies {m.get('loglik_distribution')}"
+          + (f" -> toujours {constant[name]}, exactitude {m['loglik_accuracy']:.2f} = part des questions dont la bonne réponse est {constant[name]}" if name in constant else ""))
+"""),
     new_code_cell("nb.show_figure(cfg, \"eval_accuracy.png\")\n"),
     new_code_cell("nb.show_figure(cfg, \"eval_confusion.png\")\n"),
     new_markdown_cell("**Analyse qualitative** : la question du crabe (item 49, ou l'item choisi par "
@@ -255,15 +400,21 @@ lm-evaluation-harness).""",
 NOTEBOOKS["07_rapport.ipynb"] = header(
     "07 · Rapport",
     """Le rapport en français est construit **à partir des fichiers du run** (`metrics.json`,
-résumés de chaque phase, figures) : aucun chiffre n'y est tapé à la main. Il reprend la structure
-du rapport du cours (Introduction, Méthodologie, Résultats, Analyse qualitative, Discussion) et
-est rendu en Markdown et en HTML autonome (figures intégrées).""",
+résumés de chaque phase, figures) : aucun chiffre n'y est tapé à la main, sauf les trois
+exactitudes publiées par le cours (`dasd_utils/course.py`, avec leur source). Il est rendu en
+Markdown et en HTML autonome (figures intégrées).
+
+Il suit le plan d'un rapport de cours : introduction, méthode, résultats (dont un tableau « ce projet /
+rapport du cours » sur les mêmes 50 questions), analyse, limites, conclusion, références.""",
 ) + [
     new_code_cell("from dasd_utils import report\npaths = report.run_phase(cfg, force=True)\n"
                   "print(nb.relative(paths[\"markdown\"]))\nprint(nb.relative(paths[\"html\"]))\n"),
     new_markdown_cell("Le rapport HTML autonome (figures intégrées) s'affiche ci-dessous ; le lien l'ouvre "
                       "dans un nouvel onglet (sur Colab, il est aussi dans le dossier du run sur Drive)."),
     new_code_cell("nb.show_report(paths[\"html\"])\n"),
+    new_markdown_cell("**Ce projet et le rapport du cours**, sur les mêmes 50 questions : le tableau de la section "
+                      "3.1 du rapport (exactitudes publiées par le cours, avec leurs intervalles de Wilson)."),
+    new_code_cell(CHECK + "nb.course_table(cfg)\n"),
 ]
 
 

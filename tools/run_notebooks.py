@@ -3,6 +3,11 @@
     python tools/run_notebooks.py                       # executed copies in runs/demo/notebooks/
     python tools/run_notebooks.py --in-place            # refresh the outputs stored in notebooks/ (for nbval)
     python tools/run_notebooks.py --profile colab --run-dir runs/colab
+    python tools/run_notebooks.py --lab                 # open JupyterLab on notebooks/ (make lab)
+
+The notebooks always run in this project's environment: the ``python3`` kernel they name is
+redefined (through ``JUPYTER_PATH``, which Jupyter reads before the user's own kernels) as the
+Python running this script, so a ``python3`` kernel the user installed elsewhere is not used.
 
 Every notebook reuses what the previous phases already produced in the run directory, so after
 ``python -m dasd_utils all`` this only replays cached results.
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="folder for executed copies (default: <run-dir>/notebooks)")
     parser.add_argument("--in-place", action="store_true", help="overwrite notebooks/*.ipynb with their outputs")
     parser.add_argument("--only", nargs="*", default=None, help="notebook file names to run (default: all)")
+    parser.add_argument("--lab", action="store_true", help="open JupyterLab on notebooks/ with the project's kernel instead")
     args = parser.parse_args(argv)
+    use_project_kernel()
+    if args.lab:
+        command = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={ROOT / 'notebooks'}"]
+        os.execv(sys.executable, command)
 
     import papermill as pm
 
@@ -60,6 +71,22 @@ def main(argv: list[str] | None = None) -> int:
     if (run_dir / TIMINGS_FILE).is_file():
         print(format_table(run_dir))
     return 0
+
+
+def use_project_kernel() -> Path:
+    """Make the ``python3`` kernel this interpreter (with the checkout on its path) for Jupyter started from here; return its folder."""
+    folder = Path(sys.prefix) / "share" / "dasd-jupyter"
+    spec_dir = folder / "kernels" / "python3"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (dasd_utils)",
+        "language": "python",
+        "env": {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)},
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(folder), os.environ.get("JUPYTER_PATH", "")) if p)
+    return folder
 
 
 def _strip_papermill(path: Path) -> None:

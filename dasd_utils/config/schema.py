@@ -362,6 +362,11 @@ PROFILES: dict[str, dict[str, Any]] = {
             "local_best_of_n": 2,
             "stand_in": True,
             "local_force_answer": True,
+            # Pinned, like the student: on a machine with a GPU, "auto" would pick CUDA and
+            # bf16/fp16, and the stand-in teacher's sampled answers (so every stored notebook
+            # output downstream) would differ from the CPU fp32 ones nbval checks.
+            "local_device": "cpu",
+            "local_dtype": "fp32",
         },
         "student": {"model": SMOLLM2_PYPI, "max_context": 1024, "dtype": "fp32", "device": "cpu"},
         "das": {"batch_size": 8},

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import TYPE_COLOURS, figures_dir, save, stand_in_note
 
-TYPE_LABELS = {"teacher": "phrase enseignant", "shared": "phrase partagée", "student": "phrase élève",
+TYPE_LABELS = {"teacher": "phrase professeur", "shared": "phrase partagée", "student": "phrase élève",
                "boosted": "phrase renforcée"}
 PROVENANCE_COLOURS = {**TYPE_COLOURS, "boosted": "#e7298a"}
 STAGE_TITLES = {
@@ -73,7 +73,7 @@ def plot_ratio_histogram(
     ax.axvline(threshold, color="#d95f02", linestyle="--", linewidth=1.5,
                label=f"seuil de conservation ({_fr(threshold)})")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("Part de phrases « enseignant » dans la réponse (teacher_sentence_ratio)")
+    ax.set_xlabel("Part de phrases « professeur » dans la réponse (teacher_sentence_ratio)")
     ax.set_ylabel("Nombre d'exemples")
     verb = "conservés" if filter_applied else "au-dessus du seuil"
     title = f"DAS, {STAGE_TITLES.get(stage, f'étape {stage}')} : {len(kept)} {verb} sur {len(scored)} évalués"
@@ -93,7 +93,10 @@ def _teacher_region(ax, p_threshold: float, divergence: float) -> None:
     x0 = p_threshold
     poly = [(x0, 0.0), (1.0, 0.0), (1.0, 1.0 - divergence), (x0, max(x0 - divergence, 0.0))]
     ax.add_patch(plt_polygon(poly, TYPE_COLOURS["teacher"]))
-    ax.text(0.98, 0.03, "région « enseignant »", ha="right", va="bottom", fontsize=8, color=TYPE_COLOURS["teacher"])
+    ax.text(0.98, 0.03, "région « professeur »", ha="right", va="bottom", fontsize=8, color=TYPE_COLOURS["teacher"])
+    # The mirror rule (P_S > p_threshold and P_S - P_T > divergence): the « élève » sentences.
+    ax.add_patch(plt_polygon([(y, x) for x, y in poly], TYPE_COLOURS["student"]))
+    ax.text(0.03, 0.98, "région « élève »", ha="left", va="top", fontsize=8, color=TYPE_COLOURS["student"])
 
 
 def plt_polygon(points, colour):
@@ -132,15 +135,15 @@ def plot_scatter(
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_aspect("equal")
-        ax.set_xlabel("P_T : probabilité de la phrase pour l'enseignant")
+        ax.set_xlabel("P_T : probabilité de la phrase pour le professeur")
         ax.set_ylabel("P_S : probabilité de la phrase pour l'élève")
         ax.set_title(STAGE_TITLES.get(stage, f"Étape {stage}"))
         ax.grid(alpha=0.3)
         if sentences:
-            ax.legend(fontsize=8, loc="upper left")
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, 0.93))
     fig.suptitle(
-        f"Probabilités par phrase : enseignant contre élève (zone ombrée : P_T > {_fr(p_threshold, 1)} "
-        f"et P_T − P_S > {_fr(divergence, 1)})",
+        f"Probabilités par phrase : professeur contre élève (orange : P_T > {_fr(p_threshold, 1)} et "
+        f"P_T − P_S > {_fr(divergence, 1)} ; vert : l'inverse ; ailleurs : phrases partagées)",
         fontsize=11,
     )
     _note(fig, profile)
@@ -180,7 +183,7 @@ def plot_profile(record: Mapping[str, Any] | None, path: str | Path, profile: st
     colours = PROVENANCE_COLOURS if use_provenance else TYPE_COLOURS
     for xi, s in zip(x, sentences):
         ax.axvspan(xi - 0.5, xi + 0.5, color=colours[s[key]], alpha=0.18, linewidth=0)
-    ax.plot(x, [s["p_teacher"] for s in sentences], marker="o", color="#333333", label="P_T (enseignant)")
+    ax.plot(x, [s["p_teacher"] for s in sentences], marker="o", color="#333333", label="P_T (professeur)")
     ax.plot(x, [s["p_student"] for s in sentences], marker="s", color="#377eb8", label="P_S (élève)")
     if all("p_distilled" in s for s in sentences):
         ax.plot(x, [s["p_distilled"] for s in sentences], marker="^", color="#e41a1c", label="P_D (élève distillé)")
@@ -195,7 +198,7 @@ def plot_profile(record: Mapping[str, Any] | None, path: str | Path, profile: st
     verdict = "conservé" if record.get("keep") else "rejeté"
     ax.set_title(
         f"Profil phrase par phrase d'une réponse (étape {record.get('stage')}, question {record.get('question_id', '')[:8]}) : "
-        f"part enseignant {_fr(ratio or 0.0)}, {verdict}",
+        f"part professeur {_fr(ratio or 0.0)}, {verdict}",
         fontsize=10,
     )
     present = [k for k in colours if any(s[key] == k for s in sentences)]

@@ -80,7 +80,7 @@ def plot_teacher_quality(cfg: Any, summary: Mapping[str, Any], records: Mapping[
         labels.append(f"stage {s}\nT={st.get('temperature', '?')}" + (f"\nexactitude {acc:.0%}" if acc is not None else ""))
     ax_bar.set_yticks(range(len(stages)), labels)
     ax_bar.invert_yaxis()
-    ax_bar.set_xlabel("requêtes au teacher")
+    ax_bar.set_xlabel("requêtes au professeur")
     ax_bar.set_title("Filtre qualité par étape")
     ax_bar.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
 
@@ -98,16 +98,16 @@ def plot_teacher_quality(cfg: Any, summary: Mapping[str, Any], records: Mapping[
     ax_hist.set_xlim(0, 1)
     ax_hist.set_xlabel("probabilité moyenne des tokens de la réponse")
     ax_hist.set_ylabel("réponses")
-    ax_hist.set_title("Confiance du teacher (tirets : moyenne)")
+    ax_hist.set_title("Confiance du professeur (tirets : moyenne)")
     ax_hist.legend(fontsize=8)
 
     model = summary.get("model", getattr(getattr(cfg, "teacher", None), "model", "?"))
     if summary.get("stand_in"):
-        model = f"{model.replace(' (stand-in teacher)', '')} — teacher de substitution"
-    title = f"Génération du teacher : {model}"
+        model = f"{model.replace(' (stand-in teacher)', '')} — professeur de substitution"
+    title = f"Génération du professeur : {model}"
     note = stand_in_note(getattr(cfg, "profile", ""))
     if summary.get("stand_in") and not note:
-        note = "teacher de substitution : pas le teacher du cours"
+        note = "professeur de substitution : pas le professeur du cours"
     if note:
         title += f"\n({note})"
     fig.suptitle(title, fontsize=10)

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from urllib.parse import quote
 
 from .. import layout
+from ..course import report_context as course_report_context
 from ..config import GPT_OSS_120B, QWEN3_4B, Config, EvalConfig, settings_drift
 from ..hashing import file_sha256
 from ..reuse import inputs_key, reusable, save_manifest
@@ -145,7 +146,11 @@ def collect_context(run_dir: str | os.PathLike, config: Mapping[str, Any] | None
         },
         "figures": {name: figure_entries(paths) for name, paths in figures.items()},
         "significance_level": fields.SIGNIFICANCE_LEVEL,
-        "course": {"teacher": GPT_OSS_120B, "student": QWEN3_4B},
+        # The course report's published accuracies beside this run's (dasd_utils.course).
+        "course": {
+            "teacher": GPT_OSS_120B, "student": QWEN3_4B,
+            **course_report_context(metrics.to_dict() if metrics else None, eval_models),
+        },
     }
 
 

@@ -29,6 +29,8 @@ REASON_LABELS = {
     "wrong_answer": "réponse fausse",
     "repetitive": "répétitive",
     "too_long": "trop longue",
+    "inconsistent_answer": "conclusion différente de la réponse finale",
+    "mentions_hint": "cite l'indice",
 }
 UNSCORABLE_LABELS = {
     "no_logprobs": "sans logprobs",

@@ -27,7 +27,7 @@ FIGURE_CAPTIONS = (
                         "et distribution de sa confiance (probabilité moyenne des tokens)."),
     ("das_stage1", "Distribution du taux de phrases professeur, étape 1 : exemples gardés et rejetés, avec le seuil."),
     ("das_stage2", "Distribution du taux de phrases professeur, étape 2 : exemples gardés et rejetés, avec le seuil."),
-    ("scatter", "P_T contre P_S pour chaque phrase ; la zone des phrases professeur est ombrée."),
+    ("scatter", "P_T contre P_S pour chaque phrase ; zones ombrées : phrases professeur (orange) et élève (vert), les autres sont partagées."),
     ("profile", "Profil d'un exemple phrase par phrase : P_T et P_S le long de la réponse, fond coloré par type de phrase."),
     ("loss", "Courbes de perte d'entraînement des deux étapes."),
     ("confusion", "Matrice de confusion : lettre prédite contre lettre correcte."),
