@@ -244,6 +244,18 @@ class StudentConfig:
 
 
 @dataclass
+class AnalysesConfig:
+    """The DASD paper's analyses (phase ``analyses``, :mod:`dasd_utils.analyses`)."""
+
+    #: Seeds of the random stage-2 subsets (same size as the DAS-kept set); one training each.
+    random_seeds: list[int] = field(default_factory=lambda: [1])
+    #: Also train stage 2 on the whole quality-kept pool (one more training, the largest).
+    full_pool: bool = False
+    #: Sentence provenance of the distilled model's evaluation answers (teacher / boosted / shared / student).
+    provenance: bool = True
+
+
+@dataclass
 class PathsConfig:
     run_dir: str = "runs/default"
     #: Where converted models live (outside git). ``null``: $DASD_CACHE or ~/.cache/dasd_utils.
@@ -262,6 +274,7 @@ class Config:
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
+    analyses: AnalysesConfig = field(default_factory=AnalysesConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     # ------------------------------------------------------------------ helpers
@@ -387,6 +400,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "precision": "fp32",
         },
         "eval": {"max_new_tokens": 192, "batch_size": 25, "n_random_examples": 3},
+        # One extra stage-2 training (the random subset) and one extra evaluation: the full pool is off.
+        "analyses": {"random_seeds": [1], "full_pool": False},
     },
     # Google Colab / Kaggle T4 16 GB: the course's models and sizes.
     "colab": {
@@ -395,6 +410,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "student": {"model": QWEN3_4B, "max_context": 2048, "dtype": "auto"},
         "sft": {"precision": "auto", "gradient_checkpointing": True},
         "eval": {"max_new_tokens": 512, "batch_size": 16},
+        "analyses": {"random_seeds": [1, 2, 3], "full_pool": True},
     },
     # A100 / H100 in bf16: larger sizes, full validation set.
     "full": {
@@ -404,6 +420,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "das": {"batch_size": 32},
         "sft": {"precision": "bf16", "cutoff_len": 4096, "per_device_batch_size": 4, "grad_accum": 4},
         "eval": {"max_new_tokens": 1024, "batch_size": 64},
+        "analyses": {"random_seeds": [1, 2, 3], "full_pool": True},
     },
 }
 
@@ -886,6 +903,7 @@ PHASE_SETTINGS: dict[str, tuple[str, ...]] = {
     "das": ("das.", "student.model"),
     "train": ("sft.", "student.model", "student.max_context", "system_prompt"),
     "evaluate": ("eval.", "student.model", "system_prompt"),
+    "analyses": ("analyses.", "sft.", "eval.", "das.", "student.model", "system_prompt"),
 }
 
 #: Where each phase records the settings it used (``settings`` key), relative to the run directory.
@@ -1038,6 +1056,7 @@ __all__ = [
     "ConfigError",
     "OPERATIONAL_KEYS",
     "RunConfigMismatch",
+    "AnalysesConfig",
     "DASConfig",
     "DataConfig",
     "EvalConfig",
