@@ -27,10 +27,11 @@ from ..data import load_run_questions, write_jsonl
 from ..hashing import adapter_sha256, file_sha256
 from ..jsonl import read_json, write_json_atomic
 from ..timing import timed_phase
-from . import compare, paths, provenance, sampling, variants
+from . import compare, paths, provenance, sampling, tables, variants
 from .compare import comparison_table, verdict
 from .paths import analyses_dir, comparison_figure, manifest_file, provenance_figure, results_file
 from .sampling import das_kept, pool_records, random_subset, set_statistics
+from .tables import cost_table, provenance_table, results_table, statistics_table
 
 log = logging.getLogger(__name__)
 
@@ -152,5 +153,6 @@ def report_context(run_dir) -> dict[str, Any]:
     }
 
 
-__all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "paths", "phase_inputs", "provenance",
-           "report_context", "run_phase", "sampling", "variants", "verdict"]
+__all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "cost_table", "paths", "phase_inputs",
+           "provenance", "provenance_table", "report_context", "results_table", "run_phase", "sampling",
+           "statistics_table", "tables", "variants", "verdict"]
