@@ -797,8 +797,8 @@ def collect_context(run_dir: str | os.PathLike, config: Mapping[str, Any] | None
             "is_course_example": bool(featured) and featured.get("index") == EvalConfig().qualitative_index
             and facts["data"].get("eval_split", "validation") == "validation",
         },
+        "analyses": __import__("dasd_utils.analyses", fromlist=["report_context"]).report_context(run_dir, figures),
         "figures": {name: figure_entries(paths) for name, paths in figures.items()},
-        "analyses": __import__("dasd_utils.analyses", fromlist=["report_context"]).report_context(run_dir),
         "significance_level": SIGNIFICANCE_LEVEL,
         "course": {"teacher": GPT_OSS_120B, "student": QWEN3_4B},
     }

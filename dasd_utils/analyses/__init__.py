@@ -127,8 +127,14 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     return dict(results, reused=False)
 
 
-def report_context(run_dir) -> dict[str, Any]:
-    """Return the report's ``analyses`` section values; ``available`` is False when the phase was not run."""
+def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dict[str, Any]:
+    """Return the report's ``analyses`` section values; ``available`` is False when the phase was not run.
+
+    ``figures``: the report's figure groups (section -> paths); this phase's own figures are taken
+    out of them in place, since this section shows them with their captions.
+    """
+    for paths_of_section in (figures or {}).values():
+        paths_of_section[:] = [p for p in paths_of_section if not Path(p).name.startswith("analyses_")]
     results = read_json(results_file(run_dir))
     if not isinstance(results, dict) or "models" not in results:
         return {"available": False}
