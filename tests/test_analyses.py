@@ -196,3 +196,28 @@ def test_report_section_present_or_absent(demo_cfg, monkeypatch):
 def test_config_profiles_set_the_analyses():
     assert load_config("demo").analyses.full_pool is False
     assert load_config("colab").analyses.full_pool is True and len(load_config("colab").analyses.random_seeds) >= 2
+
+
+def test_provenance_scores_answers_with_the_das_code(tiny_cfg, tmp_path):
+    """The real wiring on the tiny random model: teacher (stand-in = base student), student, distilled adapter."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "adapter"
+    model = AutoModelForCausalLM.from_pretrained(tiny_cfg.student.model)
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(str(adapter))
+    choices = {"label": list("ABCDE"), "text": ["a cat", "a dog", "a fish", "a bird", "a stone"]}
+    rows = [{"id": f"e{i}", "question": f"Which one barks, case {i}?", "choices": choices, "answerKey": "B"}
+            for i in range(3)]
+    predictions = [
+        {"question_id": "e0", "correct": True, "response": "<reasoning>\nDogs bark. Cats do not.\n</reasoning>\nFinal Answer: B"},
+        {"question_id": "e1", "correct": False, "response": "<reasoning>\nFish swim.\n</reasoning>\nFinal Answer: C"},
+        {"question_id": "e2", "correct": False, "response": None},
+    ]
+    records = provenance.score_answers(tiny_cfg, predictions, rows, str(adapter))
+    assert [r["question_id"] for r in records] == ["e0", "e1"]  # no response, nothing to score
+    scored = [r for r in records if r.get("sentences")]
+    assert scored and all(0 <= s[k] <= 1 for r in scored for s in r["sentences"] for k in ("p_teacher", "p_student", "p_distilled"))
+    assert provenance.reclassify(scored, tiny_cfg.das) == [[s["provenance"] for s in r["sentences"]] for r in scored]
+    summary = provenance.summarize(records)
+    assert summary["sentences"] == sum(len(r["sentences"]) for r in scored)
