@@ -221,3 +221,20 @@ def test_provenance_scores_answers_with_the_das_code(tiny_cfg, tmp_path):
     assert provenance.reclassify(scored, tiny_cfg.das) == [[s["provenance"] for s in r["sentences"]] for r in scored]
     summary = provenance.summarize(records)
     assert summary["sentences"] == sum(len(r["sentences"]) for r in scored)
+
+
+def test_prepare_writes_the_training_set_and_links_the_stage1_adapter(demo_cfg):
+    from dasd_utils.data import read_jsonl
+
+    demo_cfg.system_prompt = SYSTEM
+    stage1 = demo_cfg.run_dir / "sft" / "stage1"
+    stage1.mkdir(parents=True)
+    subset = sampling.random_subset(_pool(), 4, seed=3)
+    vcfg = variants.prepare(demo_cfg, variants.Variant("random_s3", subset, seed=3))
+    assert vcfg.run_dir == demo_cfg.run_dir / "analyses" / "random_s3"
+    assert vcfg.eval.loglik is False and vcfg.sft == demo_cfg.sft  # same recipe
+    assert read_jsonl(vcfg.run_dir / "das" / "stage2_sft.jsonl") == sampling.sft_examples(subset, demo_cfg)
+    link = vcfg.run_dir / "sft" / "stage1"
+    assert link.is_symlink() and link.resolve() == stage1.resolve()
+    variants.prepare(demo_cfg, variants.Variant("random_s3", subset, seed=3))  # a re-run keeps the link
+    assert link.resolve() == stage1.resolve()

@@ -41,9 +41,24 @@ class Variant:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+#: The variants' adapters exist only on this machine: they are evaluated in process, without the
+#: log-likelihood metric (the comparison uses the generative accuracy).
+EVAL_SETTINGS = {"eval.loglik": False, "eval.backend": "hf"}
+
+
 def variant_config(cfg, name: str):
-    """Return the run's config pointed at ``analyses/<name>/`` (same recipe; no log-likelihood metric)."""
-    return config_mod.replace(cfg, **{"paths.run_dir": str(variant_dir(cfg.run_dir, name)), "eval.loglik": False})
+    """Return the run's config pointed at ``analyses/<name>/`` (same recipe, evaluated in process)."""
+    return config_mod.replace(cfg, **{"paths.run_dir": str(variant_dir(cfg.run_dir, name)), **EVAL_SETTINGS})
+
+
+def _link(link: Path, target: Path) -> None:
+    """Make ``link`` a symbolic link to the directory ``target`` (replacing a link elsewhere)."""
+    target = target.resolve()
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() and Path(os.readlink(link)) != target:
+        link.unlink()
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(target, target_is_directory=True)
 
 
 def main_stage2_current(cfg) -> bool:
@@ -60,13 +75,7 @@ def prepare(cfg, variant: Variant) -> Any:
 
     vcfg = variant_config(cfg, variant.name)
     write_jsonl(layout.sft_examples(vcfg.run_dir, 2), sft_examples(variant.records, cfg))
-    parent = layout.sft_stage_dir(cfg.run_dir, 1).resolve()
-    link = layout.sft_stage_dir(vcfg.run_dir, 1)
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() and Path(os.readlink(link)) != parent:
-        link.unlink()
-    if not link.exists() and not link.is_symlink():
-        link.symlink_to(parent, target_is_directory=True)
+    _link(layout.sft_stage_dir(vcfg.run_dir, 1), layout.sft_stage_dir(cfg.run_dir, 1))
     return vcfg
 
 
@@ -81,12 +90,15 @@ def train(cfg, variant: Variant, force: bool = False) -> dict[str, Any]:
 
 def evaluate(cfg, variants: Sequence[Variant], rows: list[dict[str, Any]], force: bool = False) -> dict[str, dict[str, Any]]:
     """Return ``{variant: evaluate_model result}``: greedy answers of every variant on the same items."""
-    base_cfg = config_mod.replace(cfg, **{"eval.loglik": False})
+    base_cfg = config_mod.replace(cfg, **EVAL_SETTINGS)
     backend = evaluation.make_backend(base_cfg)
     out = {}
     for v in variants:
-        vcfg = base_cfg if v.main_run else variant_config(cfg, v.name)
-        out[v.name] = evaluation.evaluate_model(vcfg, "stage2", backend=backend, force=force and not v.main_run, rows=rows)
+        in_run = v.main_run and cfg.eval.backend == "hf"  # the run's own cached stage-2 predictions
+        vcfg = base_cfg if in_run else variant_config(cfg, v.name)
+        if v.main_run and not in_run:  # the run was evaluated by a server: answer here, from the run's adapter
+            _link(layout.sft_stage_dir(vcfg.run_dir, 2), layout.sft_stage_dir(cfg.run_dir, 2))
+        out[v.name] = evaluation.evaluate_model(vcfg, "stage2", backend=backend, force=force and not in_run, rows=rows)
     return out
 
 
