@@ -153,7 +153,7 @@ def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dic
         "profile": results.get("profile"),
         "n_items": results.get("n_items"),
         "rows": rows,
-        "verdict": results.get("verdict"),
+        "verdict": verdict(results, results.get("profile") or ""),  # from the stored tests, in this version's words
         "figure": rel(comparison_figure(run_dir)),
         "provenance": dict(prov, figure=rel(provenance_figure(run_dir)) if prov.get("available") else None),
     }

@@ -67,32 +67,37 @@ def comparison_table(predictions: Mapping[str, Sequence[Mapping[str, Any]]], ref
             "significance": significance}
 
 
+def _fr(value: float, spec: str = ".3g") -> str:
+    """Return ``value`` formatted with ``spec`` and a decimal comma (French text)."""
+    return format(value, spec).replace(".", ",")
+
+
 def verdict(table: Mapping[str, Any], profile: str = "") -> str:
     """Return the French verdict sentence for DAS vs random sampling, chosen from the tests' results."""
     randoms = [c for c in table.get("comparisons", []) if str(c["b"]).startswith("random")]
     if not randoms:
         return "Aucun sous-ensemble aléatoire n'a été évalué : la question reste ouverte."
-    level = table.get("significance", SIGNIFICANCE)
+    level = _fr(table.get("significance", SIGNIFICANCE))
     better = [c for c in randoms if c["significant"] and c["difference"] > 0]
     worse = [c for c in randoms if c["significant"] and c["difference"] < 0]
     mean_diff = sum(c["difference"] for c in randoms) / len(randoms)
-    p_min = min(c["mcnemar_p_holm"] for c in randoms)
-    points = f"{abs(mean_diff) * 100:.1f} points"
+    p_min = _fr(min(c["mcnemar_p_holm"] for c in randoms))
+    points = f"{_fr(abs(mean_diff) * 100, '.1f')} points"
     if better and not worse:
         text = (f"Oui, sur ces items : le filtrage DAS fait significativement mieux qu'un tirage aléatoire de même taille "
-                f"(écart moyen {points}, p de Holm minimal {p_min:.3g} < {level}).")
+                f"(écart moyen {points}, p de Holm minimal {p_min} < {level}).")
     elif worse and not better:
         text = (f"Non, sur ces items : un tirage aléatoire de même taille fait significativement mieux que le filtrage DAS "
-                f"(écart moyen {points}, p de Holm minimal {p_min:.3g} < {level}).")
+                f"(écart moyen {points}, p de Holm minimal {p_min} < {level}).")
     elif better and worse:
         text = "Résultat contradictoire : selon la graine, le tirage aléatoire fait significativement mieux ou moins bien que DAS."
     else:
         direction = "en faveur de DAS" if mean_diff > 0 else "en faveur du tirage aléatoire" if mean_diff < 0 else "nul"
         text = (f"On ne peut pas conclure : l'écart ({points}, {direction}) n'est pas significatif "
-                f"(p de Holm minimal {p_min:.3g} ≥ {level}) ; avec {randoms[0]['n']} items, seul un écart bien plus "
+                f"(p de Holm minimal {p_min} ≥ {level}) ; avec {randoms[0]['n']} items, seul un écart bien plus "
                 "grand serait détectable.")
     if profile == "demo":
-        text = ("Profil demo : des modèles de substitution (SmolLM2-135M, professeur de substitution) ne peuvent pas "
+        text = ("Profil demo : de petits modèles de substitution (élève et professeur) ne peuvent pas "
                 "trancher la question. " + text)
     return text
 
@@ -111,12 +116,9 @@ def plot_comparison(table: Mapping[str, Any], path: str | Path, profile: str = "
         ax.text(high + 0.01, i, f"{m['accuracy'] * 100:.0f} % ({m['correct']}/{m['n']})", va="center", fontsize=8)
     ax.set_yticks(range(len(models)), [m["label"] for m in models])
     ax.set_xlim(0, 1.15)
-    ax.invert_yaxis()
-    ax.set_xlabel("exactitude (génération), IC de Wilson à 95 %")
+    ax.set_ylim(len(models) - 0.5, -0.5)
+    ax.set_xlabel("exactitude (génération), IC de Wilson à 95 %" + (f"\n({stand_in_note(profile)})" if stand_in_note(profile) else ""))
     ax.set_title("Étape 2 : DAS contre tirage aléatoire à budget égal")
-    note = stand_in_note(profile)
-    if note:
-        fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top")
     return save(fig, path)
 
 

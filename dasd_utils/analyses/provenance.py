@@ -172,14 +172,11 @@ def plot(summary: Mapping[str, Any], path, profile: str = ""):
             ys = summary["by_position"][kind][t]
             ax.plot(x, [y if y is not None else float("nan") for y in ys], style, marker="o", color=colours[t],
                     label=f"{t} ({'juste' if kind == 'correct' else 'faux'})" + (f", Δ={delta:+.2f}" if kind == "correct" and delta is not None else ""))
-    ax.set_xlabel("position relative de la phrase dans la réponse")
+    ax.set_xlabel("position relative de la phrase dans la réponse" + (f"\n({stand_in_note(profile)})" if stand_in_note(profile) else ""))
     ax.set_ylabel("part des phrases")
     ax.set_ylim(0, 1)
     ax.set_title("Provenance des phrases du modèle distillé")
     ax.legend(fontsize=7, ncol=2)
-    note = stand_in_note(profile)
-    if note:
-        fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top")
     return save(fig, path)
 
 
