@@ -29,6 +29,7 @@ PHASES: dict[str, str] = {
     "das": "dasd_utils.das",
     "train": "dasd_utils.sft",
     "evaluate": "dasd_utils.evaluation",
+    "analyses": "dasd_utils.analyses",
     "report": "dasd_utils.report",
 }
 
@@ -56,7 +57,7 @@ def phase_function(name: str) -> Callable[..., Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dasd_utils",
-        description="DASD pipeline: data -> generate -> das -> train -> evaluate -> report.",
+        description="DASD pipeline: data -> generate -> das -> train -> evaluate -> analyses -> report.",
     )
     parser.add_argument("phase", choices=[*PHASES, "all"], help="phase to run ('all' runs every phase in order)")
     parser.add_argument(

@@ -34,7 +34,7 @@ DRIVE_MOUNT = "/content/drive"
 DRIVE_FOLDER = "dasd/runs"
 KAGGLE_WORKING = "/kaggle/working"
 #: Phases that run the student (Qwen3-4B) and need a GPU on the colab / full profiles.
-GPU_PHASES = ("das", "train", "evaluate")
+GPU_PHASES = ("das", "train", "evaluate", "analyses")
 #: Packages whose version matters to the pipeline: if one was imported before pip changed it, the
 #: running kernel still holds the old code.
 WATCHED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "numpy", "pandas",

@@ -161,16 +161,16 @@ def test_bootstrap_refuses_the_placeholder_repo_url(tmp_path, monkeypatch):
     assert not (tmp_path / "clone").exists()
 
 
-def test_notebook_metadata_ask_for_a_gpu_only_in_03_to_06(tmp_path):
+def test_notebook_metadata_ask_for_a_gpu_only_in_03_to_06_and_08(tmp_path):
     import nbformat
 
     build_notebooks = _build_notebooks()
     paths = build_notebooks.build(out_dir=tmp_path)
-    assert len(paths) == 7
+    assert len(paths) == 8
     setups = set()
     for path in paths:
         notebook = nbformat.read(path, as_version=4)
-        gpu = path.name[:2] in ("03", "04", "05", "06")
+        gpu = path.name[:2] in ("03", "04", "05", "06", "08")
         assert (notebook.metadata.get("accelerator") == "GPU") is gpu, path.name
         assert notebook.metadata["kaggle"]["isGpuEnabled"] is gpu
         assert notebook.metadata["kaggle"]["accelerator"] == ("nvidiaTeslaT4" if gpu else "none")

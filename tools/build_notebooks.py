@@ -1,4 +1,4 @@
-"""Write notebooks/01..07 from the cell lists below (run once after editing; then execute them).
+"""Write notebooks/01..08 from the cell lists below (run once after editing; then execute them).
 
 The notebooks are generated so that their shared cells (installation, parameters, setup) stay
 identical, and so that a review of a notebook change is a review of this file. Stored outputs
@@ -60,9 +60,10 @@ print(nb.stand_in_banner(cfg))
 SETUP_SHOW = CHECK + "nb.show_config(cfg)\n"
 
 #: The phase each notebook runs (the set-up cell stops a GPU phase of the colab profile without a GPU).
-PHASES = {"01": "data", "02": "generate", "03": "das", "04": "train", "05": "train", "06": "evaluate", "07": "report"}
+PHASES = {"01": "data", "02": "generate", "03": "das", "04": "train", "05": "train", "06": "evaluate", "07": "report",
+          "08": "analyses"}
 #: Notebooks whose phase runs the student on the colab profile: only they ask Colab / Kaggle for a GPU.
-GPU_NOTEBOOKS = ("03", "04", "05", "06")
+GPU_NOTEBOOKS = ("03", "04", "05", "06", "08")
 
 
 def header(title: str, intro: str) -> list:
@@ -415,6 +416,51 @@ rapport du cours » sur les mêmes 50 questions), analyse, limites, conclusion, 
     new_markdown_cell("**Ce projet et le rapport du cours**, sur les mêmes 50 questions : le tableau de la section "
                       "3.1 du rapport (exactitudes publiées par le cours, avec leurs intervalles de Wilson)."),
     new_code_cell(CHECK + "nb.course_table(cfg)\n"),
+]
+
+# --------------------------------------------------------------------------- 08 analyses
+NOTEBOOKS["08_analyses.ipynb"] = header(
+    "08 · Le filtrage DAS aide-t-il ?",
+    """Du stage 1 au stage 2, tout change à la fois : les données, la température, la quantité
+d'entraînement et le filtre DAS. Pour isoler l'effet du **filtre**, on refait le stage 2 (même
+adaptateur de stage 1, même recette) sur des ensembles de **même taille** tirés du **même pool**
+de réponses à T = 0,9 retenues par le filtre de qualité (papier DASD, tableau 3) :
+
+* **(a) DAS** : les exemples conservés par DAS, c'est le stage 2 du run (réutilisé, pas réentraîné) ;
+* **(b) tirage aléatoire** : autant d'exemples tirés au hasard dans le pool (graine fixée, donc
+  reproductible ; `analyses.random_seeds`) ;
+* **(c) pool entier** (optionnel, `analyses.full_pool`, activé sur le profil `colab`).
+
+Chaque variante répond aux mêmes questions d'évaluation ; DAS est comparé à chaque autre par le
+**test exact de McNemar** (p-valeurs corrigées de Holm). Puis la **provenance** des phrases du
+modèle distillé (papier, section 4) : chaque phrase de ses réponses est notée par le professeur
+(P_T), l'élève avant distillation (P_S) et l'élève distillé (P_D), puis classée *teacher*,
+*boosted*, *shared* ou *student*.
+
+Le tableau ci-dessous estime le temps que chaque analyse ajoute, à partir des durées mesurées
+dans **ce** run (entraînement du stage 2, évaluation) : sur Colab, c'est du temps de GPU.""",
+) + [
+    new_code_cell("from dasd_utils import analyses\nanalyses.cost_table(cfg)\n"),
+    new_code_cell("results = analyses.run_phase(cfg, force=FORCE)\n"),
+    new_markdown_cell("Exactitude de chaque variante avec son intervalle de Wilson à 95 %, et comparaison "
+                      "appariée avec DAS (questions réussies par un seul des deux modèles)."),
+    new_code_cell("analyses.results_table(results)\n"),
+    new_markdown_cell("Les ensembles d'entraînement : nombre d'exemples, part de phrases « professeur » "
+                      "(le critère de DAS), longueurs."),
+    new_code_cell("analyses.statistics_table(results)\n"),
+    new_markdown_cell("Le verdict est choisi par les statistiques (significatif ou non, et dans quel sens), "
+                      "jamais écrit d'avance."),
+    new_code_cell("print(results[\"verdict\"])\nnb.show_figure(cfg, \"analyses_das_vs_random.png\")\n"),
+    new_markdown_cell("**Provenance des phrases** du modèle distillé, selon leur position dans la réponse, "
+                      "pour les réponses justes et fausses ; Δ est l'écart d'aire entre les deux courbes. Avec un "
+                      "professeur par API sans log-probabilités du texte fourni, l'analyse s'arrête et dit pourquoi."),
+    new_code_cell("prov = results[\"provenance\"]\nif prov[\"available\"]:\n"
+                  "    display(analyses.provenance_table(results))\n"
+                  "    display(nb.show_figure(cfg, \"analyses_provenance.png\"))\n"
+                  "else:\n    print(\"Provenance non calculée :\", prov[\"reason\"])\n"),
+    new_markdown_cell("Le rapport est reconstruit pour y ajouter la section « Le filtrage DAS aide-t-il ? »."),
+    new_code_cell("from dasd_utils import report\npaths = report.run_phase(cfg, force=True)\n"
+                  "print(nb.relative(paths[\"markdown\"]))\n"),
 ]
 
 

@@ -38,6 +38,7 @@ from .schema import (
     PROFILES,
     QWEN3_4B,
     SMOLLM2_PYPI,
+    AnalysesConfig,
     Config,
     ConfigError,
     DASConfig,
@@ -53,6 +54,7 @@ from .schema import (
 from .validation import require_api_endpoint, validate
 
 __all__ = [
+    "AnalysesConfig",
     "COURSE_SYSTEM_PROMPT",
     "Config",
     "ConfigError",

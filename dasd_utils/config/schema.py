@@ -230,6 +230,18 @@ class StudentConfig:
 
 
 @dataclass
+class AnalysesConfig:
+    """The DASD paper's analyses (phase ``analyses``, :mod:`dasd_utils.analyses`)."""
+
+    #: Seeds of the random stage-2 subsets (same size as the DAS-kept set); one training each.
+    random_seeds: list[int] = field(default_factory=lambda: [1])
+    #: Also train stage 2 on the whole quality-kept pool (one more training, the largest).
+    full_pool: bool = False
+    #: Sentence provenance of the distilled model's evaluation answers (teacher / boosted / shared / student).
+    provenance: bool = True
+
+
+@dataclass
 class PathsConfig:
     run_dir: str = "runs/default"
     #: Where converted models live (outside git). ``null``: $DASD_CACHE or ~/.cache/dasd_utils.
@@ -248,6 +260,7 @@ class Config:
     sft: FineTuneConfig = field(default_factory=FineTuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
+    analyses: AnalysesConfig = field(default_factory=AnalysesConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     # ------------------------------------------------------------------ helpers
@@ -381,6 +394,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         # 128 new tokens: the stand-in teacher's answers are at most 112 tokens long, so a trained
         # student that has not finished by then is looping; a batch runs as long as its longest answer.
         "eval": {"max_new_tokens": 128, "batch_size": 25, "n_random_examples": 3},
+        # One extra stage-2 training (the random subset) and one extra evaluation: the full pool is off.
+        "analyses": {"random_seeds": [1], "full_pool": False},
     },
     # Google Colab / Kaggle T4 16 GB: the course's models and sizes.
     "colab": {
@@ -389,6 +404,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "student": {"model": QWEN3_4B, "max_context": 2048, "dtype": "auto"},
         "sft": {"precision": "auto", "gradient_checkpointing": True},
         "eval": {"max_new_tokens": 512, "batch_size": 16},
+        "analyses": {"random_seeds": [1, 2, 3], "full_pool": True},
     },
     # A100 / H100 in bf16: larger sizes, full validation set.
     "full": {
@@ -398,6 +414,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "das": {"batch_size": 32},
         "sft": {"precision": "bf16", "cutoff_len": 4096, "per_device_batch_size": 4, "grad_accum": 4},
         "eval": {"max_new_tokens": 1024, "batch_size": 64},
+        "analyses": {"random_seeds": [1, 2, 3], "full_pool": True},
     },
 }
 

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from urllib.parse import quote
 
 from .. import layout
+from ..analyses import report_context as analyses_report_context
 from ..course import report_context as course_report_context
 from ..config import GPT_OSS_120B, QWEN3_4B, Config, EvalConfig, settings_drift
 from ..hashing import file_sha256
@@ -30,7 +31,7 @@ TEMPLATE_NAME = "rapport.md.j2"
 INPUT_PATTERNS = (
     "config.json", "data/summary.json", "data/eval.jsonl", "teacher/summary.json", "das/summary.json",
     "sft/stage*/manifest.json", "sft/stage*/train_log.jsonl", "eval/metrics.json", "eval/qualitative.json",
-    "eval/predictions_*.jsonl", "figures/*.png",
+    "eval/predictions_*.jsonl", "analyses/results.json", "figures/*.png",
 )
 
 
@@ -144,6 +145,7 @@ def collect_context(run_dir: str | os.PathLike, config: Mapping[str, Any] | None
             "is_course_example": bool(featured) and featured.get("index") == EvalConfig().qualitative_index
             and facts["data"].get("eval_split", "validation") == "validation",
         },
+        "analyses": analyses_report_context(run_dir, figures),
         "figures": {name: figure_entries(paths) for name, paths in figures.items()},
         "significance_level": fields.SIGNIFICANCE_LEVEL,
         # The course report's published accuracies beside this run's (dasd_utils.course).

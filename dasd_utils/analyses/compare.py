@@ -1,0 +1,125 @@
+"""Paired comparison of the stage-2 variants, the verdict sentence and the comparison figure.
+
+Every variant is evaluated on the same items; the DAS variant is compared with each other one
+by McNemar's exact test on the items where exactly one of the two is right, and the p-values
+are Holm-adjusted across those comparisons (:mod:`dasd_utils.stats`). The verdict sentence is
+chosen from these numbers, never written in advance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..stats import holm_adjust, mcnemar_exact, paired_counts, wilson_interval
+
+SIGNIFICANCE = 0.05
+REFERENCE = "das"
+
+#: Display names (French) of the variants.
+LABELS = {"das": "DAS (conservés)", "full": "pool entier"}
+
+
+def label(name: str) -> str:
+    if name.startswith("random"):
+        return f"aléatoire (graine {name.removeprefix('random_s')})" if "_s" in name else "aléatoire"
+    return LABELS.get(name, name)
+
+
+def _correct_by_item(predictions: Sequence[Mapping[str, Any]]) -> dict[str, bool]:
+    return {p["question_id"]: bool(p["correct"]) for p in predictions}
+
+
+def accuracy_row(name: str, predictions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Return one variant's accuracy with its Wilson 95% interval."""
+    n = len(predictions)
+    correct = sum(1 for p in predictions if p["correct"])
+    return {"name": name, "label": label(name), "n": n, "correct": correct,
+            "accuracy": correct / n if n else None, "ci95": list(wilson_interval(correct, n))}
+
+
+def comparison_table(predictions: Mapping[str, Sequence[Mapping[str, Any]]], reference: str = REFERENCE,
+                     significance: float = SIGNIFICANCE) -> dict[str, Any]:
+    """Return ``{"models": [...], "comparisons": [...]}``: accuracies and reference-vs-other paired tests (Holm)."""
+    if reference not in predictions:
+        raise ValueError(f"no predictions for the reference variant {reference!r}")
+    ref = _correct_by_item(predictions[reference])
+    comparisons = []
+    for name, preds in predictions.items():
+        if name == reference:
+            continue
+        other = _correct_by_item(preds)
+        if set(other) != set(ref):
+            raise ValueError(f"{reference} and {name} were not evaluated on the same items: paired test impossible")
+        ids = sorted(ref)
+        table = paired_counts([ref[q] for q in ids], [other[q] for q in ids])
+        n = len(ids)
+        comparisons.append({
+            "a": reference, "b": name, "label_b": label(name), "n": n, **table,
+            # Positive: DAS better than the other variant.
+            "difference": (table["only_a_correct"] - table["only_b_correct"]) / n if n else None,
+            "mcnemar_p": mcnemar_exact(table["only_a_correct"], table["only_b_correct"]),
+        })
+    for c, p in zip(comparisons, holm_adjust([c["mcnemar_p"] for c in comparisons])):
+        c["mcnemar_p_holm"] = p
+        c["significant"] = p < significance
+    return {"models": [accuracy_row(n, p) for n, p in predictions.items()], "comparisons": comparisons,
+            "significance": significance}
+
+
+def _fr(value: float, spec: str = ".3g") -> str:
+    """Return ``value`` formatted with ``spec`` and a decimal comma (French text)."""
+    return format(value, spec).replace(".", ",")
+
+
+def verdict(table: Mapping[str, Any], profile: str = "") -> str:
+    """Return the French verdict sentence for DAS vs random sampling, chosen from the tests' results."""
+    randoms = [c for c in table.get("comparisons", []) if str(c["b"]).startswith("random")]
+    if not randoms:
+        return "Aucun sous-ensemble aléatoire n'a été évalué : la question reste ouverte."
+    level = _fr(table.get("significance", SIGNIFICANCE))
+    better = [c for c in randoms if c["significant"] and c["difference"] > 0]
+    worse = [c for c in randoms if c["significant"] and c["difference"] < 0]
+    mean_diff = sum(c["difference"] for c in randoms) / len(randoms)
+    p_min = _fr(min(c["mcnemar_p_holm"] for c in randoms))
+    points = f"{_fr(abs(mean_diff) * 100, '.1f')} points"
+    if better and not worse:
+        text = (f"Oui, sur ces items : le filtrage DAS fait significativement mieux qu'un tirage aléatoire de même taille "
+                f"(écart moyen {points}, p de Holm minimal {p_min} < {level}).")
+    elif worse and not better:
+        text = (f"Non, sur ces items : un tirage aléatoire de même taille fait significativement mieux que le filtrage DAS "
+                f"(écart moyen {points}, p de Holm minimal {p_min} < {level}).")
+    elif better and worse:
+        text = "Résultat contradictoire : selon la graine, le tirage aléatoire fait significativement mieux ou moins bien que DAS."
+    else:
+        direction = "en faveur de DAS" if mean_diff > 0 else "en faveur du tirage aléatoire" if mean_diff < 0 else "nul"
+        text = (f"On ne peut pas conclure : l'écart ({points}, {direction}) n'est pas significatif "
+                f"(p de Holm minimal {p_min} ≥ {level}) ; avec {randoms[0]['n']} items, seul un écart bien plus "
+                "grand serait détectable.")
+    if profile == "demo":
+        text = ("Profil demo : de petits modèles de substitution (élève et professeur) ne peuvent pas "
+                "trancher la question. " + text)
+    return text
+
+
+def plot_comparison(table: Mapping[str, Any], path: str | Path, profile: str = "") -> Path:
+    """Write the accuracies with their Wilson 95% intervals (one row per variant) and return the path."""
+    from ..plots import plt, save, stand_in_note
+
+    models = table["models"]
+    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.55 * len(models)))
+    for i, m in enumerate(models):
+        low, high = m["ci95"]
+        colour = "#e41a1c" if m["name"] == REFERENCE else "#377eb8" if m["name"].startswith("random") else "#4daf4a"
+        ax.errorbar(m["accuracy"], i, xerr=[[m["accuracy"] - low], [high - m["accuracy"]]], fmt="o",
+                    color=colour, capsize=4)
+        ax.text(high + 0.01, i, f"{m['accuracy'] * 100:.0f} % ({m['correct']}/{m['n']})", va="center", fontsize=8)
+    ax.set_yticks(range(len(models)), [m["label"] for m in models])
+    ax.set_xlim(0, 1.15)
+    ax.set_ylim(len(models) - 0.5, -0.5)
+    ax.set_xlabel("exactitude (génération), IC de Wilson à 95 %" + (f"\n({stand_in_note(profile)})" if stand_in_note(profile) else ""))
+    ax.set_title("Étape 2 : DAS contre tirage aléatoire à budget égal")
+    return save(fig, path)
+
+
+__all__ = ["LABELS", "REFERENCE", "SIGNIFICANCE", "accuracy_row", "comparison_table", "label", "plot_comparison", "verdict"]

@@ -1,0 +1,184 @@
+"""Sentence provenance of the distilled model's own answers (DASD paper, section 4, Figure 6).
+
+The distilled student's answers are its greedy answers to the evaluation questions (the DAS
+variant's ``predictions_stage2.jsonl``). Each answer is cut into sentences and every sentence is
+scored by teacher forcing under three models, with the DAS phase's own code
+(:func:`dasd_utils.das.score_example` with ``distilled_logprobs``, :func:`dasd_utils.das.provenance`):
+the teacher (``P_T``, in the context it generated in: for the demo's stand-in teacher its
+few-shot examples and gold hint), the student before distillation (``P_S``, adapter disabled)
+and the distilled student (``P_D``). Labels: teacher / boosted / shared / student.
+
+Then, by relative position in the answer (``(k + 0.5) / n`` for sentence ``k`` of ``n``, in
+:data:`N_BINS` bins), the share of each label among the sentences of correct and of incorrect
+answers, and ``Δ`` = the area between the two curves (correct minus incorrect; positive: the
+label is more frequent in correct answers).
+
+``P_T`` of text the teacher did not write needs the teacher's probabilities of given text
+(prompt log-probabilities). The local teacher gives them directly; an API teacher is not
+scored here: the analysis stops with a message naming what is missing, never a stand-in P_T.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Sequence
+
+from .. import das
+from ..align import UnscorableError
+from ..config import DASConfig
+from ..prompts import build_messages
+
+log = logging.getLogger(__name__)
+
+N_BINS = 5
+TYPES = das.PROVENANCE_TYPES
+
+
+class ProvenanceUnavailable(RuntimeError):
+    """The teacher cannot score text it did not write (no prompt log-probabilities)."""
+
+
+def check_teacher(cfg) -> None:
+    """Raise ProvenanceUnavailable when the teacher cannot give P_T of the distilled model's text."""
+    if cfg.teacher.backend != "local":
+        raise ProvenanceUnavailable(
+            f"teacher.backend={cfg.teacher.backend}: P_T of the distilled model's sentences needs the teacher's "
+            "log-probabilities of text it did not write (teacher forcing). An OpenAI-compatible chat API returns "
+            "logprobs of generated tokens only; this analysis needs vLLM's prompt_logprobs or /completions with "
+            "echo=true and logprobs, which this version does not call. Use the local teacher (teacher.backend=local) "
+            "on a GPU, or skip it (analyses.provenance=false)."
+        )
+
+
+def _logprobs(model, tokenizer, messages_list, contents, cfg, desc: str):
+    from ..scoring import batched_token_logprobs, encode_for_scoring
+
+    examples = encode_for_scoring(tokenizer, messages_list, contents)
+    lps = batched_token_logprobs(
+        model, examples, batch_size=cfg.das.batch_size, chunk_tokens=cfg.das.logprob_chunk_tokens,
+        pad_token_id=tokenizer.pad_token_id, progress=False, desc=desc, reuse_prefix=cfg.das.reuse_prompt_prefix,
+    )
+    return examples, lps
+
+
+def score_answers(cfg, predictions: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
+                  adapter: str) -> list[dict[str, Any]]:
+    """Return one record per answer: ``question_id``, ``correct`` and its sentences with P_T, P_S, P_D, provenance."""
+    from ..scoring import response_token_spans
+    from ..segment import sentence_spans
+    from ..teacher_local import teacher_messages
+
+    check_teacher(cfg)
+    by_id = {r["id"]: r for r in rows}
+    answers = [p for p in predictions if p.get("response") and p["question_id"] in by_id]
+    records: list[dict[str, Any]] = []
+    todo = []
+    for p in answers:
+        sentences = sentence_spans(p["response"], cfg.das.segmenter)
+        rec = {"question_id": p["question_id"], "correct": bool(p["correct"]), "scorable": bool(sentences)}
+        records.append(rec)
+        if sentences:
+            todo.append((rec, p["response"], sentences, by_id[p["question_id"]]))
+        else:
+            rec["unscorable_reason"] = "no_sentences"
+    if not todo:
+        return records
+    model, tokenizer = das.load_scoring_model(cfg, distilled_adapter=adapter)
+    contents = [t[1] for t in todo]
+    student_msgs = [build_messages(t[3], cfg.system_prompt) for t in todo]
+    teacher_msgs = [teacher_messages(t[3], cfg.system_prompt, cfg.teacher.local_few_shot, cfg.teacher.local_gold_hint)
+                    for t in todo]
+    s_examples, d_lp = _logprobs(model, tokenizer, student_msgs, contents, cfg, "provenance : élève distillé")
+    with model.disable_adapter():
+        _, s_lp = _logprobs(model, tokenizer, student_msgs, contents, cfg, "provenance : élève")
+        if cfg.teacher.model == cfg.student.model:  # the demo: the stand-in teacher is the base student
+            t_examples, t_lp = _logprobs(model, tokenizer, teacher_msgs, contents, cfg, "provenance : professeur")
+    if cfg.teacher.model != cfg.student.model:
+        from ..models import load_model
+
+        teacher, t_tok = load_model(cfg.teacher.model, cfg, dtype=cfg.teacher.local_dtype, device=cfg.teacher.local_device)
+        t_examples, t_lp = _logprobs(teacher, t_tok, teacher_msgs, contents, cfg, "provenance : professeur")
+        del teacher
+    for k, (rec, content, sentences, _) in enumerate(todo):
+        t_starts, t_ends = response_token_spans(t_examples[k])
+        s_starts, s_ends = response_token_spans(s_examples[k])
+        try:
+            scored = das.score_example(content, sentences, t_starts, t_ends, t_lp[k], s_starts, s_ends, s_lp[k],
+                                       cfg.das, distilled_logprobs=d_lp[k])
+        except UnscorableError as exc:
+            rec.update(scorable=False, unscorable_reason=exc.reason)
+            continue
+        rec["sentences"] = [{key: s[key] for key in ("start", "end", "text", "p_teacher", "p_student", "p_distilled",
+                                                      "provenance", "final_answer")} for s in scored["sentences"]]
+    return records
+
+
+def reclassify(records: Sequence[Mapping[str, Any]], cfg: DASConfig | None = None) -> list[list[str]]:
+    """Return the provenance labels recomputed from the stored P_T, P_S, P_D of each scorable record."""
+    return [das.classify_sentences([s["p_teacher"] for s in r["sentences"]], [s["p_student"] for s in r["sentences"]],
+                                   cfg, p_distilled=[s["p_distilled"] for s in r["sentences"]])
+            for r in records if r.get("sentences")]
+
+
+def position_shares(records: Sequence[Mapping[str, Any]], correct: bool, n_bins: int = N_BINS) -> dict[str, list[float | None]]:
+    """Return, per label, its share among the sentences in each relative-position bin (answers of one correctness)."""
+    counts = [[0] * len(TYPES) for _ in range(n_bins)]
+    for r in records:
+        sentences = r.get("sentences") or []
+        if bool(r.get("correct")) != correct:
+            continue
+        for k, s in enumerate(sentences):
+            b = min(n_bins - 1, int((k + 0.5) / len(sentences) * n_bins))
+            counts[b][TYPES.index(s["provenance"])] += 1
+    return {t: [(c[i] / sum(c)) if sum(c) else None for c in counts] for i, t in enumerate(TYPES)}
+
+
+def area_difference(correct: Sequence[float | None], incorrect: Sequence[float | None]) -> float | None:
+    """Return Δ = Σ (share in correct − share in incorrect) × bin width over the bins both sides have."""
+    pairs = [(a, b) for a, b in zip(correct, incorrect) if a is not None and b is not None]
+    return sum(a - b for a, b in pairs) / len(correct) if pairs else None
+
+
+def summarize(records: Sequence[Mapping[str, Any]], n_bins: int = N_BINS) -> dict[str, Any]:
+    """Return counts, overall shares, the per-position shares for correct / incorrect answers and Δ per label."""
+    scored = [r for r in records if r.get("sentences")]
+    sentences = [s for r in scored for s in r["sentences"]]
+    good, bad = position_shares(scored, True, n_bins), position_shares(scored, False, n_bins)
+    return {
+        "answers": len(records),
+        "scored": len(scored),
+        "correct": sum(1 for r in scored if r["correct"]),
+        "sentences": len(sentences),
+        "counts": {t: sum(1 for s in sentences if s["provenance"] == t) for t in TYPES},
+        "shares": {t: (sum(1 for s in sentences if s["provenance"] == t) / len(sentences)) if sentences else None
+                   for t in TYPES},
+        "n_bins": n_bins,
+        "by_position": {"correct": good, "incorrect": bad},
+        "delta": {t: area_difference(good[t], bad[t]) for t in TYPES},
+    }
+
+
+def plot(summary: Mapping[str, Any], path, profile: str = ""):
+    """Write the share of each label by position, correct (solid) vs incorrect (dashed) answers; return the path."""
+    from ..plots import TYPE_COLOURS, plt, save, stand_in_note
+
+    colours = {**TYPE_COLOURS, "boosted": "#e7298a"}
+    n = summary["n_bins"]
+    x = [(b + 0.5) / n for b in range(n)]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for t in TYPES:
+        delta = summary["delta"][t]
+        for kind, style in (("correct", "-"), ("incorrect", "--")):
+            ys = summary["by_position"][kind][t]
+            ax.plot(x, [y if y is not None else float("nan") for y in ys], style, marker="o", color=colours[t],
+                    label=f"{t} ({'juste' if kind == 'correct' else 'faux'})" + (f", Δ={delta:+.2f}" if kind == "correct" and delta is not None else ""))
+    ax.set_xlabel("position relative de la phrase dans la réponse" + (f"\n({stand_in_note(profile)})" if stand_in_note(profile) else ""))
+    ax.set_ylabel("part des phrases")
+    ax.set_ylim(0, 1)
+    ax.set_title("Provenance des phrases du modèle distillé")
+    ax.legend(fontsize=7, ncol=2)
+    return save(fig, path)
+
+
+__all__ = ["N_BINS", "ProvenanceUnavailable", "TYPES", "area_difference", "check_teacher", "plot", "position_shares",
+           "reclassify", "score_answers", "summarize"]

@@ -1,0 +1,94 @@
+"""Tables for notebook 08: the comparison, the training sets' statistics, provenance, and the extra cost.
+
+The cost table estimates what each analysis adds from *this run's own* measured times (the
+stage-2 training in ``sft/stage2/manifest.json`` and the evaluation phase in ``timings.json``),
+so on a Colab GPU it gives that GPU's figures, and on the demo the CPU's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .. import layout
+from ..jsonl import read_json
+from . import sampling
+
+
+def results_table(results: Mapping[str, Any]):
+    """Return one row per variant: accuracy, Wilson interval, discordant counts and p-values against DAS."""
+    import pandas as pd
+
+    comparisons = {c["b"]: c for c in results.get("comparisons", [])}
+    rows = []
+    for m in results["models"]:
+        c = comparisons.get(m["name"], {})
+        rows.append({
+            "variante": m["label"], "exactitude": round(m["accuracy"], 3), "bonnes": f"{m['correct']}/{m['n']}",
+            "IC95 bas": round(m["ci95"][0], 3), "IC95 haut": round(m["ci95"][1], 3),
+            "DAS seul juste": c.get("only_a_correct"), "variante seule juste": c.get("only_b_correct"),
+            "p McNemar": c.get("mcnemar_p"), "p Holm": c.get("mcnemar_p_holm"), "significatif": c.get("significant"),
+        })
+    return pd.DataFrame(rows).set_index("variante")
+
+
+def statistics_table(results: Mapping[str, Any]):
+    """Return the sentence statistics of each training set side by side."""
+    import pandas as pd
+
+    rows = {v["label"]: {k: (round(x, 3) if isinstance(x, float) else x) for k, x in v["training_set"].items()}
+            for v in results["variants"]}
+    return pd.DataFrame(rows)
+
+
+def provenance_table(results: Mapping[str, Any]):
+    """Return the share of each provenance label and its area difference Δ (None when the analysis was not made)."""
+    import pandas as pd
+
+    prov = results.get("provenance") or {}
+    if not prov.get("available"):
+        return None
+    return pd.DataFrame({"part": prov["shares"], "Δ (justes - fausses)": prov["delta"], "phrases": prov["counts"]})
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def cost_estimate(cfg) -> list[dict[str, Any]]:
+    """Return the estimated extra seconds of each analysis, scaled from this run's stage-2 training and evaluation."""
+    manifest = read_json(layout.sft_manifest(cfg.run_dir, 2)) or {}
+    timings = (read_json(layout.timings_file(cfg.run_dir)) or {}).get("phases", {})
+    train_s = _number(manifest.get("wall_time_s"))
+    n_kept = _number((manifest.get("dataset") or {}).get("n_examples"))
+    eval_s = _number(((timings.get("evaluate") or {}).get("computed") or {}).get("wall_s"))
+    per_model = eval_s / max(1, len(cfg.eval.models)) if eval_s is not None else None
+    try:
+        n_pool = len(sampling.pool_records(cfg.run_dir))
+    except FileNotFoundError:
+        n_pool = None
+
+    def total(*parts):
+        return round(sum(parts)) if all(p is not None for p in parts) else None
+
+    rows = [{"analyse": "(a) DAS : le stage 2 du run", "entraînements": 0, "évaluations": 0, "secondes (estimation)": 0}]
+    for seed in cfg.analyses.random_seeds:
+        rows.append({"analyse": f"(b) tirage aléatoire, graine {seed}", "entraînements": 1, "évaluations": 1,
+                     "secondes (estimation)": total(train_s, per_model)})
+    if cfg.analyses.full_pool:
+        scale = n_pool / n_kept if n_pool and n_kept else None
+        rows.append({"analyse": "(c) pool entier", "entraînements": 1, "évaluations": 1,
+                     "secondes (estimation)": total(train_s * scale if train_s and scale else None, per_model)})
+    if cfg.analyses.provenance:
+        rows.append({"analyse": "provenance (3 passes de notation, sans génération)", "entraînements": 0,
+                     "évaluations": 0, "secondes (estimation)": round(per_model / 4) if per_model else None})
+    return rows
+
+
+def cost_table(cfg):
+    """Return :func:`cost_estimate` as a DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(cost_estimate(cfg)).set_index("analyse")
+
+
+__all__ = ["cost_estimate", "cost_table", "provenance_table", "results_table", "statistics_table"]

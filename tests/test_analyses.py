@@ -1,0 +1,240 @@
+"""The ``analyses`` phase (DAS vs random sampling, provenance): on tiny fake data, no model loaded.
+
+Every number here is invented to test the code paths; none is a result.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from dasd_utils import analyses, das, report
+from dasd_utils.analyses import compare, provenance, sampling, variants
+from dasd_utils.config import DASConfig, load_config
+from dasd_utils.data import write_jsonl
+from dasd_utils.stats import holm_adjust, mcnemar_exact
+
+SYSTEM = "sys"
+
+
+def _record(i: int, keep: bool, scorable: bool = True) -> dict:
+    rec = {
+        "question_id": f"q{i}", "stage": 2,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"Question {i}?"}],
+        "content": f"<reasoning>\nBecause {i}.\n</reasoning>\nFinal Answer: A", "scorable": scorable, "keep": keep and scorable,
+    }
+    if scorable:
+        rec.update(teacher_sentence_ratio=0.5 if keep else 0.0, teacher_sentence_ratio_without_final=0.0,
+                   sentences=[{"type": "teacher" if keep else "shared"}, {"type": "shared"}])
+    return rec
+
+
+def _pool(n: int = 20) -> list[dict]:
+    return [_record(i, keep=i % 3 == 0, scorable=i % 7 != 6) for i in range(n)]
+
+
+def _preds(correct: list[bool]) -> list[dict]:
+    return [{"question_id": f"e{i}", "correct": c} for i, c in enumerate(correct)]
+
+
+# --------------------------------------------------------------------------- sampling
+def test_random_subset_is_reproducible_same_size_and_from_the_pool():
+    pool = _pool()
+    kept = sampling.das_kept(pool)
+    a = sampling.random_subset(pool, len(kept), seed=7)
+    b = sampling.random_subset(pool, len(kept), seed=7)
+    c = sampling.random_subset(pool, len(kept), seed=8)
+    assert a == b and len(a) == len(kept) == 6
+    ids = [r["question_id"] for r in pool]
+    assert {r["question_id"] for r in a} <= set(ids) and len({r["question_id"] for r in a}) == len(a)
+    assert [r["question_id"] for r in a] == sorted((r["question_id"] for r in a), key=ids.index)  # pool order
+    assert a != c
+    with pytest.raises(ValueError):
+        sampling.random_subset(pool, len(pool) + 1, seed=0)
+
+
+def test_pool_is_every_quality_kept_record_and_das_set_matches_the_das_phase(demo_cfg):
+    pool = _pool() + [dict(_record(99, keep=False), content="")]
+    write_jsonl(demo_cfg.run_dir / "das" / "stage2.jsonl", pool)
+    read = sampling.pool_records(demo_cfg.run_dir)
+    assert len(read) == 20  # the record without text is not a training candidate
+    demo_cfg.system_prompt = SYSTEM
+    kept = sampling.das_kept(read)
+    assert sampling.sft_examples(kept, demo_cfg) == das.sft_rows(read, 2, demo_cfg)
+    stats = sampling.set_statistics(kept)
+    assert stats["n"] == stats["das_kept"] == len(kept) and stats["teacher_sentence_ratio"] == 0.5
+
+
+def test_build_variants_uses_the_seeds_and_the_full_pool_flag(demo_cfg):
+    write_jsonl(demo_cfg.run_dir / "das" / "stage2.jsonl", _pool())
+    demo_cfg.analyses.random_seeds = [1, 2]
+    names = [v.name for v in analyses.build_variants(demo_cfg)]
+    assert names == ["das", "random_s1", "random_s2"]
+    demo_cfg.analyses.full_pool = True
+    built = analyses.build_variants(demo_cfg)
+    assert built[-1].name == "full" and len(built[-1].records) == 20
+    assert len(built[1].records) == len(built[0].records)
+    assert not built[0].main_run  # no stage-2 adapter in this run: DAS would be trained in analyses/das
+
+
+# --------------------------------------------------------------------------- statistics
+def test_mcnemar_holm_table_from_stored_predictions():
+    rng = random.Random(0)
+    ref = [rng.random() < 0.6 for _ in range(50)]
+    rand = [rng.random() < 0.4 for _ in range(50)]
+    full = list(ref)
+    table = compare.comparison_table({"das": _preds(ref), "random_s1": _preds(rand), "full": _preds(full)})
+    by = {c["b"]: c for c in table["comparisons"]}
+    only_a = sum(a and not b for a, b in zip(ref, rand))
+    only_b = sum(b and not a for a, b in zip(ref, rand))
+    assert by["random_s1"]["only_a_correct"] == only_a and by["random_s1"]["only_b_correct"] == only_b
+    raw = [mcnemar_exact(only_a, only_b), 1.0]
+    assert [by["random_s1"]["mcnemar_p_holm"], by["full"]["mcnemar_p_holm"]] == holm_adjust(raw)
+    assert by["full"]["difference"] == 0 and by["full"]["mcnemar_p"] == 1.0
+    das_row = table["models"][0]
+    assert das_row["correct"] == sum(ref) and das_row["ci95"][0] < das_row["accuracy"] < das_row["ci95"][1]
+    with pytest.raises(ValueError):
+        compare.comparison_table({"das": _preds(ref), "random_s1": _preds(rand)[:-1]})
+
+
+def test_verdict_follows_the_statistics():
+    same = compare.comparison_table({"das": _preds([True] * 20 + [False] * 30),
+                                     "random_s1": _preds([True] * 19 + [False] * 31)})
+    better = compare.comparison_table({"das": _preds([True] * 40 + [False] * 10),
+                                       "random_s1": _preds([False] * 40 + [True] * 2 + [False] * 8)})
+    worse = compare.comparison_table({"das": _preds([False] * 40 + [True] * 2 + [False] * 8),
+                                      "random_s1": _preds([True] * 40 + [False] * 10)})
+    assert not same["comparisons"][0]["significant"] and better["comparisons"][0]["significant"]
+    assert compare.verdict(same).startswith("On ne peut pas conclure")
+    assert compare.verdict(better).startswith("Oui")
+    assert compare.verdict(worse).startswith("Non")
+    assert len({compare.verdict(t) for t in (same, better, worse)}) == 3
+    assert "ne peuvent pas trancher" in compare.verdict(better, "demo")
+    assert "ne peuvent pas trancher" not in compare.verdict(better, "colab")
+
+
+# --------------------------------------------------------------------------- provenance
+def _prov_records() -> list[dict]:
+    def s(pt, ps, pd, label):
+        return {"p_teacher": pt, "p_student": ps, "p_distilled": pd, "provenance": label}
+    return [
+        {"question_id": "a", "correct": True, "sentences": [s(0.9, 0.1, 0.9, "teacher"), s(0.3, 0.3, 0.9, "boosted")]},
+        {"question_id": "b", "correct": False, "sentences": [s(0.1, 0.9, 0.5, "student"), s(0.5, 0.5, 0.5, "shared")]},
+        {"question_id": "c", "correct": False, "scorable": False},
+    ]
+
+
+def test_provenance_classes_recomputed_from_stored_probabilities():
+    records = _prov_records()
+    assert provenance.reclassify(records) == [[s["provenance"] for s in r["sentences"]] for r in records[:2]]
+    strict = DASConfig(teacher_prob_threshold=0.95)  # other thresholds, other labels
+    assert provenance.reclassify(records, strict) == [["shared", "shared"], ["shared", "shared"]]
+
+
+def test_provenance_positions_and_area_difference():
+    summary = provenance.summarize(_prov_records(), n_bins=2)
+    assert summary["scored"] == 2 and summary["sentences"] == 4
+    good, bad = summary["by_position"]["correct"], summary["by_position"]["incorrect"]
+    assert good["teacher"] == [1.0, 0.0] and good["boosted"] == [0.0, 1.0]
+    assert bad["student"] == [1.0, 0.0] and bad["shared"] == [0.0, 1.0]
+    assert summary["delta"]["teacher"] == pytest.approx(0.5) and summary["delta"]["student"] == pytest.approx(-0.5)
+    assert provenance.area_difference([None, 0.5], [0.2, 0.1]) == pytest.approx(0.2)
+
+
+def test_provenance_stops_for_an_api_teacher(demo_cfg):
+    demo_cfg.teacher.backend = "openai"
+    with pytest.raises(provenance.ProvenanceUnavailable, match="prompt_logprobs"):
+        provenance.check_teacher(demo_cfg)
+
+
+# --------------------------------------------------------------------------- phase and report
+def _fake_phase(demo_cfg, monkeypatch, correct_das, correct_rand):
+    write_jsonl(demo_cfg.run_dir / "das" / "stage2.jsonl", _pool())
+    write_jsonl(demo_cfg.run_dir / "data" / "eval.jsonl", [{"id": f"e{i}"} for i in range(len(correct_das))])
+    demo_cfg.analyses.provenance = False
+    calls = []
+    monkeypatch.setattr(variants, "train", lambda cfg, v, force=False: calls.append(v.name) or {})
+
+    def fake_evaluate(cfg, todo, rows, force=False):
+        return {v.name: {"predictions": _preds(correct_das if v.name == "das" else correct_rand), "generated": 1}
+                for v in todo}
+
+    monkeypatch.setattr(variants, "evaluate", fake_evaluate)
+    return calls
+
+
+def test_phase_writes_results_and_reuses_them(demo_cfg, monkeypatch):
+    calls = _fake_phase(demo_cfg, monkeypatch, [True] * 30 + [False] * 20, [True] * 28 + [False] * 22)
+    first = analyses.run_phase(demo_cfg)
+    assert calls == ["das", "random_s1"] and first["reused"] is False
+    assert (demo_cfg.run_dir / "figures" / "analyses_das_vs_random.png").is_file()
+    assert first["provenance"] == {"available": False, "reason": "analyses.provenance=false"}
+    second = analyses.run_phase(demo_cfg)
+    assert second["reused"] is True and calls == ["das", "random_s1"]
+    demo_cfg.analyses.random_seeds = [5]  # other inputs: recomputed
+    assert analyses.run_phase(demo_cfg)["reused"] is False
+    timings = json.loads((demo_cfg.run_dir / "timings.json").read_text(encoding="utf-8"))
+    assert "analyses" in timings["phases"]
+
+
+def test_report_section_present_or_absent(demo_cfg, monkeypatch):
+    absent = report.render_markdown(report.collect_context(demo_cfg.run_dir, demo_cfg.to_dict()))
+    assert "### 4.3 Le filtrage DAS aide-t-il ?" in absent and "Phase `analyses` non exécutée" in absent
+    _fake_phase(demo_cfg, monkeypatch, [True] * 40 + [False] * 10, [False] * 40 + [True] * 2 + [False] * 8)
+    results = analyses.run_phase(demo_cfg)
+    present = report.render_markdown(report.collect_context(demo_cfg.run_dir, demo_cfg.to_dict()))
+    assert "Phase `analyses` non exécutée" not in present
+    assert "DAS (conservés)" in present and "aléatoire (graine 1)" in present
+    assert "ne peuvent pas trancher" in present and "Oui, sur ces items" in present
+    assert present.count("analyses_das_vs_random.png)") == 1  # in this section only, not among the DAS figures
+    assert "Analyse de provenance non faite" in present
+    assert results["comparisons"][0]["significant"]
+
+
+def test_config_profiles_set_the_analyses():
+    assert load_config("demo").analyses.full_pool is False
+    assert load_config("colab").analyses.full_pool is True and len(load_config("colab").analyses.random_seeds) >= 2
+
+
+def test_provenance_scores_answers_with_the_das_code(tiny_cfg, tmp_path):
+    """The real wiring on the tiny random model: teacher (stand-in = base student), student, distilled adapter."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "adapter"
+    model = AutoModelForCausalLM.from_pretrained(tiny_cfg.student.model)
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(str(adapter))
+    choices = {"label": list("ABCDE"), "text": ["a cat", "a dog", "a fish", "a bird", "a stone"]}
+    rows = [{"id": f"e{i}", "question": f"Which one barks, case {i}?", "choices": choices, "answerKey": "B"}
+            for i in range(3)]
+    predictions = [
+        {"question_id": "e0", "correct": True, "response": "<reasoning>\nDogs bark. Cats do not.\n</reasoning>\nFinal Answer: B"},
+        {"question_id": "e1", "correct": False, "response": "<reasoning>\nFish swim.\n</reasoning>\nFinal Answer: C"},
+        {"question_id": "e2", "correct": False, "response": None},
+    ]
+    records = provenance.score_answers(tiny_cfg, predictions, rows, str(adapter))
+    assert [r["question_id"] for r in records] == ["e0", "e1"]  # no response, nothing to score
+    scored = [r for r in records if r.get("sentences")]
+    assert scored and all(0 <= s[k] <= 1 for r in scored for s in r["sentences"] for k in ("p_teacher", "p_student", "p_distilled"))
+    assert provenance.reclassify(scored, tiny_cfg.das) == [[s["provenance"] for s in r["sentences"]] for r in scored]
+    summary = provenance.summarize(records)
+    assert summary["sentences"] == sum(len(r["sentences"]) for r in scored)
+
+
+def test_prepare_writes_the_training_set_and_links_the_stage1_adapter(demo_cfg):
+    from dasd_utils.data import read_jsonl
+
+    demo_cfg.system_prompt = SYSTEM
+    stage1 = demo_cfg.run_dir / "sft" / "stage1"
+    stage1.mkdir(parents=True)
+    subset = sampling.random_subset(_pool(), 4, seed=3)
+    vcfg = variants.prepare(demo_cfg, variants.Variant("random_s3", subset, seed=3))
+    assert vcfg.run_dir == demo_cfg.run_dir / "analyses" / "random_s3"
+    assert vcfg.eval.loglik is False and vcfg.sft == demo_cfg.sft  # same recipe
+    assert read_jsonl(vcfg.run_dir / "das" / "stage2_sft.jsonl") == sampling.sft_examples(subset, demo_cfg)
+    link = vcfg.run_dir / "sft" / "stage1"
+    assert link.is_symlink() and link.resolve() == stage1.resolve()
+    variants.prepare(demo_cfg, variants.Variant("random_s3", subset, seed=3))  # a re-run keeps the link
+    assert link.resolve() == stage1.resolve()
