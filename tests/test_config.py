@@ -56,7 +56,7 @@ def test_profile_specifics():
     assert full.data.n_eval is None  # the whole validation split
     assert full.sft.precision == "bf16"
     # Only the demo shortens training (its time budget); the GPU profiles keep the course's 3 epochs.
-    assert (demo.sft.epochs, colab.sft.epochs, full.sft.epochs) == (2, 3, 3)
+    assert (demo.sft.epochs, colab.sft.epochs, full.sft.epochs) == (1, 3, 3)
 
 
 def test_unknown_profile():
