@@ -273,17 +273,14 @@ def lora_for_run(cfg: Config) -> dict[str, Any]:
 
 def trl_config_for_run(cfg: Config, stage: int = 1) -> dict[str, Any]:
     """Return the main fields of TRL's ``SFTConfig`` that ``sft.train_stage`` builds for ``stage`` (batch split as recorded)."""
-    from .sft import TrainSettings, read_manifest, sft_arguments
+    from .sft import TrainingRun, read_manifest, sft_arguments
 
     manifest = read_manifest(cfg, stage) or {}
     hardware = manifest.get("hardware") or {}
-    settings = TrainSettings(
-        output_dir="sft", learning_rate=cfg.sft.lr_stage1 if stage == 1 else cfg.sft.lr_stage2,
-        epochs=cfg.sft.epochs, per_device_batch_size=cfg.sft.per_device_batch_size, grad_accum=cfg.sft.grad_accum,
+    settings = TrainingRun(
+        cfg.sft, output_dir="sft", learning_rate=cfg.sft.lr_stage1 if stage == 1 else cfg.sft.lr_stage2,
         precision=hardware.get("precision", "fp32"), use_cpu=hardware.get("device", "cpu") == "cpu",
-        gradient_checkpointing=cfg.sft.gradient_checkpointing, max_length=cfg.sft.cutoff_len, max_steps=cfg.sft.max_steps,
-        lr_scheduler=cfg.sft.lr_scheduler, warmup_ratio=cfg.sft.warmup_ratio, weight_decay=cfg.sft.weight_decay,
-        logging_steps=cfg.sft.logging_steps, seed=cfg.sft.seed,
+        max_length=cfg.sft.cutoff_len,
     )
     with quiet_library():
         args = sft_arguments(settings, hardware.get("per_device_batch_size", cfg.sft.per_device_batch_size),
