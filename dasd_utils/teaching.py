@@ -268,6 +268,8 @@ def lora_for_run(cfg: Config) -> dict[str, Any]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     shown = {f: getattr(config, f) for f in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias", "task_type")}
+    if isinstance(shown["target_modules"], (set, frozenset)):  # PEFT keeps a set: its order changes between processes
+        shown["target_modules"] = sorted(shown["target_modules"])
     return {"config": config, "fields": shown, "table": lora_parameter_table(model), "trainable": trainable, "total": total}
 
 
