@@ -157,6 +157,52 @@ def qualitative_file(run_dir) -> Path:
     return eval_dir(run_dir) / "qualitative.json"
 
 
+# analyses (notebook 08) ----------------------------------------------------------------------
+def analyses_dir(run_dir) -> Path:
+    """The ``analyses`` phase: one small run folder per stage-2 variant, results, provenance."""
+    return _run(run_dir) / "analyses"
+
+
+def analyses_variant_dir(run_dir, name: str) -> Path:
+    """A variant's own run folder (``das/stage2_sft.jsonl``, ``sft/``, ``eval/``)."""
+    return analyses_dir(run_dir) / safe_name(name)
+
+
+def analyses_results(run_dir) -> Path:
+    """The comparison, verdicts, provenance and mixed-policy summaries (read by the report)."""
+    return analyses_dir(run_dir) / "results.json"
+
+
+def analyses_manifest(run_dir) -> Path:
+    """The reuse key of the analyses phase."""
+    return analyses_dir(run_dir) / "manifest.json"
+
+
+def analyses_provenance(run_dir) -> Path:
+    """The scored sentences (P_T, P_S, P_D, provenance) of the distilled model's answers."""
+    return analyses_dir(run_dir) / "provenance.jsonl"
+
+
+def mixed_policy_dir(run_dir) -> Path:
+    """Mixed-policy distillation's data: the student's new answers, the teacher's continuations, the items."""
+    return analyses_dir(run_dir) / "mixed_policy"
+
+
+def mixed_student_answers(run_dir) -> Path:
+    """The distilled student's new answers to the pool's training questions (with their reuse manifest beside)."""
+    return mixed_policy_dir(run_dir) / "student_answers.jsonl"
+
+
+def mixed_continuations(run_dir) -> Path:
+    """The teacher's continuations of the diverging answers (teacher records with a ``prefill``)."""
+    return mixed_policy_dir(run_dir) / "continuations.jsonl"
+
+
+def mixed_items(run_dir) -> Path:
+    """One record per pool question: the student's answer, divergence, cut point, continuation, verdict."""
+    return mixed_policy_dir(run_dir) / "items.jsonl"
+
+
 # report ---------------------------------------------------------------------------------------
 def report_dir(run_dir) -> Path:
     return _run(run_dir) / "report"

@@ -103,11 +103,11 @@ class TeacherRequest:
     """One request to the teacher: a question, a stage, a sample index and the messages sent."""
 
     __slots__ = ("row", "stage", "sample_index", "messages", "temperature", "max_tokens", "model", "seed",
-                 "gold_hint", "request_hash")
+                 "gold_hint", "prefill", "request_hash")
 
     def __init__(self, row: Mapping[str, Any], stage: int, sample_index: int, messages: list[dict[str, str]],
                  temperature: float, max_tokens: int, model: str, seed: int | None, gold_hint: bool,
-                 options: Mapping[str, Any]) -> None:
+                 options: Mapping[str, Any], prefill: str | None = None) -> None:
         self.row = row
         self.stage = stage
         self.sample_index = sample_index
@@ -117,6 +117,14 @@ class TeacherRequest:
         self.model = model
         self.seed = seed
         self.gold_hint = gold_hint
+        #: Text the assistant's answer starts with, to be continued by the teacher (mixed-policy
+        #: distillation): the local backend appends it to the rendered prompt, the openai backend
+        #: sends it as a final assistant message with ``continue_final_message``. None: a new answer.
+        self.prefill = prefill
+        if prefill is not None:
+            if not prefill:
+                raise ValueError("prefill must be a non-empty text (None for a new answer)")
+            options = {**options, "prefill": prefill}  # only then: the hashes of ordinary requests do not change
         self.request_hash = request_hash(model, messages, temperature, max_tokens, sample_index, seed, options)
 
     @property
@@ -146,21 +154,24 @@ def request_hash(
     return inputs_key(payload)  # sha256 of the canonical JSON: sorted keys, no spaces, UTF-8
 
 
+def _request_parts(cfg: Config) -> tuple[dict[str, Any], bool, Any]:
+    """Return (backend options, gold hint used, messages builder) of the configured teacher backend."""
+    t = cfg.teacher
+    if t.backend == "local":
+        from .teacher_local import teacher_messages
+
+        gold_hint = bool(t.local_gold_hint)
+        return ({"backend": "local", "top_p": t.local_top_p}, gold_hint,
+                lambda row: teacher_messages(row, cfg.system_prompt, t.local_few_shot, gold_hint))
+    return {"backend": "openai", "extra_body": dict(t.extra_body)}, False, lambda row: build_messages(row, cfg.system_prompt)
+
+
 def build_requests(cfg: Config, stage: int, questions: Sequence[Mapping[str, Any]]) -> list[list[TeacherRequest]]:
     """Return, per sample index (best-of-n round), the request of every question for this stage."""
     t = cfg.teacher
     temperature = stage_temperature(cfg, stage)
     label = model_label(cfg)
-    if t.backend == "local":
-        from .teacher_local import teacher_messages
-
-        options: dict[str, Any] = {"backend": "local", "top_p": t.local_top_p}
-        gold_hint = bool(t.local_gold_hint)
-        make = lambda row: teacher_messages(row, cfg.system_prompt, t.local_few_shot, gold_hint)  # noqa: E731
-    else:
-        options = {"backend": "openai", "extra_body": dict(t.extra_body)}
-        gold_hint = False
-        make = lambda row: build_messages(row, cfg.system_prompt)  # noqa: E731
+    options, gold_hint, make = _request_parts(cfg)
     rounds = []
     for sample_index in range(samples_per_question(cfg)):
         rounds.append([
@@ -168,6 +179,54 @@ def build_requests(cfg: Config, stage: int, questions: Sequence[Mapping[str, Any
             for row in questions
         ])
     return rounds
+
+
+def continuation_requests(cfg: Config, items: Sequence[tuple[Mapping[str, Any], str]], stage: int = 2) -> list[TeacherRequest]:
+    """Return one request per ``(question row, prefill)``: the teacher continues an answer that starts with ``prefill``.
+
+    Same messages, model, options and sampling as the stage's ordinary requests (mixed-policy
+    distillation, :mod:`dasd_utils.analyses.mixed`); the prefill is part of the request's hash.
+    """
+    t = cfg.teacher
+    options, gold_hint, make = _request_parts(cfg)
+    temperature, label = stage_temperature(cfg, stage), model_label(cfg)
+    return [TeacherRequest(row, stage, 0, make(row), temperature, t.max_tokens, label, t.seed, gold_hint, options, prefill=prefill)
+            for row, prefill in items]
+
+
+def send_requests(cfg: Config, requests: Sequence[TeacherRequest], path, *, backend: Any = None,
+                  judge: QualityJudge | None = None, desc: str = "teacher") -> dict[str, dict[str, Any]]:
+    """Return ``{request_hash: record}`` for ``requests`` after sending those without a completed record in ``path``.
+
+    The records file works as a stage file does: appended as answers arrive, read back tolerantly,
+    a completed request never sent again, a failed one retried. Records of other requests in the
+    file are kept. A continuation's ``quality`` is that of the whole answer (prefill + content).
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    backup_if_corrupt(path)
+    records = read_records(path)
+    todo = [r for r in requests if (records.get(r.request_hash) or {"error": "missing"}).get("error") is not None]
+    if todo:
+        judge = judge or QualityJudge(cfg)
+        backend = backend or make_backend(cfg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        progress = _Progress(len(todo), desc)
+
+        def on_result(request: TeacherRequest, raw: Mapping[str, Any]) -> None:
+            record = finalize_record(request, raw, judge)
+            if request.prefill is not None and record["error"] is None:
+                record["quality"] = judge.verdict(dict(record, content=request.prefill + (record["content"] or "")), request.row)
+            append_record(path, record)
+            records[record["request_hash"]] = record
+            progress.update(record)
+
+        try:
+            backend.generate(todo, on_result)
+        finally:
+            progress.close()
+    return {r.request_hash: records[r.request_hash] for r in requests if r.request_hash in records}
 
 
 # ----------------------------------------------------------------------------- quality
@@ -255,6 +314,7 @@ def finalize_record(request: TeacherRequest, raw: Mapping[str, Any], judge: Qual
         "gold": request.row.get("answerKey"),
         "gold_hint": request.gold_hint,
         "messages": request.messages,
+        **({"prefill": request.prefill} if request.prefill is not None else {}),
         "content": content,
         "reasoning": raw.get("reasoning"),
         "tokens": tokens,
@@ -519,6 +579,7 @@ __all__ = [
     "archive_path",
     "backup_if_corrupt",
     "build_requests",
+    "continuation_requests",
     "finalize_record",
     "generate_stage",
     "kept_sft_examples",
@@ -530,6 +591,7 @@ __all__ = [
     "request_hash",
     "run_phase",
     "samples_per_question",
+    "send_requests",
     "stage_path",
     "stage_temperature",
     "summarize_stage",

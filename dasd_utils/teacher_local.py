@@ -333,7 +333,10 @@ class LocalTeacher:
         from .kvcache import growing_cache, repeat_cache
 
         tok, device = self.tokenizer, self.model.device
-        prompts = [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in batch]
+        # A continuation (mixed-policy distillation) is the same prompt followed by the answer's
+        # beginning: the model goes on from the last character of ``prefill``.
+        prompts = [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) + (getattr(r, "prefill", None) or "")
+                   for r in batch]
         full = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         prefix = self._prefix_cache(batch[0].messages)
         if prefix is not None and all(r.messages[:-1] == batch[0].messages[:-1] for r in batch):

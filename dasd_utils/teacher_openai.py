@@ -54,6 +54,10 @@ from .secrets import get_api_key, install_log_scrubber, scrub
 
 log = logging.getLogger(__name__)
 
+#: Extra parameters of a continuation request (vLLM's chat API). A server that does not know them
+#: refuses the request or starts a new answer: the mixed-policy preflight says so.
+CONTINUE_FINAL_MESSAGE = {"continue_final_message": True, "add_generation_prompt": False}
+
 #: Longest wait accepted from a Retry-After header (seconds); longer values are capped.
 MAX_RETRY_AFTER_S = 600.0
 
@@ -432,6 +436,12 @@ class OpenAITeacher:
             kwargs["seed"] = t.seed
         if t.extra_body:
             kwargs["extra_body"] = dict(t.extra_body)
+        prefill = getattr(request, "prefill", None)
+        if prefill is not None:
+            # Mixed-policy distillation: the teacher continues the answer it is given (vLLM:
+            # continue_final_message renders the last assistant message open, without a new turn).
+            kwargs["messages"] = [*request.messages, {"role": "assistant", "content": prefill}]
+            kwargs["extra_body"] = {**kwargs.get("extra_body", {}), **CONTINUE_FINAL_MESSAGE}
         attempt = 0
         errors: list[str] = []
         while True:
@@ -516,6 +526,7 @@ def _failure(message: str, attempts: int, errors: list[str], started: float) -> 
 
 
 __all__ = [
+    "CONTINUE_FINAL_MESSAGE",
     "MalformedResponse",
     "OpenAITeacher",
     "Preflight",

@@ -31,6 +31,11 @@ Behaviours ("actions"), chosen per request:
 ``timeout``               waits ``timeout_sleep_s`` before answering (the client times out first)
 ``malformed``             status 200 with a body that is not JSON
 ``drop``                  closes the connection without an answer
+``rejects_continue``      status 400 when the request carries ``continue_final_message``, else ``ok``
+``ignores_continue``      ``ok`` that ignores ``continue_final_message``: a new answer, not a continuation
+
+A request with ``continue_final_message`` whose last message is the assistant's gets (with
+``ok``) only the rest of that answer, as vLLM gives it: the reasoning's end and the final answer.
 
 Which action a request gets: the first unused entry of ``plan[key]`` for the first ``key``
 found in the request's last user message, else the next entry of ``script`` (global order),
@@ -52,7 +57,7 @@ ACTIONS = (
     "ok", "ok_no_bytes", "ok_split_utf8", "no_logprobs", "null_logprobs", "null_logprobs_content",
     "reasoning_field", "reasoning_in_logprobs", "reasoning_none", "429", "500", "500_echo_auth",
     "400_echo_auth", "401", "403", "404", "timeout", "malformed", "drop", "harmony", "needs_top_logprobs",
-    "rejects_top_logprobs",
+    "rejects_top_logprobs", "rejects_continue", "ignores_continue",
 )
 
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
@@ -189,9 +194,15 @@ class FakeOpenAIServer:
                 return letter
         return "ABCDE"[_stable(text) % 5]
 
-    def content_for(self, body: Mapping[str, Any], user_text: str) -> str:
-        """Return the deterministic answer to a request (same request, same text)."""
+    def content_for(self, body: Mapping[str, Any], user_text: str, continues: bool = True) -> str:
+        """Return the deterministic answer to a request (same request, same text).
+
+        With ``continue_final_message`` and ``continues``: the rest of the assistant's last message.
+        """
         letter = self.answer_letter(user_text)
+        messages = body.get("messages") or []
+        if continues and body.get("continue_final_message") and messages and messages[-1].get("role") == "assistant":
+            return f" and that settles it: option {letter} is the best fit.\n</reasoning>\nFinal Answer: {letter}"
         options = dict(_OPTION_RE.findall(user_text))
         option_text = options.get(letter, "this option")
         question = _QUESTION_RE.search(user_text)
@@ -284,6 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "rejects_top_logprobs" and "top_logprobs" in body:
             self._error(400, "Unrecognized request argument supplied: top_logprobs", "invalid_request_error")
             return
+        if action == "rejects_continue" and "continue_final_message" in body:
+            self._error(400, "Unrecognized request argument supplied: continue_final_message", "invalid_request_error")
+            return
         if action == "timeout":
             time.sleep(fake.timeout_sleep_s)
         if action == "malformed":
@@ -301,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _completion(self, action: str, body: Mapping[str, Any], user_text: str) -> dict[str, Any]:
         fake = self.fake
         temperature = float(body.get("temperature", 1.0) or 0.0)
-        content: str | None = fake.content_for(body, user_text)
+        content: str | None = fake.content_for(body, user_text, continues=action != "ignores_continue")
         reasoning = "The user asks a commonsense question; I compare the options one by one."
         message: dict[str, Any] = {"role": "assistant", "content": content}
         finish_reason = "stop"

@@ -154,6 +154,7 @@ def _fake_phase(demo_cfg, monkeypatch, correct_das, correct_rand):
     write_jsonl(demo_cfg.run_dir / "das" / "stage2.jsonl", _pool())
     write_jsonl(demo_cfg.run_dir / "data" / "eval.jsonl", [{"id": f"e{i}"} for i in range(len(correct_das))])
     demo_cfg.analyses.provenance = False
+    demo_cfg.analyses.mixed_policy = False  # tests/test_mixed_policy.py covers it
     calls = []
     monkeypatch.setattr(variants, "train", lambda cfg, v, force=False: calls.append(v.name) or {})
 

@@ -7,9 +7,13 @@
    the same recipe; every variant answers the same evaluation items; the DAS variant is compared
    with each other one by McNemar's exact test, Holm-adjusted (:mod:`.compare`).
 2. **Sentence provenance** of the distilled model's answers (:mod:`.provenance`).
+3. **Mixed-policy distillation** (paper, sections 5 and 6.4.2; ``analyses.mixed_policy``): the
+   teacher continues the distilled student's diverging answers, and one more training from the
+   stage-2 adapter uses them with the off-policy examples (:mod:`.mixed`); evaluated and compared
+   with DAS like the other variants.
 
 Outputs (``runs/<run>/analyses/``): one folder per variant (:mod:`.variants`),
-``results.json``, ``provenance.jsonl``, ``manifest.json``; figures
+``results.json``, ``provenance.jsonl``, ``mixed_policy/``, ``manifest.json``; figures
 ``figures/analyses_das_vs_random.png`` and ``figures/analyses_provenance.png``. A re-run whose
 inputs (pool, DAS set, adapters, evaluation items, settings, seeds) did not change reuses
 ``results.json`` without loading a model (:mod:`dasd_utils.reuse`).
@@ -27,8 +31,8 @@ from ..data import load_run_questions, write_jsonl
 from ..hashing import adapter_sha256, file_sha256
 from ..jsonl import read_json, write_json_atomic
 from ..timing import timed_phase
-from . import compare, paths, provenance, sampling, tables, variants
-from .compare import comparison_table, verdict
+from . import compare, mixed, paths, provenance, sampling, tables, variants
+from .compare import comparison_table, mixed_verdict, verdict
 from .paths import analyses_dir, comparison_figure, manifest_file, provenance_figure, results_file
 from .sampling import das_kept, pool_records, random_subset, set_statistics
 from .tables import cost_table, provenance_table, results_table, statistics_table
@@ -36,7 +40,7 @@ from .tables import cost_table, provenance_table, results_table, statistics_tabl
 log = logging.getLogger(__name__)
 
 #: Bumped when the analyses' results change meaning, so that older results are recomputed.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def build_variants(cfg: Config) -> list[variants.Variant]:
@@ -67,7 +71,9 @@ def phase_inputs(cfg: Config) -> dict[str, Any]:
         "adapters": {f"stage{s}": adapter_sha256(p) if (p / "adapter_config.json").is_file() else None
                      for s, p in stages.items()},
         "settings": phase_settings(cfg, "analyses"),
-        "teacher": [cfg.teacher.backend, cfg.teacher.model, cfg.teacher.local_few_shot, cfg.teacher.local_gold_hint],
+        "teacher": [cfg.teacher.backend, cfg.teacher.model, cfg.teacher.local_few_shot, cfg.teacher.local_gold_hint,
+                    cfg.teacher.temperature_stage2, cfg.teacher.max_tokens, cfg.teacher.seed],
+        "seed": cfg.seed,
     }
 
 
@@ -83,6 +89,31 @@ def _provenance(cfg: Config, das_variant, predictions, rows) -> dict[str, Any]:
     summary = provenance.summarize(records)
     figure = provenance.plot(summary, provenance_figure(cfg.run_dir), cfg.profile) if summary["sentences"] else None
     return {"available": True, **summary, "figure": str(figure) if figure else None}
+
+
+def _mixed_policy(cfg: Config, das_variant: variants.Variant, force: bool) -> tuple[list[variants.Variant], dict[str, Any]]:
+    """Return the mixed-policy variants to train (none when off or impossible) and the mixed-policy summary."""
+    if not cfg.analyses.mixed_policy:
+        return [], {"available": False, "reason": "analyses.mixed_policy=false"}
+    rows = {r["id"]: r for r in load_run_questions(cfg, "train")}
+    parent = variants.adapter_dir(cfg, das_variant)
+    try:
+        items, summary = mixed.build(cfg, pool_records(cfg.run_dir), rows, parent, force=force)
+    except mixed.MixedPolicyUnavailable as exc:
+        log.warning("mixed-policy distillation stopped: %s", exc)
+        return [], {"available": False, "reason": str(exc)}
+    if not summary["used"]:
+        return [], dict(summary, available=False,
+                        reason="no continued answer passed the quality filter: there is no mixed-policy example to train on")
+    off_policy = mixed.off_policy_examples(cfg.run_dir)
+    out = []
+    for name, masked in [("mixed", False)] + ([("mixed_masked", True)] if cfg.analyses.mixed_masked else []):
+        examples = mixed.training_examples(cfg, items, rows, off_policy, masked=masked)
+        records = [{"question_id": e["question_id"], "content": e["messages"][-1]["content"], "source": e["source"]}
+                   for e in examples]
+        out.append(variants.Variant(name, records, examples=examples, parent=parent,
+                                    overrides={"sft.epochs": cfg.analyses.mixed_epochs}))
+    return out, summary
 
 
 @timed_phase("analyses")
@@ -101,6 +132,10 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     todo = build_variants(cfg)
     for v in todo:
         variants.train(cfg, v, force=force)
+    mixed_variants, mixed_summary = _mixed_policy(cfg, todo[0], force)
+    for v in mixed_variants:
+        variants.train(cfg, v, force=force)
+    todo += mixed_variants
     evaluated = variants.evaluate(cfg, todo, rows, force=force)
     predictions = {name: r["predictions"] for name, r in evaluated.items()}
     table = comparison_table(predictions)
@@ -118,6 +153,8 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         } for v in todo],
         **table,
         "verdict": verdict(table, cfg.profile),
+        "mixed_policy": mixed_summary,
+        "mixed_verdict": mixed_verdict(table, cfg.profile) if mixed_variants else None,
         "figure": str(figure),
         "provenance": _provenance(cfg, todo[0], predictions["das"], rows),
         "settings": inputs["settings"],
@@ -154,11 +191,14 @@ def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dic
         "n_items": results.get("n_items"),
         "rows": rows,
         "verdict": verdict(results, results.get("profile") or ""),  # from the stored tests, in this version's words
+        "mixed_policy": results.get("mixed_policy") or {"available": False},
+        "mixed_verdict": mixed_verdict(results, results.get("profile") or ""),
         "figure": rel(comparison_figure(run_dir)),
         "provenance": dict(prov, figure=rel(provenance_figure(run_dir)) if prov.get("available") else None),
     }
 
 
-__all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "cost_table", "paths", "phase_inputs",
+__all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "cost_table", "mixed", "mixed_verdict", "paths",
+           "phase_inputs",
            "provenance", "provenance_table", "report_context", "results_table", "run_phase", "sampling",
            "statistics_table", "tables", "variants", "verdict"]

@@ -17,7 +17,8 @@ SIGNIFICANCE = 0.05
 REFERENCE = "das"
 
 #: Display names (French) of the variants.
-LABELS = {"das": "DAS (conservés)", "full": "pool entier"}
+LABELS = {"das": "DAS (conservés)", "full": "pool entier", "mixed": "politique mixte",
+          "mixed_masked": "politique mixte (préfixe masqué)"}
 
 
 def label(name: str) -> str:
@@ -102,6 +103,32 @@ def verdict(table: Mapping[str, Any], profile: str = "") -> str:
     return text
 
 
+def mixed_verdict(table: Mapping[str, Any], profile: str = "") -> str | None:
+    """Return the French sentence on mixed-policy distillation vs DAS alone, chosen from the tests; None without it."""
+    mixed = [c for c in table.get("comparisons", []) if str(c["b"]).startswith("mixed")]
+    if not mixed:
+        return None
+    level = _fr(table.get("significance", SIGNIFICANCE))
+    parts = []
+    for c in mixed:
+        # c["difference"] > 0: DAS alone better than the mixed variant.
+        points = f"{_fr(abs(c['difference']) * 100, '.1f')} points"
+        p = _fr(c["mcnemar_p_holm"])
+        name = label(c["b"])
+        if c["significant"]:
+            side = "mieux" if c["difference"] < 0 else "moins bien"
+            parts.append(f"la variante « {name} » fait significativement {side} que DAS seul ({points}, p de Holm {p} < {level})")
+        else:
+            direction = "en sa faveur" if c["difference"] < 0 else "en faveur de DAS seul" if c["difference"] > 0 else "nul"
+            parts.append(f"pour la variante « {name} », l'écart ({points}, {direction}) n'est pas significatif "
+                         f"(p de Holm {p} ≥ {level})")
+    text = ("Politique mixte : " + " ; ".join(parts) + ". Elle a eu une époque d'entraînement de plus que DAS seul : "
+            "un gain éventuel ne lui est donc pas attribuable sans un témoin entraîné autant sur les seules données hors politique.")
+    if profile == "demo":
+        text = "Profil demo : de petits modèles de substitution ne peuvent pas trancher. " + text
+    return text
+
+
 def plot_comparison(table: Mapping[str, Any], path: str | Path, profile: str = "") -> Path:
     """Write the accuracies with their Wilson 95% intervals (one row per variant) and return the path."""
     from ..plots import plt, save, stand_in_note
@@ -118,8 +145,9 @@ def plot_comparison(table: Mapping[str, Any], path: str | Path, profile: str = "
     ax.set_xlim(0, 1.15)
     ax.set_ylim(len(models) - 0.5, -0.5)
     ax.set_xlabel("exactitude (génération), IC de Wilson à 95 %" + (f"\n({stand_in_note(profile)})" if stand_in_note(profile) else ""))
-    ax.set_title("Étape 2 : DAS contre tirage aléatoire à budget égal")
+    mixed = any(m["name"].startswith("mixed") for m in models)
+    ax.set_title("Étape 2 : DAS, tirage aléatoire à budget égal" + (" et politique mixte" if mixed else ""))
     return save(fig, path)
 
 
-__all__ = ["LABELS", "REFERENCE", "SIGNIFICANCE", "accuracy_row", "comparison_table", "label", "plot_comparison", "verdict"]
+__all__ = ["LABELS", "REFERENCE", "SIGNIFICANCE", "accuracy_row", "comparison_table", "label", "mixed_verdict", "plot_comparison", "verdict"]

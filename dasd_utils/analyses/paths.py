@@ -1,8 +1,9 @@
-"""Paths of the ``analyses`` phase inside a run directory (next to :mod:`dasd_utils.layout`'s).
+"""Paths of the ``analyses`` phase, named after :mod:`dasd_utils.layout` (which holds every run path).
 
 ``analyses/<variant>/`` is a small run folder per stage-2 variant; ``analyses/results.json`` the
-comparison, verdict and provenance summary; ``analyses/provenance.jsonl`` the scored sentences of
-the distilled model's answers (P_T, P_S, P_D, provenance); ``analyses/manifest.json`` the reuse key.
+comparison, verdicts, provenance and mixed-policy summaries; ``analyses/provenance.jsonl`` the
+scored sentences of the distilled model's answers (P_T, P_S, P_D, provenance);
+``analyses/mixed_policy/`` the mixed-policy data; ``analyses/manifest.json`` the reuse key.
 """
 
 from __future__ import annotations
@@ -11,28 +12,16 @@ from pathlib import Path
 
 from .. import layout
 
-FILES = {"results": "results.json", "manifest": "manifest.json", "provenance": "provenance.jsonl"}
 FIGURES = {"comparison": "analyses_das_vs_random.png", "provenance": "analyses_provenance.png"}
 
-
-def analyses_dir(run_dir) -> Path:
-    return Path(run_dir) / "analyses"
+analyses_dir = layout.analyses_dir
+results_file = layout.analyses_results
+manifest_file = layout.analyses_manifest
+provenance_file = layout.analyses_provenance
 
 
 def variant_dir(run_dir, name: str) -> Path:
-    return analyses_dir(run_dir) / layout.safe_name(name)
-
-
-def results_file(run_dir) -> Path:
-    return analyses_dir(run_dir) / FILES["results"]
-
-
-def manifest_file(run_dir) -> Path:
-    return analyses_dir(run_dir) / FILES["manifest"]
-
-
-def provenance_file(run_dir) -> Path:
-    return analyses_dir(run_dir) / FILES["provenance"]
+    return layout.analyses_variant_dir(run_dir, name)
 
 
 def comparison_figure(run_dir) -> Path:

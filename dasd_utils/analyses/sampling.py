@@ -66,6 +66,7 @@ def set_statistics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "mean_sentences": _mean([len(r.get("sentences") or []) for r in scored]),
         "mean_chars": _mean([len(r["content"]) for r in records]),
         "mean_words": _mean([len(r["content"].split()) for r in records]),
+        "mixed_policy_examples": sum(1 for r in records if r.get("source") == "mixed"),
     }
 
 

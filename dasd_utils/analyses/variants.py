@@ -39,6 +39,12 @@ class Variant:
     #: True when the run's own stage-2 adapter and predictions stand for this variant.
     main_run: bool = False
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: SFT-ready examples written as they are (mixed policy); None: built from ``records`` (teacher records).
+    examples: list[dict[str, Any]] | None = None
+    #: The adapter this variant's training starts from; None: the run's stage-1 adapter.
+    parent: Path | None = None
+    #: Config overrides of this variant's training (e.g. ``{"sft.epochs": 1.0}``).
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 #: The variants' adapters exist only on this machine: they are evaluated in process, without the
@@ -70,12 +76,17 @@ def main_stage2_current(cfg) -> bool:
 
 
 def prepare(cfg, variant: Variant) -> Any:
-    """Write the variant's training set and link the stage-1 adapter; return the variant's config."""
+    """Write the variant's training set and link its parent adapter as its ``sft/stage1``; return its config.
+
+    The parent is the run's stage-1 adapter, or ``variant.parent`` (the mixed-policy variants
+    continue from the stage-2 adapter: their "stage 2" is then a third training).
+    """
     from .sampling import sft_examples
 
-    vcfg = variant_config(cfg, variant.name)
-    write_jsonl(layout.sft_examples(vcfg.run_dir, 2), sft_examples(variant.records, cfg))
-    _link(layout.sft_stage_dir(vcfg.run_dir, 1), layout.sft_stage_dir(cfg.run_dir, 1))
+    vcfg = config_mod.replace(variant_config(cfg, variant.name), **variant.overrides)
+    examples = variant.examples if variant.examples is not None else sft_examples(variant.records, cfg)
+    write_jsonl(layout.sft_examples(vcfg.run_dir, 2), examples)
+    _link(layout.sft_stage_dir(vcfg.run_dir, 1), variant.parent or layout.sft_stage_dir(cfg.run_dir, 1))
     return vcfg
 
 

@@ -159,7 +159,7 @@ PHASE_SETTINGS: dict[str, tuple[str, ...]] = {
     "das": ("das.", "student.model"),
     "train": ("sft.", "student.model", "student.max_context", "system_prompt"),
     "evaluate": ("eval.", "student.model", "system_prompt"),
-    "analyses": ("analyses.", "sft.", "eval.", "das.", "student.model", "system_prompt"),
+    "analyses": ("analyses.", "sft.", "eval.", "das.", "quality.", "student.model", "system_prompt"),
 }
 
 #: Where each phase records the settings it used (``settings`` key), relative to the run directory.

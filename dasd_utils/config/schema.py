@@ -239,6 +239,18 @@ class AnalysesConfig:
     full_pool: bool = False
     #: Sentence provenance of the distilled model's evaluation answers (teacher / boosted / shared / student).
     provenance: bool = True
+    #: Mixed-policy distillation (paper, sections 5 and 6.4.2): the distilled student answers the
+    #: pool's training questions again, the teacher continues its diverging answers from a point
+    #: past their middle, and one more training from the stage-2 adapter uses them with the
+    #: off-policy (DAS-kept) examples.
+    mixed_policy: bool = True
+    #: The student's new answer may be at most this many times as long as the teacher's (in student tokens).
+    mixed_length_cap: float = 1.5
+    #: Epochs of the extra training from the stage-2 adapter.
+    mixed_epochs: float = 1.0
+    #: Also train the masked variant: the student's part of each mixed answer is read, not supervised
+    #: (the paper's Table 5 found it worse).
+    mixed_masked: bool = False
 
 
 @dataclass
@@ -397,7 +409,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # student that has not finished by then is looping; a batch runs as long as its longest answer.
         "eval": {"max_new_tokens": 128, "batch_size": 25, "n_random_examples": 3},
         # One extra stage-2 training (the random subset) and one extra evaluation: the full pool is off.
-        "analyses": {"random_seeds": [1], "full_pool": False},
+        "analyses": {"random_seeds": [1], "full_pool": False, "mixed_masked": False},
     },
     # Google Colab / Kaggle T4 16 GB: the course's models and sizes.
     "colab": {
@@ -406,7 +418,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "student": {"model": QWEN3_4B, "max_context": 2048, "dtype": "auto"},
         "sft": {"precision": "auto", "gradient_checkpointing": True},
         "eval": {"max_new_tokens": 512, "batch_size": 16},
-        "analyses": {"random_seeds": [1, 2, 3], "full_pool": True},
+        "analyses": {"random_seeds": [1, 2, 3], "full_pool": True, "mixed_masked": False},
     },
     # A100 / H100 in bf16: larger sizes, full validation set.
     "full": {
@@ -416,7 +428,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "das": {"batch_size": 32},
         "sft": {"precision": "bf16", "cutoff_len": 4096, "per_device_batch_size": 4, "grad_accum": 4},
         "eval": {"max_new_tokens": 1024, "batch_size": 64},
-        "analyses": {"random_seeds": [1, 2, 3], "full_pool": True},
+        "analyses": {"random_seeds": [1, 2, 3], "full_pool": True, "mixed_masked": True},
     },
 }
 

@@ -45,6 +45,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "sft.lr_stage1": (0, None, True, False),
     "sft.lr_stage2": (0, None, True, False),
     "sft.epochs": (0, None, True, False),
+    "analyses.mixed_length_cap": (1, None, False, False),
+    "analyses.mixed_epochs": (0, None, True, False),
     "sft.per_device_batch_size": (1, None, False, False),
     "sft.grad_accum": (1, None, False, False),
     "sft.warmup_ratio": (0, 1, False, False),

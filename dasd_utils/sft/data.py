@@ -35,6 +35,9 @@ def load_sft_examples(path: str | os.PathLike, system_prompt: str | None = None)
         for m in messages:
             if not isinstance(m.get("content"), str) or not m["content"].strip():
                 raise ValueError(f"{where}: the {m['role']} message has no text")
+        masked = record.get("mask_prefix_chars", 0)
+        if not isinstance(masked, int) or isinstance(masked, bool) or not 0 <= masked < len(messages[2]["content"]):
+            raise ValueError(f"{where}: 'mask_prefix_chars' must be an integer from 0 to the answer's length - 1, got {masked!r}")
         if system_prompt is not None and messages[0]["content"] != system_prompt:
             raise ValueError(
                 f"{where}: its system prompt differs from cfg.system_prompt. Training must use the prompt "
@@ -44,8 +47,13 @@ def load_sft_examples(path: str | os.PathLike, system_prompt: str | None = None)
     return records
 
 
-def tokenize_sft_example(tokenizer, messages: Sequence[Mapping[str, str]], cutoff_len: int | None = None) -> dict[str, Any]:
+def tokenize_sft_example(tokenizer, messages: Sequence[Mapping[str, str]], cutoff_len: int | None = None,
+                         unsupervised_chars: int = 0) -> dict[str, Any]:
     """Return ``input_ids`` and ``labels`` for ``[system, user, assistant]``: loss on the response and end-of-turn only.
+
+    ``unsupervised_chars`` > 0 leaves the response's first characters out of the loss (the
+    masked variant of mixed-policy distillation: the student's own prefix is read, not learned).
+    That prefix and the rest are then tokenized separately, so no token spans the boundary.
 
     The example is exactly what the model reads and writes at inference (see
     :mod:`dasd_utils.chat`): ``prompt`` (the chat template with the generation prompt, plus any
@@ -69,14 +77,19 @@ def tokenize_sft_example(tokenizer, messages: Sequence[Mapping[str, str]], cutof
         # give the model a context it never sees at inference.
         return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
-    prompt_ids, response_ids, tail_ids = encode(layout.prompt), encode(turn.response), encode(layout.tail)
+    if not 0 <= unsupervised_chars < max(1, len(turn.response)):
+        raise ValueError(f"unsupervised_chars={unsupervised_chars} is outside the response (length {len(turn.response)})")
+    prompt_ids, tail_ids = encode(layout.prompt), encode(layout.tail)
+    read_only = encode(turn.response[:unsupervised_chars])
+    response_ids = read_only + encode(turn.response[unsupervised_chars:])
     stops = end_of_turn_ids(tokenizer)
     if any(t in stops for t in response_ids):
         raise ValueError("the assistant's text holds an end-of-turn token: the model would learn to stop inside its answer")
     full_ids = prompt_ids + response_ids + [layout.end_of_turn_id] + tail_ids
     prompt_len = len(prompt_ids)
     response_end = prompt_len + len(response_ids) + 1
-    labels = [-100] * prompt_len + full_ids[prompt_len:response_end] + [-100] * len(tail_ids)
+    supervised_from = prompt_len + len(read_only)
+    labels = [-100] * supervised_from + full_ids[supervised_from:response_end] + [-100] * len(tail_ids)
     truncated = cutoff_len is not None and len(full_ids) > cutoff_len
     if truncated:
         full_ids, labels = full_ids[:cutoff_len], labels[:cutoff_len]
@@ -102,6 +115,8 @@ class DatasetStats:
     n_dropped_no_response: int = 0
     n_prompt_mismatch: int = 0
     n_response_rewritten: int = 0
+    #: Examples whose answer starts with text left out of the loss (``mask_prefix_chars``).
+    n_prefix_masked: int = 0
     #: Text the chat template writes before the assistant's text (part of the prompt, not supervised).
     assistant_prefix: str = ""
     n_tokens: int = 0
@@ -122,7 +137,9 @@ def build_sft_dataset(records: Iterable[Mapping[str, Any]], tokenizer, cutoff_le
     rows, stats = [], DatasetStats()
     for record in records:
         stats.n_records += 1
-        tok = tokenize_sft_example(tokenizer, record["messages"], cutoff_len)
+        masked = int(record.get("mask_prefix_chars", 0) or 0)
+        tok = tokenize_sft_example(tokenizer, record["messages"], cutoff_len, unsupervised_chars=masked)
+        stats.n_prefix_masked += int(masked > 0)
         n_supervised = sum(1 for label in tok["labels"] if label != -100)
         stats.n_truncated += int(tok["truncated"])
         stats.n_prompt_mismatch += int(tok["prompt_mismatch"])

@@ -1,0 +1,292 @@
+"""Mixed-policy distillation (DASD paper, sections 5 and 6.4.2): the teacher finishes the student's diverging answers.
+
+1. **The student answers again.** The distilled student (the DAS variant's stage-2 adapter)
+   answers every question of the stage-2 pool (the training questions with a quality-kept
+   high-temperature teacher answer), greedily as at evaluation, each answer capped at
+   ``analyses.mixed_length_cap`` (1.5) times the teacher's answer to the same question, both
+   counted in student tokens (:func:`regenerate`, cached).
+2. **Divergence.** An answer diverges when the cap cut it off or its final answer is wrong or
+   missing (:func:`divergence`).
+3. **Cut and continue.** A diverging answer is kept up to a random word end past the middle of
+   its reasoning (before any "Final Answer"; :func:`cut_point`, seeded per question), and the
+   teacher continues that text (:func:`dasd_utils.teacher.continuation_requests`): the local
+   teacher reads its usual prompt followed by the prefix; an API teacher gets the prefix as a
+   final assistant message with vLLM's ``continue_final_message``. The training answer is the
+   prefix followed by the continuation, joined exactly, and it goes through the quality filter.
+4. **One more training.** The kept mixed answers and the off-policy examples (the DAS-kept
+   stage-2 set) train ``analyses.mixed_epochs`` more epoch(s) from the stage-2 adapter with the
+   stage-2 recipe; with ``analyses.mixed_masked`` a second variant leaves the student's prefix
+   out of the loss (the paper's Table 5 found that worse). Both are evaluated with the others.
+
+An API teacher's first continuation is checked before the others are sent
+(:func:`continuation_problem`): a server that refuses the parameters or starts a new answer
+instead of continuing stops this analysis with :class:`MixedPolicyUnavailable`, naming what is
+missing, and the other analyses go on.
+
+The comparison with DAS alone is not at equal training: the mixed variant has had one more
+epoch. The notebook and the report say so.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+import statistics
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .. import layout, reuse
+from ..data import read_jsonl, write_jsonl
+from ..hashing import adapter_sha256
+from ..prompts import build_sft_example, extract_answer
+
+log = logging.getLogger(__name__)
+
+_FINAL_ANSWER = re.compile(r"final\s*answer", re.IGNORECASE)
+#: The answer format's opening tag: a continuation that writes it again has started a new answer.
+OPENING = "<reasoning>"
+
+
+class MixedPolicyUnavailable(RuntimeError):
+    """The teacher cannot continue an answer it is given (no assistant prefill)."""
+
+
+# ----------------------------------------------------------------------------- the rules
+def length_cap(teacher_tokens: int, factor: float) -> int:
+    """Return the student's token budget for a question: ``factor`` times the teacher's answer, rounded up."""
+    return max(1, math.ceil(factor * teacher_tokens))
+
+
+def divergence(answer: Mapping[str, Any]) -> str | None:
+    """Return why the student's answer diverges (``cut_off``, ``no_answer``, ``wrong_answer``), or None."""
+    if answer["cut_off"]:
+        return "cut_off"
+    if answer.get("answer") is None:
+        return "no_answer"
+    return "wrong_answer" if answer["answer"] != answer["gold"] else None
+
+
+def cut_point(text: str, rng: random.Random) -> int | None:
+    """Return a random word end strictly past the middle of the answer's reasoning, or None when there is none.
+
+    The reasoning is the text before its first "Final Answer" (all of it when there is none), so
+    the student's (wrong) conclusion is never kept. A word end is a position whose character is
+    white space and whose previous one is not: the prefix ends on a whole word.
+    """
+    match = _FINAL_ANSWER.search(text)
+    body = (text[: match.start()] if match else text).rstrip()
+    ends = [i for i in range(len(body) // 2 + 1, len(body)) if body[i].isspace() and not body[i - 1].isspace()]
+    return rng.choice(ends) if ends else None
+
+
+def item_rng(seed: int, question_id: str) -> random.Random:
+    """Return the random generator of one question's cut (the same seed and question: the same cut)."""
+    return random.Random(f"mixed-policy:{seed}:{question_id}")
+
+
+def continuation_problem(prefill: str, record: Mapping[str, Any] | None) -> str | None:
+    """Return why a teacher record does not continue ``prefill`` (refused, empty, a new answer), or None."""
+    if record is None:
+        return "no answer was received"
+    if record.get("error") is not None:
+        error = str(record["error"])
+        if error.startswith("HTTP 4"):
+            return f"the endpoint refused the continuation request ({error})"
+        return f"the continuation request failed ({error})"
+    content = record.get("content") or ""
+    if not content.strip():
+        return "the endpoint returned an empty continuation"
+    head = content.lstrip()
+    if OPENING in prefill and OPENING in content:
+        return f"the endpoint started a new answer (its text opens {OPENING} again) instead of continuing the one it was given"
+    start = prefill.lstrip()[:40]
+    if len(start) >= 10 and head.startswith(start):
+        return "the endpoint wrote the given beginning again instead of continuing it"
+    return None
+
+
+# ----------------------------------------------------------------------------- 1. the student answers again
+def regenerate(cfg, pool: Sequence[Mapping[str, Any]], rows: Mapping[str, Mapping[str, Any]], adapter: Path,
+               force: bool = False) -> list[dict[str, Any]]:
+    """Return the distilled student's capped greedy answer to each pool question (cached with its inputs)."""
+    from .. import config as config_mod
+    from ..evaluation.generation import chat_prefix_ids, generate_greedy, render_chat_prompt
+    from ..evaluation.hf_backend import HFBackend
+    from ..evaluation.models import EvalModel
+    from .variants import EVAL_SETTINGS
+
+    backend = HFBackend(config_mod.replace(cfg, **EVAL_SETTINGS))
+    tok = backend.tokenizer
+    todo = [(rec, rows[rec["question_id"]]) for rec in pool if rec["question_id"] in rows]
+    teacher_tokens = [len(tok(rec["content"], add_special_tokens=False)["input_ids"]) for rec, _ in todo]
+    caps = [length_cap(n, cfg.analyses.mixed_length_cap) for n in teacher_tokens]
+    path = layout.mixed_student_answers(cfg.run_dir)
+    manifest = path.with_name("student_answers_manifest.json")
+    key = reuse.inputs_key({
+        "adapter": adapter_sha256(adapter), "questions": [[rec["question_id"], rec["content"]] for rec, _ in todo],
+        "cap": cfg.analyses.mixed_length_cap, "system_prompt": cfg.system_prompt, "backend": backend.settings(),
+        "batch_size": cfg.eval.batch_size,
+    })
+    if reuse.reusable(manifest, key, [path], force) is not None:
+        return read_jsonl(path)
+    prompts = [render_chat_prompt(tok, row, cfg.system_prompt) for _, row in todo]
+    with backend.activate(EvalModel("mixed_student", Path(adapter))) as model:
+        outputs = generate_greedy(model, tok, prompts, max(caps, default=1), cfg.eval.batch_size,
+                                  desc="politique mixte : l'élève distillé répond", prefix_ids=chat_prefix_ids(tok, cfg.system_prompt))
+    answers = []
+    for (rec, row), n_teacher, cap, out in zip(todo, teacher_tokens, caps, outputs):
+        stopped = out["finish_reason"] == "stop"
+        ids = out["token_ids"][:-1] if stopped else out["token_ids"]
+        text = tok.decode(ids[:cap], skip_special_tokens=True)
+        cut_off = not stopped or len(ids) > cap
+        answers.append({
+            "question_id": rec["question_id"], "gold": row.get("answerKey"), "teacher_tokens": n_teacher,
+            "cap_tokens": cap, "student_tokens": min(len(ids), cap), "cut_off": cut_off, "text": text,
+            "answer": None if cut_off else extract_answer(text),
+        })
+    write_jsonl(path, answers)
+    reuse.save_manifest(manifest, key)
+    return answers
+
+
+# ----------------------------------------------------------------------------- 2-3. divergence, cut, continuation
+def cut_items(answers: Sequence[Mapping[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """Return one item per answer: its divergence and, for a diverging one, the cut and the student's prefix."""
+    items = []
+    for a in answers:
+        item = {key: a[key] for key in ("question_id", "gold", "teacher_tokens", "cap_tokens", "student_tokens", "cut_off")}
+        item.update(student_answer=a["answer"], student_text=a["text"], divergence=divergence(a), prefix=None)
+        if item["divergence"] is not None:
+            cut = cut_point(a["text"], item_rng(seed, a["question_id"]))
+            if cut is None:
+                item["skipped"] = "no_cut_point"
+            else:
+                item.update(cut=cut, prefix=a["text"][:cut])
+        items.append(item)
+    return items
+
+
+def continue_answers(cfg, items: Sequence[dict[str, Any]], rows: Mapping[str, Mapping[str, Any]], backend=None) -> None:
+    """Fill each cut item with the teacher's continuation, the joined answer and its quality verdict (in place).
+
+    With an API teacher whose first continuation is not stored yet, that one is sent alone and
+    checked (:func:`continuation_problem`); raises :class:`MixedPolicyUnavailable` when it fails.
+    """
+    from .. import config as config_mod
+    from .. import teacher
+    from ..teacher_openai import endpoint_host
+
+    cut = [i for i in items if i.get("prefix")]
+    if not cut:
+        return
+    requests = teacher.continuation_requests(cfg, [(rows[i["question_id"]], i["prefix"]) for i in cut])
+    path = layout.mixed_continuations(cfg.run_dir)
+    # The continuations train the student; their logprobs are not used: a server without them is fine here.
+    cfg = config_mod.replace(cfg, **{"teacher.require_logprobs": False})
+    backend = backend or teacher.make_backend(cfg)
+    if cfg.teacher.backend == "openai":
+        from ..teacher_openai import TeacherFatalError
+
+        try:
+            first = teacher.send_requests(cfg, requests[:1], path, backend=backend, desc="professeur : continuation (contrôle)")
+        except TeacherFatalError as exc:  # the teacher's own preflight stopped at this request (a 4xx, no content...)
+            first = teacher.read_records(path)
+            problem = continuation_problem(requests[0].prefill, first.get(requests[0].request_hash)) or str(exc)
+            first = {}
+        else:
+            problem = continuation_problem(requests[0].prefill, first.get(requests[0].request_hash))
+        if problem is not None:
+            raise MixedPolicyUnavailable(
+                f"teacher at {endpoint_host(cfg.teacher.base_url)}: {problem}. Mixed-policy distillation needs a server "
+                "that continues a final assistant message (vLLM: continue_final_message=true with "
+                "add_generation_prompt=false). Use such a server or the local teacher, or set analyses.mixed_policy=false."
+            )
+    records = teacher.send_requests(cfg, requests, path, backend=backend, desc="professeur : continuations")
+    for item, request in zip(cut, requests):
+        record = records.get(request.request_hash)
+        problem = continuation_problem(request.prefill, record)
+        item["continuation_error"] = problem
+        if record is None or record.get("error") is not None:
+            continue
+        item.update(continuation=record["content"], joined=request.prefill + record["content"],
+                    finish_reason=record.get("finish_reason"), quality=record["quality"])
+        item["teacher_answer"] = record["quality"].get("answer")
+        item["used"] = problem is None and bool(record["quality"]["ok"])
+
+
+# ----------------------------------------------------------------------------- 4. training examples, summary
+def training_examples(cfg, items: Sequence[Mapping[str, Any]], rows: Mapping[str, Mapping[str, Any]],
+                      off_policy: Sequence[Mapping[str, Any]], masked: bool = False) -> list[dict[str, Any]]:
+    """Return the SFT examples: the off-policy ones, then each kept mixed answer (prefix + continuation).
+
+    ``masked``: every mixed example carries ``mask_prefix_chars`` = the prefix's length, so that
+    the student's own text is read but not supervised (:func:`dasd_utils.sft.tokenize_sft_example`).
+    """
+    out = [dict(r, source="off_policy") for r in off_policy]
+    for item in items:
+        if not item.get("used"):
+            continue
+        example = {"question_id": item["question_id"], "stage": 2, "source": "mixed", "prefix_chars": len(item["prefix"]),
+                   "messages": build_sft_example(rows[item["question_id"]], item["joined"], cfg.system_prompt)}
+        if masked:
+            example["mask_prefix_chars"] = len(item["prefix"])
+        out.append(example)
+    return out
+
+
+def off_policy_examples(run_dir) -> list[dict[str, Any]]:
+    """Return the DAS-kept stage-2 examples (``das/stage2_sft.jsonl``), the off-policy part of the mix."""
+    return read_jsonl(layout.sft_examples(run_dir, 2))
+
+
+def summarize(items: Sequence[Mapping[str, Any]], n_off_policy: int) -> dict[str, Any]:
+    """Return the counts of each step (divergence, cut, continuation, quality) and the student's share of the kept answers."""
+    used = [i for i in items if i.get("used")]
+    continued = [i for i in items if i.get("joined") is not None]
+    rejected: dict[str, int] = {}
+    for i in continued:
+        if not i["quality"]["ok"]:
+            rejected[i["quality"]["reason"]] = rejected.get(i["quality"]["reason"], 0) + 1
+    shares = [len(i["prefix"]) / len(i["joined"]) for i in used if i["joined"]]
+    return {
+        "available": True,
+        "questions": len(items),
+        "complete_and_correct": sum(1 for i in items if i["divergence"] is None),
+        "diverging": sum(1 for i in items if i["divergence"] is not None),
+        "cut_off": sum(1 for i in items if i["divergence"] == "cut_off"),
+        "wrong_or_no_answer": sum(1 for i in items if i["divergence"] in ("wrong_answer", "no_answer")),
+        "no_cut_point": sum(1 for i in items if i.get("skipped") == "no_cut_point"),
+        "continued": len(continued),
+        "continuation_failed": sum(1 for i in items if i.get("prefix") and i.get("joined") is None),
+        "not_continuing": sum(1 for i in continued if i.get("continuation_error")),
+        "quality_rejected": dict(sorted(rejected.items())),
+        "used": len(used),
+        "teacher_correct": sum(1 for i in used if i.get("teacher_answer") == i["gold"]),
+        "student_share_chars": float(statistics.fmean(shares)) if shares else None,
+        "off_policy": n_off_policy,
+        "training_examples": n_off_policy + len(used),
+    }
+
+
+def build(cfg, pool: Sequence[Mapping[str, Any]], rows: Mapping[str, Mapping[str, Any]], adapter: Path,
+          force: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Return (items, summary) after the student's new answers, the cuts and the teacher's continuations.
+
+    Writes ``analyses/mixed_policy/items.jsonl``. Raises :class:`MixedPolicyUnavailable` when the
+    teacher cannot continue an answer.
+    """
+    answers = regenerate(cfg, pool, rows, adapter, force=force)
+    items = cut_items(answers, cfg.seed)
+    continue_answers(cfg, items, rows)
+    write_jsonl(layout.mixed_items(cfg.run_dir), items)
+    summary = summarize(items, len(off_policy_examples(cfg.run_dir)))
+    summary.update(length_cap=cfg.analyses.mixed_length_cap, epochs=cfg.analyses.mixed_epochs,
+                   masked_variant=cfg.analyses.mixed_masked)
+    return items, summary
+
+
+__all__ = ["MixedPolicyUnavailable", "OPENING", "build", "continuation_problem", "continue_answers", "cut_items",
+           "cut_point", "divergence", "item_rng", "length_cap", "off_policy_examples", "regenerate", "summarize",
+           "training_examples"]
