@@ -22,7 +22,9 @@ teacher must return the log-probabilities of *given* text, which only some serve
   ``decoded_token`` strings when none is a piece of a character (``"\\ufffd"``), else with the
   token ids decoded by the teacher tokenizer (:meth:`OpenAITeacher.decode_token_id`: exact bytes),
   and when that tokenizer cannot be loaded with the ``"\\ufffd"`` pieces matched against the
-  answer's bytes. The answer is sent without its surrounding whitespace (a chat template may strip
+  answer's bytes. Newer vLLM decodes a piece of a character in context: ``""``, and the whole
+  character on the token that completes it; those strings hide where the bytes are, so an empty
+  ``decoded_token`` leaves the token ids as the only reading. The answer is sent without its surrounding whitespace (a chat template may strip
   it); the spans are character offsets into the answer as given.
 * **Preflight**: the first request goes alone and is checked. Refused parameters (400/422), no
   ``prompt_logprobs`` in the answer (OpenAI, Infomaniak and other hosted APIs) or last prompt tokens
@@ -147,7 +149,9 @@ def locate_answer(answer: str, tokens: Sequence[Mapping[str, Any]], decode_id: T
     if not text or not window:
         raise UnscorableError("no_logprobs", "no answer text or no prompt token to score it with")
     readings = []
-    if all(isinstance(t["token"], str) for t in window):
+    # Newer vLLM rewrites a piece of a character as "" and gives the whole character to the token
+    # that completes it: such strings join to the text but hide a token's bytes; only the ids tell.
+    if all(isinstance(t["token"], str) and t["token"] for t in window):
         readings.append(([{"token": t["token"], "logprob": t["logprob"]} for t in window], None))
     if decode_id is not None and all(t["id"] is not None for t in window):
         by_id = ([{"token": f"token_id:{t['id']}", "logprob": t["logprob"]} for t in window], decode_id)

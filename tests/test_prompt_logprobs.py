@@ -79,32 +79,73 @@ def render_harmony(tokenizer, messages):
     return ids, span[0], span[1]
 
 
+def render_template(tokenizer, messages):
+    """Return (prompt ids, answer start, answer end) for a chat template with continue_final_message (Qwen3)."""
+    ids = tokenizer.apply_chat_template(messages, continue_final_message=True, tokenize=True)
+    ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    answer = tokenizer.encode(messages[-1]["content"], add_special_tokens=False)
+    assert ids[-len(answer):] == answer
+    return ids, len(ids) - len(answer), len(ids)
+
+
+def in_context(tokenizer, ids):
+    """Return each token's text as newer vLLM decodes prompt tokens (LogprobsProcessor._verify_tokens).
+
+    A decode ending in "\ufffd" is redone with up to 4 preceding tokens: "" while the character is
+    incomplete, then the text after the last "clean" context token (the whole character).
+    """
+    def alone(i):
+        return tokenizer.decode([i])
+
+    out = []
+    for k, tid in enumerate(ids):
+        text = alone(tid)
+        if text.endswith("\ufffd"):
+            context, text = ids[max(0, k - 4):k], ""
+            for n in range(1, len(context) + 1):
+                full = tokenizer.decode(context[-n:] + [tid])
+                if full.endswith("\ufffd"):
+                    continue
+                ctx = context[-n:]
+                clean = len(ctx)
+                while clean > 0 and alone(ctx[clean - 1]).endswith("\ufffd"):
+                    clean -= 1
+                prefix = tokenizer.decode(ctx[:clean]) if clean else ""
+                text = full[len(prefix):] if full.startswith(prefix) else full
+                break
+        out.append(text)
+    return out
+
+
 class VLLMGptOss:
     """The fake server's ``prompt_logprobs`` callable; ``served[answer]`` keeps the answer's ids and logprobs."""
 
-    def __init__(self, tokenizer, with_ids=True, alter=None):
+    def __init__(self, tokenizer, with_ids=True, alter=None, render=render_harmony, corrected=False):
         self.tokenizer = tokenizer
         self.with_ids = with_ids
         self.alter = alter
+        self.render = render
+        self.corrected = corrected
         self.served = {}
 
     def __call__(self, body):
         messages = body["messages"]
         if self.alter:
             messages = [*messages[:-1], dict(messages[-1], content=self.alter(messages[-1]["content"]))]
-        ids, a, b = render_harmony(self.tokenizer, messages)
+        ids, a, b = self.render(self.tokenizer, messages)
+        texts = in_context(self.tokenizer, ids) if self.corrected else [self.tokenizer.decode([i]) for i in ids]
         rng = random.Random(zlib.crc32(messages[-1]["content"].encode()))
         positions, logprobs = [None], [None]
         for pos in range(1, len(ids)):
             tid = ids[pos]
             lp = 0.0 if rng.random() < 0.05 else round(math.log(1.0 - 0.999 * rng.random() ** 3), 6)
             logprobs.append(lp)
-            mine = {"logprob": lp, "rank": 1, "decoded_token": self.tokenizer.decode([tid])}
+            mine = {"logprob": lp, "rank": 1, "decoded_token": texts[pos]}
             if pos % 3 == 0:
                 positions.append({str(tid): mine})
                 continue
             # The top-1 token first (another id, rank 1), the prompt token after it with its own rank.
-            other = tid + 1 if tid + 1 < 199998 else tid - 1
+            other = tid + 1 if tid + 1 < len(self.tokenizer) - 1 else tid - 1
             top = {"logprob": round(max(lp, -0.05), 6), "rank": 1, "decoded_token": self.tokenizer.decode([other])}
             positions.append({str(other): top, str(tid): dict(mine, rank=2 + pos % 7)})
         self.served[body["messages"][-1]["content"]] = (ids[a:b], logprobs[a:b])
@@ -150,6 +191,38 @@ def test_answer_tokens_located_with_exact_sentence_probabilities(gptoss_tokenize
         assert all(e is not None for e in expected)
         assert max(abs(a - b) for a, b in zip(found_pt(found, sentences), expected)) <= 1e-12
     assert split >= 4  # the fixtures really hold pieces of characters
+
+
+def test_strings_decoded_in_context_are_never_trusted(gptoss_tokenizer):
+    """Newer vLLM: a piece of a character reads "" and the whole character sits on the last piece."""
+    fake = VLLMGptOss(gptoss_tokenizer, corrected=True)
+    tokens = prompt_tokens(fake({"messages": build_messages(ROW) + [{"role": "assistant", "content": MINE}]}))
+    assert "" in [t["token"] for t in tokens] and "\ufffd" not in "".join(t["token"] for t in tokens)
+    with pytest.raises(UnscorableError):  # the strings join to the answer, yet never used: no guess
+        locate_answer(MINE, tokens)
+    found = locate_answer(MINE, tokens, make_token_decoder(gptoss_tokenizer))
+    ids, truth = fake.served[MINE]
+    sentences = sentence_spans(MINE)
+    assert found.logprobs.tolist() == truth
+    assert found_pt(found, sentences) == pytest.approx(exact_pt(gptoss_tokenizer, MINE, ids, truth, sentences), abs=1e-12)
+
+
+@pytest.mark.parametrize("decoder", [False, True])
+def test_a_chat_template_with_continue_final_message(decoder):
+    """Models with a chat template (here Qwen3's): the prompt ends with the answer."""
+    from real_tokenizers import load_tokenizer, qwen3_instruct_2507_template
+
+    qwen3_tokenizer = load_tokenizer("qwen3")  # its own copy: the session fixture keeps its template
+    qwen3_tokenizer.chat_template = qwen3_instruct_2507_template
+    fake = VLLMGptOss(qwen3_tokenizer, render=render_template)
+    decode = make_token_decoder(qwen3_tokenizer) if decoder else None
+    for answer in answers(6):
+        tokens = prompt_tokens(fake({"messages": build_messages(ROW) + [{"role": "assistant", "content": answer}]}))
+        found = locate_answer(answer, tokens, decode)
+        ids, truth = fake.served[answer]
+        assert found.logprobs.tolist() == truth
+        sentences = sentence_spans(answer)
+        assert found_pt(found, sentences) == pytest.approx(exact_pt(qwen3_tokenizer, answer, ids, truth, sentences), abs=1e-12)
 
 
 def test_surrounding_whitespace_keeps_offsets_into_the_answer(gptoss_tokenizer):
