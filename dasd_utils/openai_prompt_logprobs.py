@@ -158,7 +158,8 @@ def locate_answer(answer: str, tokens: Sequence[Mapping[str, Any]], decode_id: T
         # Pieces of characters: the strings may be lossy or rebuilt in context; the ids are exact.
         lossy = any(REPLACEMENT in (t["token"] or "") for t in window)
         readings.insert(0 if lossy else len(readings), by_id)
-    problem: UnscorableError = UnscorableError("no_logprobs", "the prompt tokens carry neither strings nor ids")
+    problem = UnscorableError("tokens_mismatch", "the prompt tokens' strings hide pieces of characters (an empty "
+                              "decoded_token) and no teacher tokenizer was given to decode their ids (teacher.tokenizer)")
     for entries, decode in readings:
         for end in range(len(entries), max(0, len(entries) - TAIL_TOKENS) - 1, -1):
             try:
@@ -250,13 +251,16 @@ class PromptScorer:
                 "(prompt_logprobs on /v1/chat/completions); OpenAI, Infomaniak and most hosted APIs do not. " + WAY_OUT
             ))
         try:
-            return locate_answer(answer, tokens, self.decode_id)
+            found = locate_answer(answer, tokens, self.decode_id)
         except UnscorableError as exc:
             raise PromptLogprobsUnavailable(scrub(
                 f"{where}: the endpoint returned prompt_logprobs, but its last prompt tokens do not reproduce the "
                 f"answer text ({exc.detail or exc.reason}): the server renders the assistant message differently "
                 "(chat template), or the teacher tokenizer is needed to decode token ids (teacher.tokenizer). " + WAY_OUT
             )) from None
+        log.info("prompt-scoring preflight at %s: prompt_logprobs present, the answer's %d tokens located (%s)",
+                 self.host, len(found.logprobs), found.note or found.method)
+        return found
 
 
 def teacher_answer_tokens(cfg, pairs: Sequence[tuple[Sequence[Mapping[str, Any]], str]]) -> list[TeacherTokens | UnscorableError]:
