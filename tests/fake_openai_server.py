@@ -23,6 +23,10 @@ Behaviours ("actions"), chosen per request:
                           "\ufffd" with the bytes of "\ufffd" (as vLLM decodes one id at a time)
 ``needs_top_logprobs``    like llama.cpp's server: ``logprobs: null`` unless ``top_logprobs >= 1``
 ``rejects_top_logprobs``  status 400 when the request carries ``top_logprobs``, else ``ok``
+``prompt_logprobs``       ``ok`` plus the top-level fields returned by the server's ``prompt_logprobs``
+                          callable for the request body (vLLM: ``prompt_logprobs``, ``prompt_token_ids``)
+``rejects_prompt_logprobs`` status 400 when the request carries ``prompt_logprobs`` (OpenAI's
+                          "Unrecognized request argument"), else ``ok``
 ``429``                   status 429 with ``Retry-After: <retry_after>``
 ``500``                   status 500 with a JSON error body
 ``500_echo_auth``         status 500 whose body echoes the Authorization header (scrubbing test)
@@ -51,13 +55,13 @@ import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 ACTIONS = (
     "ok", "ok_no_bytes", "ok_split_utf8", "no_logprobs", "null_logprobs", "null_logprobs_content",
     "reasoning_field", "reasoning_in_logprobs", "reasoning_none", "429", "500", "500_echo_auth",
     "400_echo_auth", "401", "403", "404", "timeout", "malformed", "drop", "harmony", "needs_top_logprobs",
-    "rejects_top_logprobs", "rejects_continue", "ignores_continue",
+    "rejects_top_logprobs", "rejects_continue", "ignores_continue", "prompt_logprobs", "rejects_prompt_logprobs",
 )
 
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
@@ -113,6 +117,7 @@ class FakeOpenAIServer:
         retry_after: str = "1",
         timeout_sleep_s: float = 5.0,
         port: int = 0,
+        prompt_logprobs: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ) -> None:
         for action in [default, *(script or []), *[a for acts in (plan or {}).values() for a in acts]]:
             if action not in ACTIONS:
@@ -124,6 +129,8 @@ class FakeOpenAIServer:
         self.answers = dict(answers or {})
         self.retry_after = retry_after
         self.timeout_sleep_s = timeout_sleep_s
+        #: Action ``prompt_logprobs``: request body -> top-level fields added to the answer.
+        self.prompt_logprobs = prompt_logprobs
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -298,6 +305,9 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "rejects_continue" and "continue_final_message" in body:
             self._error(400, "Unrecognized request argument supplied: continue_final_message", "invalid_request_error")
             return
+        if action == "rejects_prompt_logprobs" and "prompt_logprobs" in body:
+            self._error(400, "Unrecognized request argument supplied: prompt_logprobs", "invalid_request_error")
+            return
         if action == "timeout":
             time.sleep(fake.timeout_sleep_s)
         if action == "malformed":
@@ -310,7 +320,11 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        self._send(200, self._completion(action, body, user_text))
+        payload = self._completion(action, body, user_text)
+        if action == "prompt_logprobs":
+            assert fake.prompt_logprobs is not None, "action prompt_logprobs needs the server's prompt_logprobs callable"
+            payload.update(fake.prompt_logprobs(body))
+        self._send(200, payload)
 
     def _completion(self, action: str, body: Mapping[str, Any], user_text: str) -> dict[str, Any]:
         fake = self.fake

@@ -143,10 +143,16 @@ def test_provenance_positions_and_area_difference():
     assert provenance.area_difference([None, 0.5], [0.2, 0.1]) == pytest.approx(0.2)
 
 
-def test_provenance_stops_for_an_api_teacher(demo_cfg):
+def test_provenance_stops_for_an_api_teacher(demo_cfg, monkeypatch):
+    """An endpoint without prompt log-probabilities (the fake server answers like OpenAI) stops the analysis."""
+    from fake_openai_server import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-provenance-key")
     demo_cfg.teacher.backend = "openai"
-    with pytest.raises(provenance.ProvenanceUnavailable, match="prompt_logprobs"):
-        provenance.check_teacher(demo_cfg)
+    with FakeOpenAIServer() as server:
+        demo_cfg.teacher.base_url = server.base_url
+        with pytest.raises(provenance.ProvenanceUnavailable, match="prompt_logprobs"):
+            provenance.check_teacher(demo_cfg)
 
 
 # --------------------------------------------------------------------------- phase and report

@@ -453,7 +453,8 @@ dans **ce** run (entraînement du stage 2, évaluation) : sur Colab, c'est du te
     new_code_cell("print(results[\"verdict\"])\nnb.show_figure(cfg, \"analyses_das_vs_random.png\")\n"),
     new_markdown_cell("**Provenance des phrases** du modèle distillé, selon leur position dans la réponse, "
                       "pour les réponses justes et fausses ; Δ est l'écart d'aire entre les deux courbes. Avec un "
-                      "professeur par API sans log-probabilités du texte fourni, l'analyse s'arrête et dit pourquoi."),
+                      "professeur par API, P_T vient des `prompt_logprobs` d'un serveur vLLM ; un fournisseur qui "
+                      "ne les renvoie pas (OpenAI, Infomaniak…) arrête l'analyse, qui dit pourquoi."),
     new_code_cell("prov = results[\"provenance\"]\nif prov[\"available\"]:\n"
                   "    display(analyses.provenance_table(results))\n"
                   "    display(nb.show_figure(cfg, \"analyses_provenance.png\"))\n"

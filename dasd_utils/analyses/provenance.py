@@ -14,8 +14,14 @@ answers, and ``Δ`` = the area between the two curves (correct minus incorrect; 
 label is more frequent in correct answers).
 
 ``P_T`` of text the teacher did not write needs the teacher's probabilities of given text
-(prompt log-probabilities). The local teacher gives them directly; an API teacher is not
-scored here: the analysis stops with a message naming what is missing, never a stand-in P_T.
+(teacher forcing). The local teacher gives them directly. An API teacher (``teacher.backend=openai``)
+is asked for them with the messages it was sent in phase ``generate``
+(:func:`dasd_utils.prompts.build_messages`) followed by the answer, through a server that returns
+prompt log-probabilities (vLLM's ``prompt_logprobs``, :mod:`dasd_utils.openai_prompt_logprobs`);
+P_S and P_D stay local. Its first request is a preflight: an endpoint that refuses the parameters
+or returns no ``prompt_logprobs`` (OpenAI, Infomaniak...) stops the analysis with a message naming
+the host, what it lacks and the way out (:class:`ProvenanceUnavailable`), before any model is
+loaded; never a stand-in P_T.
 """
 
 from __future__ import annotations
@@ -39,15 +45,32 @@ class ProvenanceUnavailable(RuntimeError):
 
 
 def check_teacher(cfg) -> None:
-    """Raise ProvenanceUnavailable when the teacher cannot give P_T of the distilled model's text."""
-    if cfg.teacher.backend != "local":
-        raise ProvenanceUnavailable(
-            f"teacher.backend={cfg.teacher.backend}: P_T of the distilled model's sentences needs the teacher's "
-            "log-probabilities of text it did not write (teacher forcing). An OpenAI-compatible chat API returns "
-            "logprobs of generated tokens only; this analysis needs vLLM's prompt_logprobs or /completions with "
-            "echo=true and logprobs, which this version does not call. Use the local teacher (teacher.backend=local) "
-            "on a GPU, or skip it (analyses.provenance=false)."
-        )
+    """Raise ProvenanceUnavailable when the teacher cannot give P_T of the distilled model's text.
+
+    The local teacher always can. An API teacher is asked: one prompt-scoring request
+    (:func:`dasd_utils.openai_prompt_logprobs.probe`), and the server's answer decides.
+    """
+    if cfg.teacher.backend == "local":
+        return
+    if cfg.teacher.backend != "openai":
+        raise ProvenanceUnavailable(f"teacher.backend={cfg.teacher.backend}: no way to score given text with it; "
+                                    "use teacher.backend=local or openai, or analyses.provenance=false")
+    from ..openai_prompt_logprobs import PromptLogprobsUnavailable, probe
+
+    try:
+        probe(cfg)
+    except PromptLogprobsUnavailable as exc:
+        raise ProvenanceUnavailable(str(exc)) from None
+
+
+def _api_teacher_tokens(cfg, todo) -> list:
+    """Return the API teacher's tokens (or UnscorableError) per answer; raise ProvenanceUnavailable after the preflight."""
+    from ..openai_prompt_logprobs import PromptLogprobsUnavailable, teacher_answer_tokens
+
+    try:
+        return teacher_answer_tokens(cfg, [(build_messages(row, cfg.system_prompt), content) for _, content, _, row in todo])
+    except PromptLogprobsUnavailable as exc:
+        raise ProvenanceUnavailable(str(exc)) from None
 
 
 def _logprobs(model, tokenizer, messages_list, contents, cfg, desc: str):
@@ -68,7 +91,8 @@ def score_answers(cfg, predictions: Sequence[Mapping[str, Any]], rows: Sequence[
     from ..segment import sentence_spans
     from ..teacher_local import teacher_messages
 
-    check_teacher(cfg)
+    if cfg.teacher.backend not in ("local", "openai"):
+        check_teacher(cfg)
     by_id = {r["id"]: r for r in rows}
     answers = [p for p in predictions if p.get("response") and p["question_id"] in by_id]
     records: list[dict[str, Any]] = []
@@ -83,27 +107,36 @@ def score_answers(cfg, predictions: Sequence[Mapping[str, Any]], rows: Sequence[
             rec["unscorable_reason"] = "no_sentences"
     if not todo:
         return records
+    # An API teacher first: its preflight may stop the analysis before any model is loaded.
+    api_tokens = _api_teacher_tokens(cfg, todo) if cfg.teacher.backend == "openai" else None
     model, tokenizer = das.load_scoring_model(cfg, distilled_adapter=adapter)
     contents = [t[1] for t in todo]
     student_msgs = [build_messages(t[3], cfg.system_prompt) for t in todo]
+    local_teacher = api_tokens is None
     teacher_msgs = [teacher_messages(t[3], cfg.system_prompt, cfg.teacher.local_few_shot, cfg.teacher.local_gold_hint)
-                    for t in todo]
+                    for t in todo] if local_teacher else []
     s_examples, d_lp = _logprobs(model, tokenizer, student_msgs, contents, cfg, "provenance : élève distillé")
     with model.disable_adapter():
         _, s_lp = _logprobs(model, tokenizer, student_msgs, contents, cfg, "provenance : élève")
-        if cfg.teacher.model == cfg.student.model:  # the demo: the stand-in teacher is the base student
+        if local_teacher and cfg.teacher.model == cfg.student.model:  # the demo: the stand-in teacher is the base student
             t_examples, t_lp = _logprobs(model, tokenizer, teacher_msgs, contents, cfg, "provenance : professeur")
-    if cfg.teacher.model != cfg.student.model:
+    if local_teacher and cfg.teacher.model != cfg.student.model:
         from ..models import load_model
 
         teacher, t_tok = load_model(cfg.teacher.model, cfg, dtype=cfg.teacher.local_dtype, device=cfg.teacher.local_device)
         t_examples, t_lp = _logprobs(teacher, t_tok, teacher_msgs, contents, cfg, "provenance : professeur")
         del teacher
     for k, (rec, content, sentences, _) in enumerate(todo):
-        t_starts, t_ends = response_token_spans(t_examples[k])
         s_starts, s_ends = response_token_spans(s_examples[k])
         try:
-            scored = das.score_example(content, sentences, t_starts, t_ends, t_lp[k], s_starts, s_ends, s_lp[k],
+            if local_teacher:
+                t_starts, t_ends = response_token_spans(t_examples[k])
+                t_logprobs = t_lp[k]
+            elif isinstance(api_tokens[k], UnscorableError):
+                raise api_tokens[k]
+            else:
+                t_starts, t_ends, t_logprobs = api_tokens[k].starts, api_tokens[k].ends, api_tokens[k].logprobs
+            scored = das.score_example(content, sentences, t_starts, t_ends, t_logprobs, s_starts, s_ends, s_lp[k],
                                        cfg.das, distilled_logprobs=d_lp[k])
         except UnscorableError as exc:
             rec.update(scorable=False, unscorable_reason=exc.reason)
