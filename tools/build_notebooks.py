@@ -429,7 +429,10 @@ de réponses à T = 0,9 retenues par le filtre de qualité (papier DASD, tableau
 * **(a) DAS** : les exemples conservés par DAS, c'est le stage 2 du run (réutilisé, pas réentraîné) ;
 * **(b) tirage aléatoire** : autant d'exemples tirés au hasard dans le pool (graine fixée, donc
   reproductible ; `analyses.random_seeds`) ;
-* **(c) pool entier** (optionnel, `analyses.full_pool`, activé sur le profil `colab`).
+* **(c) pool entier** (optionnel, `analyses.full_pool`, activé sur le profil `colab`) ;
+* **(d) politique mixte** (papier, sections 5 et 6.4.2 ; `analyses.mixed_policy`) : l'élève
+  distillé répond lui-même, le professeur termine ses réponses divergentes, et une époque de plus
+  part de l'adaptateur du stage 2 (variante masquée en option : `analyses.mixed_masked`).
 
 Chaque variante répond aux mêmes questions d'évaluation ; DAS est comparé à chaque autre par le
 **test exact de McNemar** (p-valeurs corrigées de Holm). Puis la **provenance** des phrases du
@@ -459,6 +462,27 @@ dans **ce** run (entraînement du stage 2, évaluation) : sur Colab, c'est du te
                   "    display(analyses.provenance_table(results))\n"
                   "    display(nb.show_figure(cfg, \"analyses_provenance.png\"))\n"
                   "else:\n    print(\"Provenance non calculée :\", prov[\"reason\"])\n"),
+    new_markdown_cell("""**Distillation à politique mixte** (papier, sections 5 et 6.4.2). L'entraînement hors
+politique n'apprend à l'élève que des textes du professeur ; à l'inférence, l'élève lit ses propres
+phrases, et une erreur l'emmène là où il n'a jamais été guidé. Ici :
+
+1. l'élève distillé (DAS) répond de nouveau aux questions d'entraînement du pool, chaque réponse
+   limitée à 1,5 fois la longueur de celle du professeur (`analyses.mixed_length_cap`) ;
+2. une réponse **diverge** si la limite l'a coupée, ou si sa réponse finale est fausse ou absente ;
+3. elle est coupée à un mot tiré au hasard **au-delà du milieu** de son raisonnement (jamais dans
+   sa conclusion), et le **professeur continue** ce texte : le professeur local lit son prompt suivi
+   de ce début, un professeur par API le reçoit comme dernier message de l'assistant avec
+   `continue_final_message` (vLLM) ; un serveur qui ne sait pas continuer est détecté par la
+   première requête, et l'analyse s'arrête en disant pourquoi ;
+4. la réponse jointe (début de l'élève + suite du professeur, exactement) passe le filtre de
+   qualité, puis une époque d'entraînement part de l'adaptateur du stage 2, sur ces réponses
+   mêlées aux exemples hors politique (ceux que DAS a conservés)."""),
+    new_code_cell(CHECK + "analyses.mixed_policy_table(results)\n"),
+    new_markdown_cell("Un exemple d'entraînement de ce run : entre ⟦ ⟧ la part écrite par l'élève (non supervisée "
+                      "dans la variante masquée), puis la suite du professeur."),
+    new_code_cell(CHECK + "analyses.show_mixed_example(cfg)\n"),
+    new_markdown_cell("La variante à politique mixte a eu une époque de plus que DAS seul : le verdict le rappelle."),
+    new_code_cell("print(results[\"mixed_verdict\"] or \"Politique mixte non évaluée : \" + str(results[\"mixed_policy\"].get(\"reason\")))\n"),
     new_markdown_cell("Le rapport est reconstruit pour y ajouter la section « Le filtrage DAS aide-t-il ? »."),
     new_code_cell("from dasd_utils import report\npaths = report.run_phase(cfg, force=True)\n"
                   "print(nb.relative(paths[\"markdown\"]))\n"),

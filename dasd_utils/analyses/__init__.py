@@ -35,7 +35,8 @@ from . import compare, mixed, paths, provenance, sampling, tables, variants
 from .compare import comparison_table, mixed_verdict, verdict
 from .paths import analyses_dir, comparison_figure, manifest_file, provenance_figure, results_file
 from .sampling import das_kept, pool_records, random_subset, set_statistics
-from .tables import cost_table, provenance_table, results_table, statistics_table
+from .tables import (cost_table, mixed_policy_table, provenance_table, results_table, show_mixed_example,
+                     statistics_table)
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,6 @@ def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dic
     }
 
 
-__all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "cost_table", "mixed", "mixed_verdict", "paths",
-           "phase_inputs",
-           "provenance", "provenance_table", "report_context", "results_table", "run_phase", "sampling",
-           "statistics_table", "tables", "variants", "verdict"]
+__all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "cost_table", "mixed", "mixed_policy_table",
+           "mixed_verdict", "paths", "phase_inputs", "provenance", "provenance_table", "report_context", "results_table",
+           "run_phase", "sampling", "show_mixed_example", "statistics_table", "tables", "variants", "verdict"]

@@ -78,10 +78,95 @@ def cost_estimate(cfg) -> list[dict[str, Any]]:
         scale = n_pool / n_kept if n_pool and n_kept else None
         rows.append({"analyse": "(c) pool entier", "entraînements": 1, "évaluations": 1,
                      "secondes (estimation)": total(train_s * scale if train_s and scale else None, per_model)})
+    if cfg.analyses.mixed_policy:
+        n_eval = _number(len(cfg_eval_items(cfg)))
+        regenerate = per_model * n_pool / n_eval if per_model and n_pool and n_eval else None
+        epochs = cfg.analyses.mixed_epochs / cfg.sft.epochs if cfg.sft.epochs else None
+        for masked in (False, True) if cfg.analyses.mixed_masked else (False,):
+            rows.append({"analyse": "politique mixte" + (" (préfixe masqué)" if masked else "")
+                         + ("" if masked else " : l'élève répond, le professeur continue, 1 entraînement"),
+                         "entraînements": 1, "évaluations": 1,
+                         "secondes (estimation)": total(train_s * epochs if train_s and epochs else None, per_model,
+                                                        0 if masked else regenerate)})
     if cfg.analyses.provenance:
         rows.append({"analyse": "provenance (3 passes de notation, sans génération)", "entraînements": 0,
                      "évaluations": 0, "secondes (estimation)": round(per_model / 4) if per_model else None})
     return rows
+
+
+def cfg_eval_items(cfg) -> list:
+    """Return the run's evaluation questions (empty before the data phase)."""
+    from ..data import load_run_questions
+
+    try:
+        return load_run_questions(cfg, "eval")
+    except FileNotFoundError:
+        return []
+
+
+_MIXED_LABELS = {
+    "questions": "questions du pool (réponse du professeur à T = 0,9 retenue)",
+    "complete_and_correct": "réponses de l'élève complètes et justes",
+    "cut_off": "réponses coupées par la limite de longueur",
+    "wrong_or_no_answer": "réponses fausses ou sans réponse",
+    "no_cut_point": "divergentes sans point de coupe",
+    "continued": "continuées par le professeur",
+    "not_continuing": "dont « nouvelle réponse » au lieu d'une suite",
+    "used": "retenues par le filtre de qualité",
+    "teacher_correct": "dont bonne réponse finale",
+    "off_policy": "exemples hors politique (conservés par DAS)",
+    "training_examples": "exemples de l'entraînement supplémentaire",
+}
+
+
+def mixed_policy_table(results: Mapping[str, Any]):
+    """Return the mixed-policy counts, step by step (None when the analysis was not made)."""
+    import pandas as pd
+
+    mp = results.get("mixed_policy") or {}
+    if not mp.get("available"):
+        return None
+    rows = {label: mp.get(key) for key, label in _MIXED_LABELS.items()}
+    for reason, n in (mp.get("quality_rejected") or {}).items():
+        rows[f"rejetées par le filtre : {reason}"] = n
+    if mp.get("student_share_chars") is not None:
+        rows["part de l'élève dans les réponses retenues (caractères)"] = f"{mp['student_share_chars']:.0%}"
+    return pd.DataFrame({"nombre": rows})
+
+
+def mixed_example(cfg) -> dict[str, Any] | None:
+    """Return one continued item of this run (a kept one first): the student's prefix, the teacher's continuation, the checks."""
+    from ..data import read_jsonl
+
+    path = layout.mixed_items(cfg.run_dir)
+    items = [i for i in (read_jsonl(path) if path.is_file() else []) if i.get("joined") is not None]
+    if not items:
+        return None
+    item = next((i for i in items if i.get("used")), items[0])
+    return {
+        "question_id": item["question_id"], "divergence": item["divergence"],
+        "student_tokens": f"{item['student_tokens']} / {item['cap_tokens']} (limite)",
+        "student_text": item["student_text"], "prefix": item["prefix"], "continuation": item["continuation"],
+        "joined_exactly": item["joined"] == item["prefix"] + item["continuation"],
+        "quality": item["quality"], "used": bool(item.get("used")),
+    }
+
+
+def show_mixed_example(cfg) -> None:
+    """Print :func:`mixed_example`: the student's answer, the cut (⟦student⟧ then the teacher), the verdict."""
+    example = mixed_example(cfg)
+    if example is None:
+        print("Aucune réponse continuée par le professeur dans ce run.")
+        return
+    print(f"question {example['question_id']} : réponse de l'élève divergente ({example['divergence']}), "
+          f"{example['student_tokens']} jetons")
+    print("\n--- réponse de l'élève distillé ---\n" + example["student_text"])
+    print("\n--- exemple d'entraînement : ⟦part de l'élève⟧ puis la suite du professeur ---\n"
+          f"⟦{example['prefix']}⟧{example['continuation']}")
+    print(f"\npréfixe + suite == exemple d'entraînement : {example['joined_exactly']}")
+    quality = example["quality"]
+    print(f"filtre de qualité : {'retenu' if quality['ok'] else 'rejeté (' + str(quality['reason']) + ')'}, "
+          f"réponse finale {quality.get('answer')}")
 
 
 def cost_table(cfg):
@@ -91,4 +176,5 @@ def cost_table(cfg):
     return pd.DataFrame(cost_estimate(cfg)).set_index("analyse")
 
 
-__all__ = ["cost_estimate", "cost_table", "provenance_table", "results_table", "statistics_table"]
+__all__ = ["cost_estimate", "cost_table", "mixed_example", "mixed_policy_table", "provenance_table", "results_table",
+           "show_mixed_example", "statistics_table"]
