@@ -359,6 +359,27 @@ def test_run_phase_writes_summary_and_figure(cfg):
     assert len(teacher.kept_sft_examples(cfg, 1)) == len(questions(cfg))
 
 
+def test_reuse_run_leaves_the_summary_file_byte_identical(cfg, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    path = cfg.run_dir / "teacher" / "summary.json"
+    with serve(cfg) as server:
+        first = teacher.run_phase(cfg)
+        written = path.read_bytes()
+        again = teacher.run_phase(cfg)
+        assert server.count() == first["sent_this_run"] > 0
+    # The run that sent nothing returns its own counts; the file still describes the run that sent them.
+    assert again["sent_this_run"] == 0 and again["stages"]["stage1"]["sent"] == 0
+    assert path.read_bytes() == written
+    saved = json.loads(written)
+    assert saved["sent_this_run"] == first["sent_this_run"] and saved["elapsed"]["wall_s"] > 0
+    # A run that sends nothing but changes the records' statistics rewrites them, keeping the sending run's fields.
+    cfg.quality.min_chars = 10_000
+    teacher.run_phase(cfg)
+    saved = json.loads(path.read_text())
+    assert saved["stages"]["stage1"]["kept"] == 0 and saved["stages"]["stage1"]["sent"] == first["stages"]["stage1"]["sent"]
+    assert saved["sent_this_run"] == first["sent_this_run"] and saved["wall_s"] == json.loads(written)["wall_s"]
+
+
 # --------------------------------------------------------------------------- the key
 def test_api_key_never_written_logged_or_raised(tmp_path, tiny_model_dir, api_key, caplog, capfd):
     cfg = make_cfg(tmp_path / "run", tiny_model_dir)
