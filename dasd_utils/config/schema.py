@@ -214,6 +214,11 @@ class EvalConfig:
     concurrency: int = 8
     max_retries: int = 3
     timeout_s: float = 600.0
+    #: openai backend: sent as ``chat_template_kwargs: {"enable_thinking": ...}`` (vLLM, SGLang).
+    #: false: the non-thinking mode of a hybrid template (Qwen3 base), the prompt the hf backend
+    #: renders and the adapters were trained on, so base and adapters answer in the same mode;
+    #: templates without the variable ignore it. null: not sent (a server refusing unknown fields).
+    enable_thinking: bool | None = False
 
 
 @dataclass
