@@ -339,6 +339,14 @@ def test_torn_last_line_is_ignored_and_repaired(cfg):
     assert len(records) == len({r["request_hash"] for r in records}) == len(questions(cfg))
 
 
+def test_default_query_is_sent_with_every_request(cfg):
+    cfg.teacher.default_query = {"api-version": "2024-10-21"}  # an Azure-style endpoint
+    with serve(cfg) as server:
+        summary = teacher.generate_stage(cfg, 1)
+    assert summary["kept"] == len(questions(cfg)) and server.requests
+    assert all(r["path"] == "/v1/chat/completions?api-version=2024-10-21" for r in server.requests)
+
+
 def test_works_inside_a_running_event_loop(cfg):
     async def notebook_cell():
         return teacher.generate_stage(cfg, 1)

@@ -60,6 +60,10 @@ class TeacherConfig:
     model: str = GPT_OSS_120B
     #: OpenAI-compatible endpoint. Infomaniak: https://api.infomaniak.com/2/ai/<product_id>/openai/v1
     base_url: str | None = None
+    #: Query parameters sent with every request, e.g. ``{"api-version": "2024-10-21"}`` for
+    #: Azure-style endpoints (``base_url`` itself holds no query string). Never the key: a parameter
+    #: named like one (key, token, secret, signature...) is refused; the key goes in ``api_key_env``.
+    default_query: dict[str, str] = field(default_factory=dict)
     #: Name of the environment variable holding the key (the key itself is never stored).
     api_key_env: str = "OPENAI_API_KEY"
     temperature_stage1: float = 0.3
