@@ -37,7 +37,6 @@ command exits non-zero and says to re-run) and :func:`generate_stage` (one stage
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -68,7 +67,7 @@ from .teacher_store import (  # the record files; names re-exported here
     stage_path,
     teacher_dir,
 )
-from .summaries import TeacherSummary, write_summary
+from .summaries import TeacherSummary, keep_run_fields, write_summary
 from .timing import timed_phase
 
 log = logging.getLogger(__name__)
@@ -471,9 +470,8 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             + (", the gold answer as a hint" if cfg.teacher.local_gold_hint and cfg.teacher.backend == "local" else "")
             + "; its accuracy and confidence are not the course teacher's"
         )
-    written = summary if sent else _keep_last_sending_run(summary, previous)
-    if json.loads(json.dumps(written)) != previous:  # a run that sent nothing and changed nothing: file left as it was
-        write_summary(summary_file, TeacherSummary.from_dict(written))
+    # A run that sent nothing leaves the file as the last run that sent wrote it, unless the records' counts changed.
+    write_summary(summary_file, TeacherSummary.from_dict(summary if sent else keep_run_fields(summary, previous)))
     from .plots.teacher import plot_teacher_quality
 
     records = {stage: load_records(cfg, stage) for stage in STAGES}
@@ -488,33 +486,6 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             "same command to send only the failed requests again."
         )
     return summary
-
-
-#: What ``teacher/summary.json`` says about the run that wrote it rather than about the records.
-RUN_FIELDS = ("sent_this_run", "wall_s", "generation_wall_s", "elapsed")
-STAGE_RUN_FIELDS = ("sent", "failed_this_run", "reused", "wall_s", "preflight")
-
-
-def _keep_last_sending_run(summary: Mapping[str, Any], previous: Any) -> dict[str, Any]:
-    """Return ``summary`` with its per-run fields (:data:`RUN_FIELDS`, :data:`STAGE_RUN_FIELDS`) taken from ``previous``.
-
-    For a run that sent nothing: the file keeps describing the last run that sent something (the
-    returned summary still has this run's counts and time, ``timings.json`` its time), so that a
-    reuse run leaves ``teacher/summary.json``, and the report keyed on its hash, unchanged.
-    """
-    if not isinstance(previous, Mapping) or not isinstance(previous.get("stages"), Mapping):
-        return dict(summary)
-
-    def merged(new: Mapping[str, Any], old: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-        out = {k: old[k] if k in fields else v for k, v in new.items() if k in old or k not in fields}
-        out.update((k, old[k]) for k in fields if k in old and k not in out)
-        return out
-
-    stages = {
-        name: merged(stage, previous["stages"][name], STAGE_RUN_FIELDS) if isinstance(previous["stages"].get(name), Mapping) else stage
-        for name, stage in summary["stages"].items()
-    }
-    return merged(dict(summary, stages=stages), previous, RUN_FIELDS)
 
 
 def _archive_for_force(cfg: Config) -> None:
