@@ -470,7 +470,6 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             + (", the gold answer as a hint" if cfg.teacher.local_gold_hint and cfg.teacher.backend == "local" else "")
             + "; its accuracy and confidence are not the course teacher's"
         )
-    # A run that sent nothing leaves the file as the last run that sent wrote it, unless the records' counts changed.
     write_summary(summary_file, TeacherSummary.from_dict(summary if sent else keep_run_fields(summary, previous)))
     from .plots.teacher import plot_teacher_quality
 
