@@ -29,9 +29,8 @@ _LOCK = threading.Lock()
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}")
 # Credentials inside a URL: "scheme://user:password@host" and "?api_key=..." style parameters.
 _URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@?#]+@")
-_URL_SECRET_PARAM_RE = re.compile(
-    r"(?i)([?&;](?:[a-z0-9_\-]*(?:key|token|secret|passw(?:or)?d|pwd|auth|signature|sig|credential)[a-z0-9_\-]*)=)[^&#\s\"']+"
-)
+_SECRET_PARAM_NAME = r"[a-z0-9_\-]*(?:key|token|secret|passw(?:or)?d|pwd|auth|signature|sig|credential)[a-z0-9_\-]*"
+_URL_SECRET_PARAM_RE = re.compile(rf"(?i)([?&;](?:{_SECRET_PARAM_NAME})=)[^&#\s\"']+")
 #: What an environment variable name may look like (POSIX portable names, upper case).
 ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 MASK = "***"
@@ -84,10 +83,12 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, query, MASK if parts.fragment else ""))
 
 
-def url_problem(url: str, key: str) -> str | None:
+def url_problem(url: str, key: str, query_setting: str | None = None) -> str | None:
     """Return why ``url`` cannot be an API base URL (not http(s), no host, credentials in it), or None.
 
-    The message names ``key`` and shows the URL only with its credentials masked.
+    The message names ``key`` and shows the URL only with its credentials masked. A query string
+    is refused: it may carry a key (and the URL is saved in ``config.json`` and shown in logs);
+    ``query_setting`` names the setting that takes the other query parameters, when there is one.
     """
     from urllib.parse import urlsplit
 
@@ -105,8 +106,30 @@ def url_problem(url: str, key: str) -> str | None:
         return (f"{key} must not hold credentials (user-info before '@'; got {shown!r}): put the key in the "
                 "environment variable named by the api_key_env setting instead")
     if parts.query or parts.fragment:
+        elsewhere = f", other query parameters (e.g. api-version) in {query_setting}" if query_setting else ""
         return (f"{key} must not hold a query string or fragment (got {shown!r}): OpenAI-compatible base URLs "
-                "end with the API path (e.g. .../v1); the key goes in the environment variable named by api_key_env")
+                "end with the API path (e.g. .../v1), and the URL is saved in config.json and shown in logs; "
+                f"the key goes in the environment variable named by api_key_env{elsewhere}")
+    return None
+
+
+def query_problem(query: object, key: str) -> str | None:
+    """Return why ``query`` cannot be sent as query parameters with every request (``key``), or None.
+
+    A parameter named like a credential is refused (the settings are saved in ``config.json``);
+    values are never echoed, names only when they look like names.
+    """
+    if not isinstance(query, dict):
+        return f"{key} must be a mapping of parameter names to values, e.g. {{api-version: '2024-10-21'}}"
+    for name, value in query.items():
+        shown = repr(name) if isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,40}", name) else "a parameter"
+        if not isinstance(name, str) or not name.strip():
+            return f"{key}: parameter names must be non-empty text"
+        if re.fullmatch(_SECRET_PARAM_NAME, name, flags=re.IGNORECASE):
+            return (f"{key} must not hold credentials ({shown}; its value is not shown): put the key in the "
+                    "environment variable named by the api_key_env setting instead")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            return f"{key}: the value of {shown} must be text; quote it (e.g. {{api-version: '2024-10-21'}})"
     return None
 
 

@@ -163,6 +163,8 @@ class TeacherStage(Summary):
     """One stage of ``teacher/summary.json`` (``teacher.summarize_stage`` + ``generate_stage``)."""
 
     FILE: ClassVar[str] = "teacher/summary.json: stages.stage{N}"
+    #: Fields about the run that wrote the stage rather than about its records (see :func:`keep_run_fields`).
+    RUN_FIELDS = ("sent", "failed_this_run", "reused", "wall_s", "preflight")
     stage: int
     temperature: float
     model: str | None = None
@@ -204,6 +206,8 @@ class TeacherSummary(Summary):
     """``teacher/summary.json`` (written by ``teacher.run_phase``)."""
 
     FILE: ClassVar[str] = "teacher/summary.json"
+    #: Fields about the run that wrote the file rather than about the records (see :func:`keep_run_fields`).
+    RUN_FIELDS = ("sent_this_run", "wall_s", "generation_wall_s", "elapsed")
     profile: str | None
     model: str | None
     backend: str
@@ -222,6 +226,27 @@ class TeacherSummary(Summary):
 
     def stage(self, stage: int) -> TeacherStage | None:
         return self.stages.get(f"stage{stage}")
+
+
+def keep_run_fields(summary: Mapping[str, Any], previous: Any) -> dict[str, Any]:
+    """Return the teacher ``summary`` with its per-run fields (``RUN_FIELDS``) taken from ``previous``, the file's.
+
+    For a run that sent nothing: ``teacher/summary.json`` keeps describing the last run that sent
+    requests (the returned summary has this run's counts, ``timings.json`` its time), so that a
+    reuse run leaves the file byte-identical, and the report, keyed on its hash, reused.
+    """
+    if not isinstance(previous, Mapping) or not isinstance(previous.get("stages"), Mapping):
+        return dict(summary)
+
+    def merged(new: Mapping[str, Any], old: Mapping[str, Any], run_fields: tuple[str, ...]) -> dict[str, Any]:
+        out = {k: old[k] if k in run_fields else v for k, v in new.items() if k in old or k not in run_fields}
+        out.update((k, old[k]) for k in run_fields if k in old and k not in out)
+        return out
+
+    old_stages = previous["stages"]
+    stages = {name: merged(stage, old_stages[name], TeacherStage.RUN_FIELDS) if isinstance(old_stages.get(name), Mapping)
+              else stage for name, stage in summary["stages"].items()}
+    return merged(dict(summary, stages=stages), previous, TeacherSummary.RUN_FIELDS)
 
 
 # -------------------------------------------------------------------------------------- das
@@ -433,5 +458,6 @@ def read_summary(path: str | os.PathLike, cls: type[T]) -> T:
 
 __all__ = [
     "Comparison", "DasStage", "DasSummary", "DataSummary", "EvalMetrics", "ModelMetrics", "SUMMARY_TYPES",
-    "SftManifest", "Summary", "SummaryError", "TeacherStage", "TeacherSummary", "read_summary", "write_summary",
+    "SftManifest", "Summary", "SummaryError", "TeacherStage", "TeacherSummary", "keep_run_fields", "read_summary",
+    "write_summary",
 ]

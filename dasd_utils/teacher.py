@@ -67,7 +67,7 @@ from .teacher_store import (  # the record files; names re-exported here
     stage_path,
     teacher_dir,
 )
-from .summaries import TeacherSummary, write_summary
+from .summaries import TeacherSummary, keep_run_fields, write_summary
 from .timing import timed_phase
 
 log = logging.getLogger(__name__)
@@ -530,7 +530,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             + (", the gold answer as a hint" if cfg.teacher.local_gold_hint and cfg.teacher.backend == "local" else "")
             + "; its accuracy and confidence are not the course teacher's"
         )
-    write_summary(summary_file, TeacherSummary.from_dict(summary))
+    write_summary(summary_file, TeacherSummary.from_dict(summary if sent else keep_run_fields(summary, previous)))
     from .plots.teacher import plot_teacher_quality
 
     records = {stage: load_records(cfg, stage) for stage in STAGES}

@@ -244,7 +244,8 @@ class OpenAITeacher:
         import openai
 
         t = self.cfg.teacher
-        client = openai.AsyncOpenAI(api_key=key, base_url=t.base_url, max_retries=0, timeout=t.timeout_s)
+        client = openai.AsyncOpenAI(api_key=key, base_url=t.base_url, max_retries=0, timeout=t.timeout_s,
+                                    default_query={k: str(v) for k, v in t.default_query.items()} or None)
         self._semaphore = asyncio.Semaphore(t.concurrency)
         self._pause_until = 0.0
         self._fatal_error: TeacherFatalError | None = None

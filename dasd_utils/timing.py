@@ -5,7 +5,9 @@ One mechanism for every phase: :func:`run_timed` calls a phase's ``run_phase`` a
 * ``timings.json`` at the run's root: per phase, ``last`` (the latest call, possibly a reuse of
   cached results that takes seconds) and ``computed`` (the latest call that did the work);
 * an ``elapsed`` block in the phase's summary file (:data:`SUMMARY_FILES`), holding the
-  ``computed`` timing, so that a second run that only reuses results leaves the summary as it was.
+  ``computed`` timing, so that a second run that only reuses results leaves the summary as it was;
+* ``parts``: the calls of one part of a phase made on their own after its latest whole call
+  (:func:`timed_part`: the notebooks' ``sft.train_stage``, stage by stage).
 
 CPU seconds are the process's user + system time (every thread: torch's intra-op threads count)
 plus that of finished child processes; on a machine with N free cores a phase can use up to N CPU
@@ -79,16 +81,23 @@ def read_timings(run_dir: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def record(run_dir: str | os.PathLike, phase: str, wall_s: float, cpu_s: float, worked: bool,
-           result: Any = None) -> dict[str, Any]:
-    """Return the phase's timing entry after writing it to ``timings.json`` and its summary's ``elapsed`` block."""
-    run_dir = Path(run_dir)
-    entry = {
+def _entry(wall_s: float, cpu_s: float, worked: bool) -> dict[str, Any]:
+    return {
         "wall_s": round(wall_s, 2),
         "cpu_s": round(cpu_s, 2),
         "reused": not worked,
         "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def record(run_dir: str | os.PathLike, phase: str, wall_s: float, cpu_s: float, worked: bool,
+           result: Any = None) -> dict[str, Any]:
+    """Return the phase's timing entry after writing it to ``timings.json`` and its summary's ``elapsed`` block.
+
+    A whole call of the phase drops the ``parts`` recorded before it (:func:`record_part`).
+    """
+    run_dir = Path(run_dir)
+    entry = _entry(wall_s, cpu_s, worked)
     timings = read_timings(run_dir)
     phases = timings["phases"]
     previous = phases.get(phase) or {}
@@ -139,14 +148,53 @@ def timed_phase(phase: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
     return decorate
 
 
+def record_part(run_dir: str | os.PathLike, phase: str, part: str, wall_s: float, cpu_s: float, worked: bool) -> None:
+    """Write the timing of one part of a phase called on its own to ``timings.json`` (``phases.<phase>.parts.<part>``).
+
+    The notebooks train stage by stage (``sft.train_stage``), not through the phase's
+    ``run_phase``: their calls are the phase's latest ones, shown "per stage" by
+    :func:`format_table`, until the next whole call of the phase drops them. ``last``,
+    ``computed`` and the summary's ``elapsed`` stay those of the latest whole call.
+    """
+    timings = read_timings(run_dir)
+    entry = timings["phases"].setdefault(phase, {})
+    entry.setdefault("parts", {})[part] = _entry(wall_s, cpu_s, worked)
+    write_json_atomic(Path(run_dir) / TIMINGS_FILE, timings)
+
+
+def timed_part(phase: str, part: Callable[..., str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Return a decorator for a function doing one part of ``phase`` (``part(*args, **kwargs)`` names it) that records its timing.
+
+    Calls made by the phase's own ``run_phase`` are recorded too, then dropped when it finishes.
+    The function's result says whether it worked by its ``reused`` flag.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(cfg, *args: Any, **kwargs: Any) -> Any:
+            result, wall, cpu = _measured(func, cfg, *args, **kwargs)
+            if _is_main_process(result):
+                reused = isinstance(result, Mapping) and result.get("reused") is True
+                record_part(cfg.run_dir, phase, part(*args, **kwargs), wall, cpu, not reused)
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+def _measured(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float, float]:
+    wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+    result = func(*args, **kwargs)
+    return result, time.perf_counter() - wall0, _cpu_seconds() - cpu0
+
+
 def run_timed(cfg, phase: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
     """Return (``func(cfg, *args, **kwargs)``, this call's timing) and record the timing for the run.
 
     The timing is recorded only when the call returns (a failed phase records nothing).
     """
-    wall0, cpu0 = time.perf_counter(), _cpu_seconds()
-    result = func(cfg, *args, **kwargs)
-    wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
+    result, wall, cpu = _measured(func, cfg, *args, **kwargs)
     worked = did_work(phase, result)
     if _is_main_process(result):
         record(cfg.run_dir, phase, wall, cpu, worked, result)
@@ -179,20 +227,25 @@ def format_table(run_dir: str | os.PathLike) -> str:
     """Return a plain-text table of each phase's time (its latest call, and the call that computed it) and each notebook's."""
     timings = read_timings(run_dir)
     lines = [f"Time per phase ({Path(run_dir)}), wall / CPU:",
-             f"  {'phase':<10} {'latest call':<30} {'computed in':<26}"]
+             f"  {'phase':<10} {'latest call':<36} {'computed in':<26}"]
     totals = {"last": [0.0, 0.0], "computed": [0.0, 0.0]}
     for phase in ("data", *SUMMARY_FILES):
         entry = timings["phases"].get(phase)
         if not entry:
             continue
         last, computed = entry.get("last") or {}, entry.get("computed") or {}
+        note = " (reused)" if last.get("reused") else ""
+        parts = list((entry.get("parts") or {}).values())
+        if parts:  # parts called on their own after the latest whole call (a notebook, stage by stage)
+            last = {k: sum(p.get(k) or 0.0 for p in parts) for k in ("wall_s", "cpu_s")}
+            note = " (per stage" + (", reused)" if all(p.get("reused") for p in parts) else ")")
         for key, timing in (("last", last), ("computed", computed)):
             totals[key][0] += timing.get("wall_s") or 0.0
             totals[key][1] += timing.get("cpu_s") or 0.0
-        latest = f"{_fmt(last.get('wall_s'))} / {_fmt(last.get('cpu_s'))}" + (" (reused)" if last.get("reused") else "")
+        latest = f"{_fmt(last.get('wall_s'))} / {_fmt(last.get('cpu_s'))}" + note
         done = f"{_fmt(computed.get('wall_s'))} / {_fmt(computed.get('cpu_s'))}" if computed else "not computed here"
-        lines.append(f"  {phase:<10} {latest:<30} {done:<26}")
-    lines.append(f"  {'total':<10} {_fmt(totals['last'][0]) + ' / ' + _fmt(totals['last'][1]):<30} "
+        lines.append(f"  {phase:<10} {latest:<36} {done:<26}")
+    lines.append(f"  {'total':<10} {_fmt(totals['last'][0]) + ' / ' + _fmt(totals['last'][1]):<36} "
                  f"{_fmt(totals['computed'][0])} / {_fmt(totals['computed'][1])}")
     if timings["notebooks"]:
         width = max(len(name) for name in timings["notebooks"])
@@ -221,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["SUMMARY_FILES", "TIMINGS_FILE", "did_work", "format_table", "read_timings", "record",
-           "record_notebook", "run_timed", "timed_phase"]
+           "record_notebook", "record_part", "run_timed", "timed_part", "timed_phase"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

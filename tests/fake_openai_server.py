@@ -275,7 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         messages = body.get("messages") or []
         user_text = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
-        action = fake.choose_action(user_text) if self.path.rstrip("/").endswith("/chat/completions") else "404"
+        route = self.path.split("?", 1)[0]  # the query (e.g. ?api-version=...) is recorded in "path"
+        action = fake.choose_action(user_text) if route.rstrip("/").endswith("/chat/completions") else "404"
         auth = self.headers.get("Authorization", "")
         with fake._lock:
             fake.requests.append({"action": action, "auth": auth, "body": body, "start": started, "path": self.path})

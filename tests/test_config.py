@@ -218,6 +218,22 @@ def test_base_url_credentials_are_refused_and_never_shown():
     assert url_problem("https://api.infomaniak.com/2/ai/123/openai/v1", "teacher.base_url") is None
 
 
+def test_query_parameters_go_in_default_query_and_never_a_key():
+    with pytest.raises(ConfigError, match="other query parameters \\(e.g. api-version\\) in teacher.default_query"):
+        load_config("demo", overrides=["teacher.base_url=https://h.example/openai/v1?api-version=2024-10-21"])
+    cfg = load_config("demo", overrides=["teacher.base_url=https://h.example/openai/v1",
+                                         "teacher.default_query={api-version: '2024-10-21'}"])
+    assert cfg.teacher.default_query == {"api-version": "2024-10-21"}
+    assert json.loads(json.dumps(cfg.to_dict()))["teacher"]["default_query"] == {"api-version": "2024-10-21"}
+    with pytest.raises(ConfigError, match="value of 'api-version' must be text; quote it"):
+        load_config("demo", overrides=["teacher.default_query={api-version: 2024-10-21}"])  # YAML reads a date
+    secret = "sk-in-query-0123456789abcdef"
+    for name in ("api_key", "X-Auth-Token", "sig"):
+        with pytest.raises(ConfigError, match="teacher.default_query must not hold credentials") as info:
+            load_config("demo", overrides=[f"teacher.default_query={{{name}: {secret}}}"])
+        assert secret not in str(info.value)
+
+
 def test_api_key_env_must_be_a_variable_name():
     for bad in ("sk-abc123-pasted-key", "lower_case", "1ABC", "A" * 65, "MY KEY"):
         with pytest.raises(ConfigError, match="must be the NAME of an environment variable") as info:

@@ -165,6 +165,8 @@ def test_openai_backend_end_to_end(run_cfg, caplog):
         question = re.search(r"^Question: (.*)$", body["messages"][-1]["content"], re.M).group(1)
         assert body["messages"] == build_messages(by_question[question], cfg.system_prompt)
         assert body["temperature"] == 0 and body["max_tokens"] == 64
+        # Qwen3's hybrid template in its non-thinking mode, as the hf backend renders it (vLLM's parameter).
+        assert body["chat_template_kwargs"] == {"enable_thinking": False}
     assert all(r["body"]["echo"] is True and r["body"]["max_tokens"] == 1 for r in scores)
 
     n_a = sum(1 for r in rows if r["answerKey"] == "A")
@@ -217,6 +219,23 @@ def test_failed_requests_are_reported_cached_and_retried(run_cfg):
         summary = evaluation.run_phase(cfg)
         assert len(server.requests) == 2 and summary["generated"] == {"stage1": 2}
     assert summary["models"]["stage1"]["correct"] == 8
+
+
+def test_enable_thinking_is_sent_as_chat_template_kwargs_or_not_at_all(run_cfg):
+    cfg, rows = run_cfg
+    cfg.eval.models = ["base"]
+    cfg.eval.loglik = False
+    gold = {r["question"]: r["answerKey"] for r in rows}
+    with FakeServer(gold, _policy(rows)) as server:
+        cfg.eval.base_url = server.base_url
+        cfg.eval.enable_thinking = None  # a server that refuses unknown fields
+        evaluation.run_phase(cfg)
+        assert server.requests and all("chat_template_kwargs" not in r["body"] for r in server.requests)
+        server.requests.clear()
+        cfg.eval.enable_thinking = True  # another mode: other outputs, so the cached predictions are not reused
+        evaluation.run_phase(cfg)
+        assert len(server.requests) == 8
+        assert all(r["body"]["chat_template_kwargs"] == {"enable_thinking": True} for r in server.requests)
 
 
 def test_unknown_served_model_is_an_error(run_cfg):

@@ -466,6 +466,12 @@ def case_leak_url_query(ctx):
                      sets=(f"teacher.base_url=https://api.example.org/v1?api_key={KEY}",))
 
 
+@case("leak", "key in teacher.default_query ({api_key: KEY})")
+def case_leak_default_query(ctx):
+    return _leak_cli(ctx, "teacher.default_query must not hold credentials", "'api_key'",
+                     sets=(f"teacher.default_query={{api_key: {KEY}}}",))
+
+
 @case("leak", "key in eval.base_url user-info, from a YAML file")
 def case_leak_eval_url_yaml(ctx):
     return _leak_cli(ctx, "eval.base_url must not hold credentials",

@@ -339,6 +339,14 @@ def test_torn_last_line_is_ignored_and_repaired(cfg):
     assert len(records) == len({r["request_hash"] for r in records}) == len(questions(cfg))
 
 
+def test_default_query_is_sent_with_every_request(cfg):
+    cfg.teacher.default_query = {"api-version": "2024-10-21"}  # an Azure-style endpoint
+    with serve(cfg) as server:
+        summary = teacher.generate_stage(cfg, 1)
+    assert summary["kept"] == len(questions(cfg)) and server.requests
+    assert all(r["path"] == "/v1/chat/completions?api-version=2024-10-21" for r in server.requests)
+
+
 def test_works_inside_a_running_event_loop(cfg):
     async def notebook_cell():
         return teacher.generate_stage(cfg, 1)
@@ -357,6 +365,27 @@ def test_run_phase_writes_summary_and_figure(cfg):
     assert (cfg.run_dir / "figures" / "teacher_quality.png").stat().st_size > 10_000
     assert {r["temperature"] for r in teacher.load_records(cfg, 2)} == {0.9}
     assert len(teacher.kept_sft_examples(cfg, 1)) == len(questions(cfg))
+
+
+def test_reuse_run_leaves_the_summary_file_byte_identical(cfg, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    path = cfg.run_dir / "teacher" / "summary.json"
+    with serve(cfg) as server:
+        first = teacher.run_phase(cfg)
+        written = path.read_bytes()
+        again = teacher.run_phase(cfg)
+        assert server.count() == first["sent_this_run"] > 0
+    # The run that sent nothing returns its own counts; the file still describes the run that sent them.
+    assert again["sent_this_run"] == 0 and again["stages"]["stage1"]["sent"] == 0
+    assert path.read_bytes() == written
+    saved = json.loads(written)
+    assert saved["sent_this_run"] == first["sent_this_run"] and saved["elapsed"]["wall_s"] > 0
+    # A run that sends nothing but changes the records' statistics rewrites them, keeping the sending run's fields.
+    cfg.quality.min_chars = 10_000
+    teacher.run_phase(cfg)
+    saved = json.loads(path.read_text())
+    assert saved["stages"]["stage1"]["kept"] == 0 and saved["stages"]["stage1"]["sent"] == first["stages"]["stage1"]["sent"]
+    assert saved["sent_this_run"] == first["sent_this_run"] and saved["wall_s"] == json.loads(written)["wall_s"]
 
 
 # --------------------------------------------------------------------------- the key

@@ -140,6 +140,29 @@ def test_format_table_lists_phases_notebooks_and_reuse(tmp_path):
     assert "02_generation_professeur.ipynb" in table and "4.2 s" in table
 
 
+def test_train_stage_calls_after_the_phase_are_its_latest_calls_per_stage(demo_cfg, monkeypatch):
+    from dasd_utils.sft import phase as sft_phase
+
+    monkeypatch.delenv("RANK", raising=False)
+    run = demo_cfg.run_dir
+    timing.record(run, "train", 130.0, 250.0, True, {"stage1": {"reused": False}, "stage2": {"reused": False}})
+    # A notebook trains stage by stage: here both stages are reused (same inputs).
+    monkeypatch.setattr(sft_phase, "stage_inputs", lambda cfg, stage: {})
+    monkeypatch.setattr(sft_phase, "reusable_manifest", lambda cfg, stage, inputs=None: {"stage": stage})
+    from dasd_utils import sft
+
+    for stage in (1, 2):
+        assert sft.train_stage(demo_cfg, stage)["reused"] is True
+    entry = timing.read_timings(run)["phases"]["train"]
+    assert set(entry["parts"]) == {"stage1", "stage2"} and entry["last"]["wall_s"] == 130.0
+    row = next(line for line in timing.format_table(run).splitlines() if line.strip().startswith("train"))
+    assert "(per stage, reused)" in row and "2 min 10.0 s / 4 min 10.0 s" in row  # computed by the whole call
+    # The next whole call of the phase is its latest call again.
+    timing.record(run, "train", 1.0, 1.0, False, {"stage1": {"reused": True}, "stage2": {"reused": True}})
+    assert "parts" not in timing.read_timings(run)["phases"]["train"]
+    assert "per stage" not in timing.format_table(run)
+
+
 def test_timing_command_line(tmp_path, capsys):
     assert timing.main([str(tmp_path)]) == 1
     assert "timings.json not found" in capsys.readouterr().err

@@ -32,12 +32,14 @@ def results_table(results: Mapping[str, Any]):
 
 
 def statistics_table(results: Mapping[str, Any]):
-    """Return the sentence statistics of each training set side by side."""
+    """Return the sentence statistics of each training set side by side (counts as integers, the rest to 3 decimals)."""
     import pandas as pd
 
     rows = {v["label"]: {k: (round(x, 3) if isinstance(x, float) else x) for k, x in v["training_set"].items()}
             for v in results["variants"]}
-    return pd.DataFrame(rows)
+    # One column per training set mixes counts and means: object Series (DataFrame(dict, dtype=object)
+    # still casts them to float) keep n = 6 from showing as 6.000.
+    return pd.DataFrame({label: pd.Series(stats, dtype=object) for label, stats in rows.items()})
 
 
 def provenance_table(results: Mapping[str, Any]):

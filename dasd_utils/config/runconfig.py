@@ -45,7 +45,7 @@ def check_run_dir(path: str | os.PathLike) -> Path:
 #: and notebooks may change them freely. Every other key is result-changing (also keys added later).
 OPERATIONAL_KEYS = frozenset({
     "paths.run_dir", "paths.cache_dir",
-    "teacher.base_url", "teacher.api_key_env", "teacher.dotenv_path", "teacher.concurrency",
+    "teacher.base_url", "teacher.default_query", "teacher.api_key_env", "teacher.dotenv_path", "teacher.concurrency",
     "teacher.max_retries", "teacher.timeout_s", "teacher.backoff_base_s", "teacher.backoff_max_s",
     "teacher.local_batch_size", "teacher.local_device", "teacher.local_dtype",
     "das.batch_size", "das.logprob_chunk_tokens", "das.figures", "das.reuse_prompt_prefix",

@@ -60,6 +60,10 @@ class TeacherConfig:
     model: str = GPT_OSS_120B
     #: OpenAI-compatible endpoint. Infomaniak: https://api.infomaniak.com/2/ai/<product_id>/openai/v1
     base_url: str | None = None
+    #: Query parameters sent with every request, e.g. ``{"api-version": "2024-10-21"}`` for
+    #: Azure-style endpoints (``base_url`` itself holds no query string). Never the key: a parameter
+    #: named like one (key, token, secret, signature...) is refused; the key goes in ``api_key_env``.
+    default_query: dict[str, str] = field(default_factory=dict)
     #: Name of the environment variable holding the key (the key itself is never stored).
     api_key_env: str = "OPENAI_API_KEY"
     temperature_stage1: float = 0.3
@@ -214,6 +218,11 @@ class EvalConfig:
     concurrency: int = 8
     max_retries: int = 3
     timeout_s: float = 600.0
+    #: openai backend: sent as ``chat_template_kwargs: {"enable_thinking": ...}`` (vLLM, SGLang).
+    #: false: the non-thinking mode of a hybrid template (Qwen3 base), the prompt the hf backend
+    #: renders and the adapters were trained on, so base and adapters answer in the same mode;
+    #: templates without the variable ignore it. null: not sent (a server refusing unknown fields).
+    enable_thinking: bool | None = False
 
 
 @dataclass

@@ -97,7 +97,7 @@ def _number_problems(cfg: Config) -> list[str]:
 
 def validate(cfg: Config) -> None:
     """Raise ConfigError naming every value that is out of range or inconsistent, and what is allowed."""
-    from ..secrets import env_name_problem, url_problem
+    from ..secrets import env_name_problem, query_problem, url_problem
 
     problems = []
     if cfg.profile not in PROFILES:
@@ -129,8 +129,9 @@ def validate(cfg: Config) -> None:
     for section in ("teacher", "eval"):
         url = getattr(cfg, section).base_url
         if url is not None:
-            problems.append(url_problem(url, f"{section}.base_url"))
+            problems.append(url_problem(url, f"{section}.base_url", "teacher.default_query" if section == "teacher" else None))
         problems.append(env_name_problem(getattr(cfg, section).api_key_env, f"{section}.api_key_env"))
+    problems.append(query_problem(cfg.teacher.default_query, "teacher.default_query"))
     problems = [p for p in problems if p]
     if problems:
         raise ConfigError("; ".join(problems))

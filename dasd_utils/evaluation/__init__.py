@@ -34,7 +34,9 @@ messages to any OpenAI-compatible server at temperature 0, e.g. on a GPU::
 
 (the base model is requested under ``student.model``, each adapter under its name; override with
 ``eval.served_models``). The server applies the chat template itself, so it must serve the
-training tokenizer; the log-likelihood metric needs ``/completions`` with ``echo`` and
+training tokenizer; each request carries ``chat_template_kwargs: {"enable_thinking": false}``
+(``eval.enable_thinking``: Qwen3's hybrid template in the non-thinking mode the hf backend
+renders; null sends nothing); the log-likelihood metric needs ``/completions`` with ``echo`` and
 ``logprobs`` (vLLM has them) and is reported as unavailable otherwise, never guessed.
 
 Outputs (``runs/<run>/eval/``, see docs/artifacts.md): ``predictions_<model>.jsonl``,

@@ -53,9 +53,21 @@ class OpenAIBackend:
             return self.cfg.eval.served_models[spec.name]
         return self.cfg.student.model if spec.adapter is None else spec.name
 
+    def chat_template_kwargs(self) -> dict[str, Any] | None:
+        """Return the ``chat_template_kwargs`` sent with each chat request (``eval.enable_thinking``), None for none.
+
+        vLLM and SGLang pass them to the chat template: ``enable_thinking=False`` renders Qwen3's
+        hybrid template in its non-thinking mode, as the hf backend does (:mod:`dasd_utils.chat`).
+        """
+        thinking = self.cfg.eval.enable_thinking
+        return None if thinking is None else {"enable_thinking": bool(thinking)}
+
     def settings(self) -> dict[str, Any]:
         """Return what, besides the prompt and the model, changes the outputs (for the cache key)."""
-        return {"backend": "openai", "base": self.cfg.student.model}
+        out = {"backend": "openai", "base": self.cfg.student.model}
+        if self.chat_template_kwargs() is not None:
+            out["chat_template_kwargs"] = self.chat_template_kwargs()
+        return out
 
     def prompt_key(self, row: dict[str, Any]) -> str:
         """Return the messages sent (as JSON): the server applies the chat template."""
@@ -98,6 +110,8 @@ class OpenAIBackend:
     ) -> list[dict[str, Any]]:
         """Return greedy (temperature 0) chat completions for ``rows``; raises EvaluationError on failures."""
         model = self.served_name(spec)
+        template_kwargs = self.chat_template_kwargs()
+        extra = {"extra_body": {"chat_template_kwargs": template_kwargs}} if template_kwargs is not None else {}
 
         def one(row: dict[str, Any]) -> dict[str, Any]:
             resp = self.client.chat.completions.create(
@@ -105,6 +119,7 @@ class OpenAIBackend:
                 messages=build_messages(row, self.cfg.system_prompt),
                 temperature=0.0,
                 max_tokens=self.cfg.eval.max_new_tokens,
+                **extra,
             )
             choice = resp.choices[0]
             usage = getattr(resp, "usage", None)

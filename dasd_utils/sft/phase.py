@@ -17,7 +17,7 @@ from ..hashing import adapter_sha256, file_sha256
 from ..jsonl import read_json
 from ..reuse import inputs_key, reusable
 from ..summaries import SftManifest, write_summary
-from ..timing import timed_phase
+from ..timing import timed_part, timed_phase
 from .data import build_sft_dataset, load_sft_examples
 from .model import add_lora, load_base_model, load_trainable_adapter, resolve_precision, training_device
 from .paths import ADAPTER_FILES, STAGES, checkpoint_dir, figure_path, has_adapter, sft_data_path, stage_dir
@@ -114,6 +114,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
+@timed_part("train", lambda stage, force=False: f"stage{stage}")  # the notebooks train stage by stage
 def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
     """Return the manifest of ``stage`` after training it, or the existing one when its inputs did not change.
 
