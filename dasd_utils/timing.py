@@ -41,6 +41,9 @@ SUMMARY_FILES: dict[str, str] = {
 
 TIMINGS_FILE = "timings.json"
 
+#: The phases in pipeline order, as the timing table lists them (``analyses`` has no summary file).
+PHASE_ORDER = ("data", "generate", "das", "train", "evaluate", "analyses", "report")
+
 
 def _cpu_seconds() -> float:
     """Return the CPU seconds used so far by this process (all threads) and its finished children."""
@@ -229,7 +232,7 @@ def format_table(run_dir: str | os.PathLike) -> str:
     lines = [f"Time per phase ({Path(run_dir)}), wall / CPU:",
              f"  {'phase':<10} {'latest call':<36} {'computed in':<26}"]
     totals = {"last": [0.0, 0.0], "computed": [0.0, 0.0]}
-    for phase in ("data", *SUMMARY_FILES):
+    for phase in PHASE_ORDER:
         entry = timings["phases"].get(phase)
         if not entry:
             continue
