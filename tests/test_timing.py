@@ -140,6 +140,13 @@ def test_format_table_lists_phases_notebooks_and_reuse(tmp_path):
     assert "02_generation_professeur.ipynb" in table and "4.2 s" in table
 
 
+def test_format_table_lists_the_analyses_phase_before_the_report(tmp_path):
+    for phase in ("report", "analyses", "evaluate"):
+        timing.record(tmp_path, phase, 10.0, 20.0, True, None)
+    names = [line.split()[0] for line in timing.format_table(tmp_path).splitlines()[2:5]]
+    assert names == ["evaluate", "analyses", "report"]
+
+
 def test_train_stage_calls_after_the_phase_are_its_latest_calls_per_stage(demo_cfg, monkeypatch):
     from dasd_utils.sft import phase as sft_phase
 
