@@ -263,9 +263,29 @@ def test_phase_trains_the_mixed_variants_from_the_stage2_adapter(demo_cfg, monke
         assert ("mask_prefix_chars" in v.examples[1]) is masked
     assert results["mixed_policy"]["used"] == 1 and results["mixed_policy"]["available"] is True
     assert {c["b"] for c in results["comparisons"]} == {"random_s1", "mixed", "mixed_masked"}
-    assert "Politique mixte" in results["mixed_verdict"] and "époque" in results["mixed_verdict"]
+    assert "Politique mixte" in results["mixed_verdict"] and "analyses.mixed_control" in results["mixed_verdict"]
+    assert results["mixed_vs_control"] is None
     text = report.render_markdown(report.collect_context(demo_cfg.run_dir, demo_cfg.to_dict()))
     assert "politique mixte (préfixe masqué)" in text and "Politique mixte :" in text
+
+
+def test_the_control_trains_the_same_epoch_without_the_mixed_answers(demo_cfg, monkeypatch):
+    demo_cfg.analyses.mixed_control = True
+    item = {"question_id": "q1", "prefix": "<reasoning>\nBecause", "joined": "<reasoning>\nBecause x.\n</reasoning>\nFinal Answer: A",
+            "used": True}
+    summary = mixed.summarize([dict(item, divergence="cut_off", continuation=" x.", quality={"ok": True, "reason": None},
+                                    teacher_answer="A", gold="A")], 1)
+    trained = _fake_phase(demo_cfg, monkeypatch, lambda cfg, pool, rows, adapter, force=False: ([item], summary))
+    results = analyses.run_phase(demo_cfg)  # mixed right on 12 items, the control (like DAS) on 10
+    assert [v.name for v in trained] == ["das", "random_s1", "mixed", "control_extra_epoch"]
+    control = trained[3]
+    assert control.parent == trained[2].parent and control.overrides == trained[2].overrides
+    assert [e["source"] for e in control.examples] == ["off_policy"]
+    assert control.examples == trained[2].examples[:1]  # the same off-policy examples, without the mixed one
+    vs = results["mixed_vs_control"]
+    assert (vs["a"], vs["b"], vs["only_a_correct"], vs["only_b_correct"]) == ("mixed", "control_extra_epoch", 2, 0)
+    assert vs["mcnemar_p"] == 0.5 and "Contre le témoin" in results["mixed_verdict"]
+    assert "pas significatif" in results["mixed_verdict"]
 
 
 def test_phase_goes_on_when_the_teacher_cannot_continue(demo_cfg, monkeypatch):

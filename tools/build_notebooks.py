@@ -432,7 +432,8 @@ de réponses à T = 0,9 retenues par le filtre de qualité (papier DASD, tableau
 * **(c) pool entier** (optionnel, `analyses.full_pool`, activé sur le profil `colab`) ;
 * **(d) politique mixte** (papier, sections 5 et 6.4.2 ; `analyses.mixed_policy`) : l'élève
   distillé répond lui-même, le professeur termine ses réponses divergentes, et une époque de plus
-  part de l'adaptateur du stage 2 (variante masquée en option : `analyses.mixed_masked`).
+  part de l'adaptateur du stage 2 (variante masquée en option : `analyses.mixed_masked` ; témoin
+  entraîné la même époque sans les réponses mixtes : `analyses.mixed_control`, activé sur `colab`).
 
 Chaque variante répond aux mêmes questions d'évaluation ; DAS est comparé à chaque autre par le
 **test exact de McNemar** (p-valeurs corrigées de Holm). Puis la **provenance** des phrases du
@@ -481,7 +482,9 @@ phrases, et une erreur l'emmène là où il n'a jamais été guidé. Ici :
     new_markdown_cell("Un exemple d'entraînement de ce run : entre ⟦ ⟧ la part écrite par l'élève (non supervisée "
                       "dans la variante masquée), puis la suite du professeur."),
     new_code_cell(CHECK + "analyses.show_mixed_example(cfg)\n"),
-    new_markdown_cell("La variante à politique mixte a eu une époque de plus que DAS seul : le verdict le rappelle."),
+    new_markdown_cell("La variante à politique mixte a eu une époque de plus que DAS seul : le verdict la compare au "
+                      "témoin (la même époque sur les seules données hors politique) quand il a été entraîné, et le "
+                      "rappelle sinon."),
     new_code_cell("print(results[\"mixed_verdict\"] or \"Politique mixte non évaluée : \" + str(results[\"mixed_policy\"].get(\"reason\")))\n"),
     new_markdown_cell("Le rapport est reconstruit pour y ajouter la section « Le filtrage DAS aide-t-il ? »."),
     new_code_cell("from dasd_utils import report\npaths = report.run_phase(cfg, force=True)\n"

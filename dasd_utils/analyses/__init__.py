@@ -114,6 +114,12 @@ def _mixed_policy(cfg: Config, das_variant: variants.Variant, force: bool) -> tu
                    for e in examples]
         out.append(variants.Variant(name, records, examples=examples, parent=parent,
                                     overrides={"sft.epochs": cfg.analyses.mixed_epochs}))
+    if cfg.analyses.mixed_control:  # the same extra training without the mixed-policy answers
+        examples = [dict(r, source="off_policy") for r in off_policy]
+        records = [{"question_id": e["question_id"], "content": e["messages"][-1]["content"], "source": e["source"]}
+                   for e in examples]
+        out.append(variants.Variant(compare.CONTROL, records, examples=examples, parent=parent,
+                                    overrides={"sft.epochs": cfg.analyses.mixed_epochs}))
     return out, summary
 
 
@@ -140,6 +146,10 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     evaluated = variants.evaluate(cfg, todo, rows, force=force)
     predictions = {name: r["predictions"] for name, r in evaluated.items()}
     table = comparison_table(predictions)
+    if "mixed" in predictions and compare.CONTROL in predictions:
+        # One planned comparison: the extra epoch with the mixed-policy answers against the same epoch without them.
+        table["mixed_vs_control"] = compare.paired_comparison("mixed", predictions["mixed"], compare.CONTROL,
+                                                              predictions[compare.CONTROL])
     figure = compare.plot_comparison(table, comparison_figure(cfg.run_dir), cfg.profile)
     results = {
         "profile": cfg.profile,
@@ -156,6 +166,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         "verdict": verdict(table, cfg.profile),
         "mixed_policy": mixed_summary,
         "mixed_verdict": mixed_verdict(table, cfg.profile) if mixed_variants else None,
+        "mixed_vs_control": table.get("mixed_vs_control"),
         "figure": str(figure),
         "provenance": _provenance(cfg, todo[0], predictions["das"], rows),
         "settings": inputs["settings"],

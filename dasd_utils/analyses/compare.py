@@ -15,10 +15,13 @@ from ..stats import holm_adjust, mcnemar_exact, paired_counts, wilson_interval
 
 SIGNIFICANCE = 0.05
 REFERENCE = "das"
+#: The control of mixed-policy distillation: as many more epochs from the stage-2 adapter, on the off-policy examples alone.
+CONTROL = "control_extra_epoch"
 
 #: Display names (French) of the variants.
 LABELS = {"das": "DAS (conservés)", "full": "pool entier", "mixed": "politique mixte",
-          "mixed_masked": "politique mixte (préfixe masqué)"}
+          "mixed_masked": "politique mixte (préfixe masqué)",
+          CONTROL: "témoin : une époque de plus sur DAS seul"}
 
 
 def label(name: str) -> str:
@@ -39,28 +42,30 @@ def accuracy_row(name: str, predictions: Sequence[Mapping[str, Any]]) -> dict[st
             "accuracy": correct / n if n else None, "ci95": list(wilson_interval(correct, n))}
 
 
+def paired_comparison(a: str, predictions_a: Sequence[Mapping[str, Any]], b: str,
+                      predictions_b: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Return the 2x2 table of ``a`` and ``b`` on the same items, ``difference`` (a minus b) and McNemar's exact p."""
+    first, other = _correct_by_item(predictions_a), _correct_by_item(predictions_b)
+    if set(other) != set(first):
+        raise ValueError(f"{a} and {b} were not evaluated on the same items: paired test impossible")
+    ids = sorted(first)
+    table = paired_counts([first[q] for q in ids], [other[q] for q in ids])
+    n = len(ids)
+    return {
+        "a": a, "b": b, "label_b": label(b), "n": n, **table,
+        # Positive: a better than b.
+        "difference": (table["only_a_correct"] - table["only_b_correct"]) / n if n else None,
+        "mcnemar_p": mcnemar_exact(table["only_a_correct"], table["only_b_correct"]),
+    }
+
+
 def comparison_table(predictions: Mapping[str, Sequence[Mapping[str, Any]]], reference: str = REFERENCE,
                      significance: float = SIGNIFICANCE) -> dict[str, Any]:
     """Return ``{"models": [...], "comparisons": [...]}``: accuracies and reference-vs-other paired tests (Holm)."""
     if reference not in predictions:
         raise ValueError(f"no predictions for the reference variant {reference!r}")
-    ref = _correct_by_item(predictions[reference])
-    comparisons = []
-    for name, preds in predictions.items():
-        if name == reference:
-            continue
-        other = _correct_by_item(preds)
-        if set(other) != set(ref):
-            raise ValueError(f"{reference} and {name} were not evaluated on the same items: paired test impossible")
-        ids = sorted(ref)
-        table = paired_counts([ref[q] for q in ids], [other[q] for q in ids])
-        n = len(ids)
-        comparisons.append({
-            "a": reference, "b": name, "label_b": label(name), "n": n, **table,
-            # Positive: DAS better than the other variant.
-            "difference": (table["only_a_correct"] - table["only_b_correct"]) / n if n else None,
-            "mcnemar_p": mcnemar_exact(table["only_a_correct"], table["only_b_correct"]),
-        })
+    comparisons = [paired_comparison(reference, predictions[reference], name, preds)
+                   for name, preds in predictions.items() if name != reference]
     for c, p in zip(comparisons, holm_adjust([c["mcnemar_p"] for c in comparisons])):
         c["mcnemar_p_holm"] = p
         c["significant"] = p < significance
@@ -122,8 +127,19 @@ def mixed_verdict(table: Mapping[str, Any], profile: str = "") -> str | None:
             direction = "en sa faveur" if c["difference"] < 0 else "en faveur de DAS seul" if c["difference"] > 0 else "nul"
             parts.append(f"pour la variante « {name} », l'écart ({points}, {direction}) n'est pas significatif "
                          f"(p de Holm {p} ≥ {level})")
-    text = ("Politique mixte : " + " ; ".join(parts) + ". Elle a eu une époque d'entraînement de plus que DAS seul : "
-            "un gain éventuel ne lui est donc pas attribuable sans un témoin entraîné autant sur les seules données hors politique.")
+    text = "Politique mixte : " + " ; ".join(parts) + "."
+    control = table.get("mixed_vs_control")
+    if control:
+        points = f"{_fr(abs(control['difference']) * 100, '.1f')} points"
+        side = ("en faveur de la politique mixte" if control["difference"] > 0 else "en faveur du témoin"
+                if control["difference"] < 0 else "nul")
+        outcome = "significatif" if control["mcnemar_p"] < table.get("significance", SIGNIFICANCE) else "pas significatif"
+        text += (f" Contre le témoin entraîné autant sur les seules données hors politique, l'écart ({points}, {side}) "
+                 f"est {outcome} (p de McNemar {_fr(control['mcnemar_p'])}, comparaison prévue unique).")
+    else:
+        text += (" Elle a eu une époque d'entraînement de plus que DAS seul : un gain éventuel ne lui est donc pas "
+                 "attribuable sans le témoin entraîné autant sur les seules données hors politique "
+                 "(analyses.mixed_control).")
     if profile == "demo":
         text = "Profil demo : de petits modèles de substitution ne peuvent pas trancher. " + text
     return text
@@ -150,4 +166,5 @@ def plot_comparison(table: Mapping[str, Any], path: str | Path, profile: str = "
     return save(fig, path)
 
 
-__all__ = ["LABELS", "REFERENCE", "SIGNIFICANCE", "accuracy_row", "comparison_table", "label", "mixed_verdict", "plot_comparison", "verdict"]
+__all__ = ["CONTROL", "LABELS", "REFERENCE", "SIGNIFICANCE", "accuracy_row", "comparison_table", "label", "mixed_verdict",
+           "paired_comparison", "plot_comparison", "verdict"]

@@ -84,12 +84,16 @@ def cost_estimate(cfg) -> list[dict[str, Any]]:
         n_eval = _number(len(cfg_eval_items(cfg)))
         regenerate = per_model * n_pool / n_eval if per_model and n_pool and n_eval else None
         epochs = cfg.analyses.mixed_epochs / cfg.sft.epochs if cfg.sft.epochs else None
-        for masked in (False, True) if cfg.analyses.mixed_masked else (False,):
+        for masked in (False, True) if cfg.analyses.mixed_masked else (False,):  # the control costs the same
             rows.append({"analyse": "politique mixte" + (" (préfixe masqué)" if masked else "")
                          + ("" if masked else " : l'élève répond, le professeur continue, 1 entraînement"),
                          "entraînements": 1, "évaluations": 1,
                          "secondes (estimation)": total(train_s * epochs if train_s and epochs else None, per_model,
                                                         0 if masked else regenerate)})
+        if cfg.analyses.mixed_control:
+            rows.append({"analyse": "témoin de la politique mixte (la même époque, hors politique seul)",
+                         "entraînements": 1, "évaluations": 1,
+                         "secondes (estimation)": total(train_s * epochs if train_s and epochs else None, per_model)})
     if cfg.analyses.provenance:
         rows.append({"analyse": "provenance (3 passes de notation, sans génération)", "entraînements": 0,
                      "évaluations": 0, "secondes (estimation)": round(per_model / 4) if per_model else None})
