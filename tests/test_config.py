@@ -287,3 +287,15 @@ def test_damaged_config_json_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(ConfigError, match="expected a JSON object"):
         load_run_config(tmp_path)
+
+
+def test_a_setting_missing_from_an_older_config_json_takes_the_profile_value(tmp_path):
+    """A run saved before a setting existed reloads with its profile's value for it, not the dataclass default."""
+    from dasd_utils.config.schema import AnalysesConfig
+
+    cfg = load_config("demo", run_dir=tmp_path)
+    saved = cfg.to_dict()
+    assert saved["analyses"]["mixed_control"] is False and AnalysesConfig().mixed_control is True
+    del saved["analyses"]["mixed_control"]
+    (tmp_path / "config.json").write_text(json.dumps(saved), encoding="utf-8")
+    assert load_run_config(tmp_path).analyses.mixed_control is False

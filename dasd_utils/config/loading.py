@@ -256,9 +256,15 @@ def read_yaml_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Return a Config rebuilt from a ``config.json`` mapping (e.g. to reload a run)."""
+    """Return a Config rebuilt from a ``config.json`` mapping (e.g. to reload a run).
+
+    The saved profile's values come first: a setting added after the run was created (absent
+    from its config.json) takes that profile's value, not the dataclass default.
+    """
     data = copy.deepcopy(data)
     cfg = Config(profile=data.pop("profile", "colab"))
+    if cfg.profile in PROFILES:
+        _apply(cfg, copy.deepcopy(PROFILES[cfg.profile]))
     _apply(cfg, data)
     return cfg
 
