@@ -285,7 +285,7 @@ def test_the_control_trains_the_same_epoch_without_the_mixed_answers(demo_cfg, m
     vs = results["mixed_vs_control"]
     assert (vs["a"], vs["b"], vs["only_a_correct"], vs["only_b_correct"]) == ("mixed", "control_extra_epoch", 2, 0)
     assert vs["mcnemar_p"] == 0.5 and "Contre le témoin" in results["mixed_verdict"]
-    assert "pas significatif" in results["mixed_verdict"]
+    assert "n'est pas significatif (p de McNemar 0,5" in results["mixed_verdict"]
 
 
 def test_phase_goes_on_when_the_teacher_cannot_continue(demo_cfg, monkeypatch):

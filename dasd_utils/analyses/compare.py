@@ -133,9 +133,10 @@ def mixed_verdict(table: Mapping[str, Any], profile: str = "") -> str | None:
         points = f"{_fr(abs(control['difference']) * 100, '.1f')} points"
         side = ("en faveur de la politique mixte" if control["difference"] > 0 else "en faveur du témoin"
                 if control["difference"] < 0 else "nul")
-        outcome = "significatif" if control["mcnemar_p"] < table.get("significance", SIGNIFICANCE) else "pas significatif"
+        outcome = ("est significatif" if control["mcnemar_p"] < table.get("significance", SIGNIFICANCE)
+                   else "n'est pas significatif")
         text += (f" Contre le témoin entraîné autant sur les seules données hors politique, l'écart ({points}, {side}) "
-                 f"est {outcome} (p de McNemar {_fr(control['mcnemar_p'])}, comparaison prévue unique).")
+                 f"{outcome} (p de McNemar {_fr(control['mcnemar_p'])}, comparaison prévue unique).")
     else:
         text += (" Elle a eu une époque d'entraînement de plus que DAS seul : un gain éventuel ne lui est donc pas "
                  "attribuable sans le témoin entraîné autant sur les seules données hors politique "
