@@ -86,6 +86,7 @@ def training_precision(preference: str, device: str, error: type[Exception] = Va
 __all__ = [
     "PRECISIONS",
     "auto_precision",
+    "free_memory",
     "inference_dtype",
     "native_bf16",
     "resolve_device",
@@ -93,3 +94,10 @@ __all__ = [
     "training_device",
     "training_precision",
 ]
+
+
+def free_memory() -> None:
+    """Collect garbage and empty the accelerator's cache (after a model is dropped, before the next one loads)."""
+    from accelerate.utils.memory import clear_device_cache
+
+    clear_device_cache(garbage_collection=True)

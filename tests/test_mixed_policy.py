@@ -247,13 +247,17 @@ def _fake_phase(cfg, monkeypatch, mixed_result):
     return trained
 
 
-def test_phase_trains_the_mixed_variants_from_the_stage2_adapter(demo_cfg, monkeypatch):
-    demo_cfg.analyses.mixed_masked = True
+def _one_mixed_item(cfg, pool, rows, adapter, force=False):
+    """Stand-in for mixed.build: one continued answer, kept."""
     item = {"question_id": "q1", "prefix": "<reasoning>\nBecause", "joined": "<reasoning>\nBecause x.\n</reasoning>\nFinal Answer: A",
             "used": True}
-    summary = mixed.summarize([dict(item, divergence="cut_off", continuation=" x.", quality={"ok": True, "reason": None},
-                                    teacher_answer="A", gold="A")], 1)
-    trained = _fake_phase(demo_cfg, monkeypatch, lambda cfg, pool, rows, adapter, force=False: ([item], summary))
+    return [item], mixed.summarize([dict(item, divergence="cut_off", continuation=" x.", quality={"ok": True, "reason": None},
+                                         teacher_answer="A", gold="A")], 1)
+
+
+def test_phase_trains_the_mixed_variants_from_the_stage2_adapter(demo_cfg, monkeypatch):
+    demo_cfg.analyses.mixed_masked = True
+    trained = _fake_phase(demo_cfg, monkeypatch, _one_mixed_item)
     results = analyses.run_phase(demo_cfg)
     assert [v.name for v in trained] == ["das", "random_s1", "mixed", "mixed_masked"]
     das_adapter = variants.adapter_dir(demo_cfg, trained[0])
@@ -271,11 +275,7 @@ def test_phase_trains_the_mixed_variants_from_the_stage2_adapter(demo_cfg, monke
 
 def test_the_control_trains_the_same_epoch_without_the_mixed_answers(demo_cfg, monkeypatch):
     demo_cfg.analyses.mixed_control = True
-    item = {"question_id": "q1", "prefix": "<reasoning>\nBecause", "joined": "<reasoning>\nBecause x.\n</reasoning>\nFinal Answer: A",
-            "used": True}
-    summary = mixed.summarize([dict(item, divergence="cut_off", continuation=" x.", quality={"ok": True, "reason": None},
-                                    teacher_answer="A", gold="A")], 1)
-    trained = _fake_phase(demo_cfg, monkeypatch, lambda cfg, pool, rows, adapter, force=False: ([item], summary))
+    trained = _fake_phase(demo_cfg, monkeypatch, _one_mixed_item)
     results = analyses.run_phase(demo_cfg)  # mixed right on 12 items, the control (like DAS) on 10
     assert [v.name for v in trained] == ["das", "random_s1", "mixed", "control_extra_epoch"]
     control = trained[3]

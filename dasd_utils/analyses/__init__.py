@@ -107,20 +107,15 @@ def _mixed_policy(cfg: Config, das_variant: variants.Variant, force: bool) -> tu
         return [], dict(summary, available=False,
                         reason="no continued answer passed the quality filter: there is no mixed-policy example to train on")
     off_policy = mixed.off_policy_examples(cfg.run_dir)
-    out = []
-    for name, masked in [("mixed", False)] + ([("mixed_masked", True)] if cfg.analyses.mixed_masked else []):
-        examples = mixed.training_examples(cfg, items, rows, off_policy, masked=masked)
-        records = [{"question_id": e["question_id"], "content": e["messages"][-1]["content"], "source": e["source"]}
-                   for e in examples]
-        out.append(variants.Variant(name, records, examples=examples, parent=parent,
-                                    overrides={"sft.epochs": cfg.analyses.mixed_epochs}))
+    training_sets = [("mixed", mixed.training_examples(cfg, items, rows, off_policy))]
+    if cfg.analyses.mixed_masked:
+        training_sets.append(("mixed_masked", mixed.training_examples(cfg, items, rows, off_policy, masked=True)))
     if cfg.analyses.mixed_control:  # the same extra training without the mixed-policy answers
-        examples = [dict(r, source="off_policy") for r in off_policy]
-        records = [{"question_id": e["question_id"], "content": e["messages"][-1]["content"], "source": e["source"]}
-                   for e in examples]
-        out.append(variants.Variant(compare.CONTROL, records, examples=examples, parent=parent,
-                                    overrides={"sft.epochs": cfg.analyses.mixed_epochs}))
-    return out, summary
+        training_sets.append((compare.CONTROL, mixed.training_examples(cfg, [], rows, off_policy)))
+    return [variants.Variant(name, [{"question_id": e["question_id"], "content": e["messages"][-1]["content"],
+                                     "source": e["source"]} for e in examples],
+                             examples=examples, parent=parent, overrides={"sft.epochs": cfg.analyses.mixed_epochs})
+            for name, examples in training_sets], summary
 
 
 @timed_phase("analyses")

@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 
 from .. import layout, reuse
 from ..data import read_jsonl, write_jsonl
+from ..devices import free_memory
 from ..hashing import adapter_sha256
 from ..prompts import build_sft_example, extract_answer
 
@@ -135,6 +136,8 @@ def regenerate(cfg, pool: Sequence[Mapping[str, Any]], rows: Mapping[str, Mappin
     with backend.activate(EvalModel("mixed_student", Path(adapter))) as model:
         outputs = generate_greedy(model, tok, prompts, max(caps, default=1), cfg.eval.batch_size,
                                   desc="politique mixte : l'élève distillé répond", prefix_ids=chat_prefix_ids(tok, cfg.system_prompt))
+    del model, backend  # the teacher and the next trainings load their own models (a T4 holds one at a time)
+    free_memory()
     answers = []
     for (rec, row), n_teacher, cap, out in zip(todo, teacher_tokens, caps, outputs):
         stopped = out["finish_reason"] == "stop"
@@ -192,9 +195,8 @@ def continue_answers(cfg, items: Sequence[dict[str, Any]], rows: Mapping[str, Ma
         try:
             first = teacher.send_requests(cfg, requests[:1], path, backend=backend, desc="professeur : continuation (contrôle)")
         except TeacherFatalError as exc:  # the teacher's own preflight stopped at this request (a 4xx, no content...)
-            first = teacher.read_records(path)
-            problem = continuation_problem(requests[0].prefill, first.get(requests[0].request_hash)) or str(exc)
-            first = {}
+            stored = teacher.read_records(path).get(requests[0].request_hash)
+            problem = continuation_problem(requests[0].prefill, stored) or str(exc)
         else:
             problem = continuation_problem(requests[0].prefill, first.get(requests[0].request_hash))
         if problem is not None:

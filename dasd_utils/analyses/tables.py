@@ -81,7 +81,7 @@ def cost_estimate(cfg) -> list[dict[str, Any]]:
         rows.append({"analyse": "(c) pool entier", "entraînements": 1, "évaluations": 1,
                      "secondes (estimation)": total(train_s * scale if train_s and scale else None, per_model)})
     if cfg.analyses.mixed_policy:
-        n_eval = _number(len(cfg_eval_items(cfg)))
+        n_eval = _number(len(_eval_items(cfg)))
         regenerate = per_model * n_pool / n_eval if per_model and n_pool and n_eval else None
         epochs = cfg.analyses.mixed_epochs / cfg.sft.epochs if cfg.sft.epochs else None
         for masked in (False, True) if cfg.analyses.mixed_masked else (False,):  # the control costs the same
@@ -100,7 +100,7 @@ def cost_estimate(cfg) -> list[dict[str, Any]]:
     return rows
 
 
-def cfg_eval_items(cfg) -> list:
+def _eval_items(cfg) -> list:
     """Return the run's evaluation questions (empty before the data phase)."""
     from ..data import load_run_questions
 

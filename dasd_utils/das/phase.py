@@ -8,7 +8,6 @@ the stored probabilities; when nothing changed, the saved summary is returned as
 
 from __future__ import annotations
 
-import gc
 import statistics
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ from typing import Any, Sequence
 
 from .. import layout
 from ..align import UNSCORABLE_REASONS
+from ..devices import free_memory
 from ..config import Config, phase_settings
 from ..data import read_jsonl, write_jsonl
 from ..hashing import adapter_sha256, file_sha256
@@ -210,8 +210,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     finally:
         if model is not None:
             del model
-            gc.collect()
-            _empty_cuda_cache()
+            free_memory()
 
     if not state.is_main_process:
         return {"process_index": state.process_index, "num_processes": state.num_processes}
@@ -283,16 +282,6 @@ def provenance_analysis(cfg: Config, distilled_adapter: str, stage: int = 2, for
     summary = summarize_stage(records, counts, stage, cfg)
     summary["file"] = str(out)
     return summary
-
-
-def _empty_cuda_cache() -> None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 __all__ = [

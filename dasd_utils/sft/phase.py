@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from .. import layout
 from ..config import Config, phase_settings
 from ..data import read_jsonl, write_jsonl
+from ..devices import free_memory
 from ..hashing import adapter_sha256, file_sha256
 from ..jsonl import read_json
 from ..reuse import inputs_key, reusable
@@ -241,7 +242,7 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         shutil.rmtree(checkpoints, ignore_errors=True)
     state.wait_for_everyone()
     del trainer, result, model
-    _free_memory()
+    free_memory()
     manifest.setdefault("wall_time_s", round(time.perf_counter() - wall_start, 1))
     return dict(manifest, reused=False)
 
@@ -255,12 +256,6 @@ def distributed_state(cfg: Config):
     from accelerate import PartialState
 
     return PartialState(cpu=training_device(cfg.student.device) == "cpu")
-
-
-def _free_memory() -> None:
-    from accelerate.utils.memory import clear_device_cache
-
-    clear_device_cache(garbage_collection=True)
 
 
 def plot_loss(cfg: Config) -> Path | None:
