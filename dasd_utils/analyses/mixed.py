@@ -179,7 +179,7 @@ def continue_answers(cfg, items: Sequence[dict[str, Any]], rows: Mapping[str, Ma
     """
     from .. import config as config_mod
     from .. import teacher
-    from ..teacher_openai import endpoint_host
+    from ..teacher.api import endpoint_host
 
     cut = [i for i in items if i.get("prefix")]
     if not cut:
@@ -190,7 +190,7 @@ def continue_answers(cfg, items: Sequence[dict[str, Any]], rows: Mapping[str, Ma
     cfg = config_mod.replace(cfg, **{"teacher.require_logprobs": False})
     backend = backend or teacher.make_backend(cfg)
     if cfg.teacher.backend == "openai":
-        from ..teacher_openai import TeacherFatalError
+        from ..teacher.api import TeacherFatalError
 
         try:
             first = teacher.send_requests(cfg, requests[:1], path, backend=backend, desc="professeur : continuation (contrôle)")

@@ -17,7 +17,7 @@ label is more frequent in correct answers).
 (teacher forcing). The local teacher gives them directly. An API teacher (``teacher.backend=openai``)
 is asked for them with the messages it was sent in phase ``generate``
 (:func:`dasd_utils.prompts.build_messages`) followed by the answer, through a server that returns
-prompt log-probabilities (vLLM's ``prompt_logprobs``, :mod:`dasd_utils.openai_prompt_logprobs`);
+prompt log-probabilities (vLLM's ``prompt_logprobs``, :mod:`dasd_utils.teacher.prompt_logprobs`);
 P_S and P_D stay local. Its first request is a preflight: an endpoint that refuses the parameters
 or returns no ``prompt_logprobs`` (OpenAI, Infomaniak...) stops the analysis with a message naming
 the host, what it lacks and the way out (:class:`ProvenanceUnavailable`), before any model is
@@ -48,14 +48,14 @@ def check_teacher(cfg) -> None:
     """Raise ProvenanceUnavailable when the teacher cannot give P_T of the distilled model's text.
 
     The local teacher always can. An API teacher is asked: one prompt-scoring request
-    (:func:`dasd_utils.openai_prompt_logprobs.probe`), and the server's answer decides.
+    (:func:`dasd_utils.teacher.prompt_logprobs.probe`), and the server's answer decides.
     """
     if cfg.teacher.backend == "local":
         return
     if cfg.teacher.backend != "openai":
         raise ProvenanceUnavailable(f"teacher.backend={cfg.teacher.backend}: no way to score given text with it; "
                                     "use teacher.backend=local or openai, or analyses.provenance=false")
-    from ..openai_prompt_logprobs import PromptLogprobsUnavailable, probe
+    from ..teacher.prompt_logprobs import PromptLogprobsUnavailable, probe
 
     try:
         probe(cfg)
@@ -65,7 +65,7 @@ def check_teacher(cfg) -> None:
 
 def _api_teacher_tokens(cfg, todo) -> list:
     """Return the API teacher's tokens (or UnscorableError) per answer; raise ProvenanceUnavailable after the preflight."""
-    from ..openai_prompt_logprobs import PromptLogprobsUnavailable, teacher_answer_tokens
+    from ..teacher.prompt_logprobs import PromptLogprobsUnavailable, teacher_answer_tokens
 
     try:
         return teacher_answer_tokens(cfg, [(build_messages(row, cfg.system_prompt), content) for _, content, _, row in todo])
@@ -89,7 +89,7 @@ def score_answers(cfg, predictions: Sequence[Mapping[str, Any]], rows: Sequence[
     """Return one record per answer: ``question_id``, ``correct`` and its sentences with P_T, P_S, P_D, provenance."""
     from ..scoring import response_token_spans
     from ..segment import sentence_spans
-    from ..teacher_local import teacher_messages
+    from ..teacher.local import teacher_messages
 
     if cfg.teacher.backend not in ("local", "openai"):
         check_teacher(cfg)

@@ -16,20 +16,21 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import layout
-from ..align import UnscorableError, analysis_target, analysis_text, teacher_token_spans
+from ..align import UnscorableError
+from ..token_recovery import analysis_target, analysis_text, teacher_token_spans
 from ..config import Config
 from ..data import load_run_questions, read_jsonl, write_jsonl
 from ..jsonl import iter_records
 from ..prompts import build_messages
 from ..segment import Sentence, sentence_spans
-from ..teacher_store import stage_path
-from .example import _base_record, _unscorable, score_example
+from .example import base_record, mark_unscorable, score_example
 
 log = logging.getLogger(__name__)
 
 
-#: The teacher records DAS reads (``teacher/stage{N}.jsonl``, :mod:`dasd_utils.layout`).
-teacher_path = stage_path
+def teacher_path(cfg: Config, stage: int):
+    """Return the teacher records DAS reads: ``teacher/stage{N}.jsonl`` (:mod:`dasd_utils.layout`)."""
+    return layout.teacher_records(cfg.run_dir, stage)
 
 
 # --------------------------------------------------------------------------- teacher records
@@ -183,12 +184,12 @@ def score_stage(
     prepared: dict[int, tuple[list[Sentence], Any]] = {}
     for i, rec in enumerate(selected):
         messages = build_messages(questions[rec["question_id"]], cfg.system_prompt)
-        record = _base_record(rec, stage, messages)
+        record = base_record(rec, stage, messages)
         records.append(record)
         content = rec.get("content")
         if not isinstance(content, str) or not content:
             # A quality-kept record always has text; guard against hand-edited files anyway.
-            _unscorable(record, UnscorableError("no_sentences", "empty content"))
+            mark_unscorable(record, UnscorableError("no_sentences", "empty content"))
             continue
         record["reasoning_source"] = cfg.teacher.reasoning_source
         try:
@@ -206,7 +207,7 @@ def score_stage(
             if not sentences:
                 raise UnscorableError("no_sentences", "the response holds no sentence outside markup")
         except UnscorableError as exc:
-            _unscorable(record, exc)
+            mark_unscorable(record, exc)
             continue
         record["teacher_alignment"] = teacher.method
         record["teacher_alignment_note"] = teacher.note
@@ -239,7 +240,7 @@ def score_stage(
                     distilled_logprobs=None if distilled_lp is None else distilled_lp[k],
                 )
             except UnscorableError as exc:
-                _unscorable(records[i], exc)
+                mark_unscorable(records[i], exc)
                 continue
             records[i].update(scorable=True, **scored)
     if state.num_processes == 1:
