@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .. import layout
 from ..config import Config
@@ -256,10 +256,30 @@ def qualitative_examples(cfg: Config, rows: Sequence[dict[str, Any]], prediction
     return out
 
 
+def constant_letter(distribution: Mapping[str, int] | None) -> str | None:
+    """Return the letter a model always picked (every answer the same letter), else None."""
+    if not distribution:
+        return None
+    used = {k: v for k, v in distribution.items() if v and k != "none"}
+    return next(iter(used)) if len(used) == 1 and sum(used.values()) == sum(distribution.values()) else None
+
+
+def always_same_letter(metrics: Mapping[str, Any]) -> dict[str, str]:
+    """Return ``{model: letter}`` for the models whose log-likelihood answer is one letter for every question."""
+    found = {}
+    for name, m in (metrics.get("models") or {}).items():
+        letter = constant_letter(m.get("loglik_distribution"))
+        if letter:
+            found[name] = letter
+    return found
+
+
 __all__ = [
+    "always_same_letter",
     "compare_models",
     "comparisons_table",
     "compute_metrics",
+    "constant_letter",
     "metrics_table",
     "model_metrics",
     "prediction_record",

@@ -1,8 +1,8 @@
-"""Small helpers the notebooks call: resolve the run, load the config, show tables and figures.
+"""What the notebooks show: the run's configuration, each phase's counts as tables, figures, the report inline.
 
 The notebooks hold no pipeline logic: every computation is a ``dasd_utils`` function that the
-command line calls too. These helpers only make the notebooks' first cells short and their
-outputs stable (relative paths, rounded numbers) for nbval.
+command line calls too. These helpers only make the notebooks' cells short and their outputs
+stable (relative paths, rounded numbers) for nbval.
 """
 
 from __future__ import annotations
@@ -12,104 +12,11 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .config import Config, RunConfigMismatch, resolve_run_config
-from .summaries import DasSummary, SftManifest, Summary, TeacherSummary
+from ..config import Config
+from ..summaries import DasSummary, SftManifest, Summary, TeacherSummary
+from .setup import relative
 
 T = TypeVar("T", bound=Summary)
-
-
-def project_root() -> Path:
-    """Return the repository root (the folder holding pyproject.toml above this package), else the cwd."""
-    here = Path(__file__).resolve().parent.parent
-    if (here / "pyproject.toml").is_file():
-        return here
-    return Path.cwd()
-
-
-def resolve_run_dir(run_dir: str | os.PathLike | None, profile: str) -> Path:
-    """Return the run directory: ``run_dir`` if given, else ``<project root>/runs/<profile>``."""
-    if run_dir:
-        return Path(run_dir).expanduser().resolve()
-    return project_root() / "runs" / profile
-
-
-def setup(profile: str | None = "demo", run_dir: str | None = None, overrides: dict[str, Any] | None = None,
-          config_file: str | None = None, force: bool = False, save: bool = True) -> Config:
-    """Return the run's Config for a notebook (created with config.json saved unless ``save=False``).
-
-    One configuration per run: when ``<run_dir>/config.json`` exists (written by the first phase
-    or notebook), it is loaded and the notebook's ``OVERRIDES`` apply on top of it; if they (or
-    ``PROFILE``) change a result-changing key, :class:`dasd_utils.colab.NotebookStop` names the
-    key, the saved value and the two ways out (another ``RUN_DIR``, or ``FORCE = True``).
-    """
-    from .colab import NotebookStop
-
-    quiet_text_progress_bars()
-    wide_text_tables()
-    target = resolve_run_dir(run_dir, profile or "demo")
-    try:
-        cfg = resolve_run_config(profile, target, config_file=config_file, overrides=overrides or {}, force=force)
-    except RunConfigMismatch as exc:
-        raise NotebookStop(mismatch_message(exc)) from None
-    if save:
-        cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save()
-    return cfg
-
-
-def mismatch_message(exc: RunConfigMismatch) -> str:
-    """Return the French explanation of a parameter that differs from the run's saved configuration."""
-    lines = [f"  - {key} : valeur enregistrée {json.dumps(saved, ensure_ascii=False)}, "
-             f"valeur demandée ici {json.dumps(new, ensure_ascii=False)}" for key, saved, new in exc.diffs]
-    return (
-        f"Les paramètres de ce notebook diffèrent de la configuration du run ({exc.config_path}) sur des "
-        "réglages qui changent les résultats :\n" + "\n".join(lines) + "\n"
-        "Un run n'a qu'une configuration (écrite par la première phase), pour que le rapport décrive ce qui a "
-        "vraiment été calculé. Deux possibilités :\n"
-        "  1. commencer un nouveau run : RUN_DIR = \"<un autre dossier>\" (les 7 notebooks avec le même RUN_DIR) ;\n"
-        "  2. remplacer la configuration enregistrée : FORCE = True (les phases dont les entrées changent "
-        "seront recalculées, et cette phase-ci aussi)."
-    )
-
-
-def wide_text_tables() -> None:
-    """Let pandas print whole tables as text (no « ... » column cut): nbval compares that text form."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        return
-    pd.set_option("display.width", 200)
-    pd.set_option("display.max_columns", 30)
-    pd.set_option("display.max_colwidth", 120)
-
-
-def quiet_text_progress_bars() -> bool:
-    """Return True when progress bars will be text because ipywidgets is missing, after silencing tqdm's warning.
-
-    In Jupyter, ``tqdm.auto`` (used by the phases and by transformers) draws widget bars when
-    ipywidgets is installed (Colab, Kaggle); without it, it falls back to text bars but first
-    prints ``TqdmWarning: IProgress not found`` into the cell's output. Importing it once here
-    with that warning filtered gives the same text bars without the warning. The local demo keeps
-    text bars on purpose: widget outputs stored in notebooks render as broken widgets on GitHub.
-    """
-    import importlib.util
-    import warnings
-
-    if importlib.util.find_spec("ipywidgets") is not None:
-        return False
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        import tqdm.auto  # noqa: F401  (imported for its side effect: the bar class is chosen once)
-    return True
-
-
-def relative(path: str | os.PathLike) -> str:
-    """Return ``path`` relative to the project root when it lies inside it (stable notebook output)."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(project_root()))
-    except ValueError:
-        return str(path)
 
 
 #: French labels of Config.summary()'s keys (the notebooks' first table).
@@ -191,7 +98,7 @@ def _typed(summary: Any, cls: type[T]) -> T:
 
 def teacher_table(summary: dict[str, Any] | TeacherSummary):
     """Return the teacher phase's per-stage counts as a table (one column per stage, rejection reasons in French)."""
-    from .plots.teacher import REASON_LABELS
+    from ..plots.teacher import REASON_LABELS
 
     rows = {}
     for s in _typed(summary, TeacherSummary).stages.values():
@@ -218,7 +125,7 @@ def teacher_example(cfg: Config, stage: int = 1, n_tokens: int = 12):
 
     import pandas as pd
 
-    from .teacher import load_kept
+    from ..teacher import load_kept
 
     kept = load_kept(cfg, stage)
     if not kept:
@@ -274,7 +181,7 @@ def sft_table(manifest: dict[str, Any] | SftManifest):
 
 def course_table(cfg: Config):
     """Return the report's « ce projet / rapport du cours » table: accuracies in % (one decimal) with Wilson intervals."""
-    from .report import collect_context
+    from ..report import collect_context
 
     def pct(value: float | None) -> str:
         return "—" if value is None else f"{100 * value:.1f} %".replace(".", ",")
@@ -301,7 +208,7 @@ def loss_table(cfg: Config, stage: int):
     """Return the training log (step, loss, learning rate) of a stage as a table."""
     import pandas as pd
 
-    from .sft import read_train_log
+    from ..sft import read_train_log
 
     return pd.DataFrame(read_train_log(cfg, stage))
 
@@ -317,7 +224,7 @@ def featured_label(cfg: Config) -> str:
 def featured_missing_message(cfg: Config, eval_questions: list[dict[str, Any]] | None = None) -> str:
     """Return the French sentence saying the featured item is not in this run's evaluation set, with the set's indices."""
     if eval_questions is None:
-        from .data import load_run_questions
+        from ..data import load_run_questions
 
         eval_questions = load_run_questions(cfg, "eval")
     indices = [q.get("index") for q in eval_questions if q.get("index") is not None]
@@ -331,14 +238,14 @@ def featured_missing_message(cfg: Config, eval_questions: list[dict[str, Any]] |
 
 def featured_question(cfg: Config) -> dict[str, Any] | None:
     """Return the evaluation question ``eval.qualitative_index`` of this run, or None when the run does not evaluate it."""
-    from .data import load_run_questions
+    from ..data import load_run_questions
 
     return next((q for q in load_run_questions(cfg, "eval") if q.get("index") == cfg.eval.qualitative_index), None)
 
 
 def show_featured_prompt(cfg: Config) -> None:
     """Print the exact chat messages of the featured evaluation question, or why it is absent; returns nothing."""
-    from .prompts import build_messages
+    from ..prompts import build_messages
 
     question = featured_question(cfg)
     if question is None:
@@ -372,7 +279,8 @@ def qualitative(cfg: Config, which: str = "highlight"):
             print()
 
 
-__all__ = ["das_table", "featured_label", "sft_facts", "object_table", "CONFIG_LABELS", "course_table", "featured_missing_message", "featured_question", "loss_table",
-           "mismatch_message", "qualitative", "show_featured_prompt", "sft_table", "teacher_example", "teacher_table",
-           "project_root", "quiet_text_progress_bars", "relative", "resolve_run_dir", "setup", "show_config",
-           "show_figure", "show_report", "stand_in_banner"]
+__all__ = [
+    "CONFIG_LABELS", "course_table", "das_table", "featured_label", "featured_missing_message", "featured_question",
+    "loss_table", "object_table", "qualitative", "sft_facts", "sft_table", "show_config", "show_featured_prompt",
+    "show_figure", "show_report", "stand_in_banner", "teacher_example", "teacher_table",
+]

@@ -7,7 +7,7 @@ response's sentences with P_T, P_S and their type, the classification rule check
 the loss mask of one training example, the paired 2 × 2 table behind a McNemar test...
 
 Nothing here is used by the pipeline: these functions only read. The pure ones (taking records)
-are tested in ``tests/test_teaching.py``; the ``*_for_run`` wrappers only find the records.
+are tested in ``tests/notebook/test_examples.py``; the ``*_for_run`` wrappers only find the records.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import Config, DASConfig
+from ..config import Config, DASConfig
+from ..evaluation.metrics import always_same_letter, constant_letter
 
 #: The French name of each DAS sentence type (one term per concept, as in the notebooks and the report).
 TYPE_FR = {"teacher": "professeur", "shared": "partagée", "student": "élève"}
@@ -39,8 +40,8 @@ def _read_json(path: Path) -> Any:
 # ------------------------------------------------------------------------------------- 01 data
 def question_messages(cfg: Config, which: str = "train", position: int = 0) -> list[dict[str, str]]:
     """Return the chat messages of one question of the run (``which`` = train or eval), exactly as the models get them."""
-    from .data import load_run_questions
-    from .prompts import build_messages
+    from ..data import load_run_questions
+    from ..prompts import build_messages
 
     return build_messages(load_run_questions(cfg, which)[position], cfg.system_prompt)
 
@@ -48,7 +49,7 @@ def question_messages(cfg: Config, which: str = "train", position: int = 0) -> l
 # ---------------------------------------------------------------------------------- 02 teacher
 def quality_verdicts(records: Sequence[Mapping[str, Any]]):
     """Return one row per teacher response: question, sample, answer, gold, verdict and its reason in French."""
-    from .plots.teacher import REASON_LABELS
+    from ..plots.teacher import REASON_LABELS
 
     rows = []
     for r in records:
@@ -83,7 +84,7 @@ def teacher_cost(summary: Mapping[str, Any]):
 
 def phase_time(cfg: Config, phase: str) -> dict[str, Any]:
     """Return a phase's time from ``timings.json``: the last run that computed it, and whether the latest run only reused it."""
-    from .timing import read_timings
+    from ..timing import read_timings
 
     entry = (read_timings(cfg.run_dir).get("phases") or {}).get(phase) or {}
     computed, last = entry.get("computed") or {}, entry.get("last") or {}
@@ -111,7 +112,7 @@ def scored_sentences(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, 
 
 def check_rule(rule: Callable[[float, float], str], records: Sequence[Mapping[str, Any]], cfg: DASConfig | None = None) -> dict[str, Any]:
     """Return how often ``rule(p_t, p_s)`` agrees with ``das.classify_sentence`` and with the stored type, over every sentence."""
-    from .das import classify_sentence
+    from ..das import classify_sentence
 
     sentences = scored_sentences(records)
     disagreements = []
@@ -130,7 +131,7 @@ def check_rule(rule: Callable[[float, float], str], records: Sequence[Mapping[st
 
 def keep_decision(record: Mapping[str, Any], cfg: DASConfig | None = None) -> dict[str, Any]:
     """Return the keep decision of one scored response recomputed from its sentences, next to the stored one."""
-    from .das import keep_example, teacher_sentence_ratio
+    from ..das import keep_example, teacher_sentence_ratio
 
     cfg = cfg or DASConfig()
     types = [s["type"] for s in record["sentences"]]
@@ -147,7 +148,7 @@ def keep_decision(record: Mapping[str, Any], cfg: DASConfig | None = None) -> di
 
 def count_kept(records: Sequence[Mapping[str, Any]], cfg: DASConfig) -> int:
     """Return how many scorable records DAS keeps under ``cfg``'s thresholds (sentences reclassified from P_T, P_S)."""
-    from .das import classify_sentence, keep_example, teacher_sentence_ratio
+    from ..das import classify_sentence, keep_example, teacher_sentence_ratio
 
     kept = 0
     for r in records:
@@ -215,8 +216,8 @@ def loss_mask_text(tokens: Sequence[str], labels: Sequence[int], open_mark: str 
 
 def loss_mask_for_run(cfg: Config, stage: int = 1, position: int = 0) -> dict[str, Any]:
     """Return one SFT example of the run tokenized as in training: text with the loss mask marked, and its counts."""
-    from .models import load_tokenizer
-    from .sft import load_sft_examples, sft_data_path, tokenize_sft_example
+    from ..models import load_tokenizer
+    from ..sft import load_sft_examples, sft_data_path, tokenize_sft_example
 
     record = load_sft_examples(sft_data_path(cfg, stage), cfg.system_prompt)[position]
     tokenizer = load_tokenizer(cfg.student.model, cfg)
@@ -258,8 +259,8 @@ def lora_for_run(cfg: Config) -> dict[str, Any]:
     from peft import get_peft_model
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .models import resolve_model
-    from .sft import lora_config
+    from ..models import resolve_model
+    from ..sft import lora_config
 
     config = lora_config(cfg)
     with quiet_library(), torch.device("meta"):
@@ -275,7 +276,7 @@ def lora_for_run(cfg: Config) -> dict[str, Any]:
 
 def trl_config_for_run(cfg: Config, stage: int = 1) -> dict[str, Any]:
     """Return the main fields of TRL's ``SFTConfig`` that ``sft.train_stage`` builds for ``stage`` (batch split as recorded)."""
-    from .sft import TrainingRun, read_manifest, sft_arguments
+    from ..sft import TrainingRun, read_manifest, sft_arguments
 
     manifest = read_manifest(cfg, stage) or {}
     hardware = manifest.get("hardware") or {}
@@ -295,7 +296,7 @@ def trl_config_for_run(cfg: Config, stage: int = 1) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- 05 stage 2
 def stage_start_table(manifests: Mapping[int, Mapping[str, Any] | None], stage1_sha256: str | None = None):
     """Return what each SFT stage starts from and trains on, side by side (stage 2's parent adapter checked against stage 1's)."""
-    from .notebook import object_table, sft_facts
+    from .display import object_table, sft_facts
 
     columns = {}
     for stage, m in sorted(manifests.items()):
@@ -315,8 +316,8 @@ def stage_start_table(manifests: Mapping[int, Mapping[str, Any] | None], stage1_
 
 def stage_start_for_run(cfg: Config):
     """Return :func:`stage_start_table` for the run's two SFT manifests."""
-    from .hashing import adapter_sha256
-    from .sft import read_manifest, stage_dir
+    from ..hashing import adapter_sha256
+    from ..sft import read_manifest, stage_dir
 
     folder = stage_dir(cfg, 1)
     sha = adapter_sha256(folder) if (folder / "adapter_model.safetensors").is_file() else None
@@ -326,7 +327,7 @@ def stage_start_for_run(cfg: Config):
 # ----------------------------------------------------------------------------------- 06 eval
 def answer_check(prediction: Mapping[str, Any]) -> dict[str, Any]:
     """Return the stored extracted letter next to ``extract_answer`` run again on the stored response."""
-    from .prompts import extract_answer
+    from ..prompts import extract_answer
 
     again = extract_answer(prediction.get("response"))
     return {"réponse extraite (enregistrée)": prediction.get("extracted"), "extract_answer(réponse)": again,
@@ -336,7 +337,7 @@ def answer_check(prediction: Mapping[str, Any]) -> dict[str, Any]:
 
 def paired_table(correct_a: Sequence[bool], correct_b: Sequence[bool], a: str, b: str):
     """Return the 2 × 2 table of two models on the same items (rows: ``a`` right/wrong; columns: ``b``)."""
-    from .stats import paired_counts
+    from ..stats import paired_counts
 
     t = paired_counts(correct_a, correct_b)
     return _pd().DataFrame(
@@ -347,7 +348,7 @@ def paired_table(correct_a: Sequence[bool], correct_b: Sequence[bool], a: str, b
 
 def mcnemar_from_table(table) -> float:
     """Return the exact McNemar p-value of a 2 × 2 table: it only reads the two discordant cells."""
-    from .stats import mcnemar_exact
+    from ..stats import mcnemar_exact
 
     return mcnemar_exact(int(table.iloc[0, 1]), int(table.iloc[1, 0]))
 
@@ -366,28 +367,10 @@ def paired_tables(predictions: Mapping[str, Sequence[Mapping[str, Any]]]) -> lis
     return out
 
 
-def constant_letter(distribution: Mapping[str, int] | None) -> str | None:
-    """Return the letter a model always picked (every answer the same letter), else None."""
-    if not distribution:
-        return None
-    used = {k: v for k, v in distribution.items() if v and k != "none"}
-    return next(iter(used)) if len(used) == 1 and sum(used.values()) == sum(distribution.values()) else None
-
-
-def always_same_letter(metrics: Mapping[str, Any]) -> dict[str, str]:
-    """Return ``{model: letter}`` for the models whose log-likelihood answer is one letter for every question."""
-    found = {}
-    for name, m in (metrics.get("models") or {}).items():
-        letter = constant_letter(m.get("loglik_distribution"))
-        if letter:
-            found[name] = letter
-    return found
-
-
 def predictions_for_run(cfg: Config) -> dict[str, list[dict[str, Any]]]:
     """Return the run's stored predictions per evaluated model."""
-    from .data import read_jsonl
-    from .evaluation import predictions_path
+    from ..data import read_jsonl
+    from ..evaluation import predictions_path
 
     out = {}
     for name in cfg.eval.models:

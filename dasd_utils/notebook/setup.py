@@ -11,7 +11,7 @@ then calls, from here:
 * :func:`setup_notebook` - detects the environment, picks the profile (``colab`` on Colab and
   Kaggle, ``demo`` locally), the run directory (Google Drive on Colab, ``/kaggle/working`` on
   Kaggle, ``runs/<profile>`` locally), prints the GPU, stops a GPU phase of the colab / full
-  profile that has none, and loads the run's single configuration (:mod:`dasd_utils.notebook`).
+  profile that has none, and loads the run's single configuration (:func:`load_notebook_config`).
 
 Every stop raises :class:`NotebookStop`, whose French message IPython shows without a traceback.
 """
@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
+import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from ..config import Config, RunConfigMismatch, resolve_run_config
 
 COLAB, KAGGLE, LOCAL = "colab", "kaggle", "local"
 #: Where Colab mounts Google Drive (``DASD_DRIVE_MOUNT`` moves it, e.g. for the CI rehearsal).
@@ -119,9 +122,100 @@ def where_message(environment: str, run_dir: Path) -> str:
     if environment == KAGGLE:
         return (f"Kaggle : run dans {run_dir} (conservé avec la sortie du notebook : « Save Version » pour le "
                 "garder ; les autres notebooks doivent l'ajouter comme donnée d'entrée).")
-    from .notebook import relative  # a path inside the project is shown relative to it (stable output)
-
     return f"Jupyter local : run dans {relative(run_dir)}."
+
+
+# ------------------------------------------------------------------ run directory and configuration
+def project_root() -> Path:
+    """Return the repository root (the folder holding pyproject.toml above this package), else the cwd."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").is_file():
+        return here
+    return Path.cwd()
+
+
+def resolve_run_dir(run_dir: str | os.PathLike | None, profile: str) -> Path:
+    """Return the run directory: ``run_dir`` if given, else ``<project root>/runs/<profile>``."""
+    if run_dir:
+        return Path(run_dir).expanduser().resolve()
+    return project_root() / "runs" / profile
+
+
+def load_notebook_config(profile: str | None = "demo", run_dir: str | None = None, overrides: dict[str, Any] | None = None,
+                         config_file: str | None = None, force: bool = False, save: bool = True) -> Config:
+    """Return the run's Config for a notebook (created with config.json saved unless ``save=False``).
+
+    One configuration per run: when ``<run_dir>/config.json`` exists (written by the first phase
+    or notebook), it is loaded and the notebook's ``OVERRIDES`` apply on top of it; if they (or
+    ``PROFILE``) change a result-changing key, :class:`NotebookStop` names the
+    key, the saved value and the two ways out (another ``RUN_DIR``, or ``FORCE = True``).
+    """
+    quiet_text_progress_bars()
+    wide_text_tables()
+    target = resolve_run_dir(run_dir, profile or "demo")
+    try:
+        cfg = resolve_run_config(profile, target, config_file=config_file, overrides=overrides or {}, force=force)
+    except RunConfigMismatch as exc:
+        raise NotebookStop(mismatch_message(exc)) from None
+    if save:
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save()
+    return cfg
+
+
+def mismatch_message(exc: RunConfigMismatch) -> str:
+    """Return the French explanation of a parameter that differs from the run's saved configuration."""
+    lines = [f"  - {key} : valeur enregistrée {json.dumps(saved, ensure_ascii=False)}, "
+             f"valeur demandée ici {json.dumps(new, ensure_ascii=False)}" for key, saved, new in exc.diffs]
+    return (
+        f"Les paramètres de ce notebook diffèrent de la configuration du run ({exc.config_path}) sur des "
+        "réglages qui changent les résultats :\n" + "\n".join(lines) + "\n"
+        "Un run n'a qu'une configuration (écrite par la première phase), pour que le rapport décrive ce qui a "
+        "vraiment été calculé. Deux possibilités :\n"
+        "  1. commencer un nouveau run : RUN_DIR = \"<un autre dossier>\" (les 7 notebooks avec le même RUN_DIR) ;\n"
+        "  2. remplacer la configuration enregistrée : FORCE = True (les phases dont les entrées changent "
+        "seront recalculées, et cette phase-ci aussi)."
+    )
+
+
+def wide_text_tables() -> None:
+    """Let pandas print whole tables as text (no « ... » column cut): nbval compares that text form."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        return
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 30)
+    pd.set_option("display.max_colwidth", 120)
+
+
+def quiet_text_progress_bars() -> bool:
+    """Return True when progress bars will be text because ipywidgets is missing, after silencing tqdm's warning.
+
+    In Jupyter, ``tqdm.auto`` (used by the phases and by transformers) draws widget bars when
+    ipywidgets is installed (Colab, Kaggle); without it, it falls back to text bars but first
+    prints ``TqdmWarning: IProgress not found`` into the cell's output. Importing it once here
+    with that warning filtered gives the same text bars without the warning. The local demo keeps
+    text bars on purpose: widget outputs stored in notebooks render as broken widgets on GitHub.
+    """
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        return False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import tqdm.auto  # noqa: F401  (imported for its side effect: the bar class is chosen once)
+    return True
+
+
+def relative(path: str | os.PathLike) -> str:
+    """Return ``path`` relative to the project root when it lies inside it (stable notebook output)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(project_root()))
+    except ValueError:
+        return str(path)
 
 
 # ------------------------------------------------------------------ GPU
@@ -273,17 +367,15 @@ def setup_notebook(phase: str | None, profile: str | None = None, run_dir: str |
     """Return the run's Config for a notebook, after printing where it runs, the GPU, and the run directory.
 
     Raises NotebookStop when this notebook's phase needs a GPU that is not there, or when its
-    parameters differ from the run's saved configuration (see :func:`dasd_utils.notebook.setup`).
+    parameters differ from the run's saved configuration (see :func:`load_notebook_config`).
     """
-    from . import notebook as nb
-
     environment = detect_environment()
     chosen = profile or default_profile(environment)
     if run_dir is None:
         run_dir = default_run_dir(environment, chosen, use_drive)
-    if profile is None and (nb.resolve_run_dir(run_dir, chosen) / "config.json").is_file():
+    if profile is None and (resolve_run_dir(run_dir, chosen) / "config.json").is_file():
         chosen = None  # PROFILE = None: keep the run's saved profile
-    cfg = nb.setup(chosen, run_dir, overrides, force=force, save=False)
+    cfg = load_notebook_config(chosen, run_dir, overrides, force=force, save=False)
     info = gpu_info()
     print({COLAB: "Environnement : Google Colab.", KAGGLE: "Environnement : Kaggle.",
            LOCAL: "Environnement : Jupyter local."}[environment], f"Profil : {cfg.profile}.")
@@ -299,6 +391,8 @@ def setup_notebook(phase: str | None, profile: str | None = None, run_dir: str |
 
 
 __all__ = [
+    "load_notebook_config", "mismatch_message", "project_root", "quiet_text_progress_bars", "relative",
+    "resolve_run_dir", "wide_text_tables",
     "COLAB", "GPUInfo", "GPU_PHASES", "KAGGLE", "LOCAL", "NotebookStop", "changed_under_kernel", "check_gpu",
     "default_profile", "default_run_dir", "describe_gpu", "detect_environment", "gpu_info", "install",
     "install_stamp", "loaded_versions", "mount_drive", "needs_gpu", "setup_notebook", "where_message",

@@ -11,13 +11,13 @@ from urllib.parse import quote
 
 from .. import layout
 from ..analyses import report_context as analyses_report_context
-from ..course import report_context as course_report_context
 from ..config import GPT_OSS_120B, QWEN3_4B, Config, EvalConfig, settings_drift
 from ..hashing import file_sha256
 from ..reuse import inputs_key, reusable, save_manifest
 from ..summaries import DasSummary, DataSummary, EvalMetrics, SftManifest, TeacherSummary
 from ..timing import timed_phase
 from . import fields
+from .course import report_context as course_report_context
 from .figures import caption, classify_figures, loss_curves_fallback, run_figures
 from .files import read_json, read_typed
 from .format import FILTERS

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from .stats import wilson_interval
+from ..evaluation.metrics import always_same_letter
+from ..stats import wilson_interval
 
 #: Where the numbers below come from.
 SOURCE = "rapport TP4 du cours (DASD, Qwen3-4B distillé de gpt-oss-120b), section « Résultats », tableau « Comparaison quantitative »"
@@ -68,8 +69,6 @@ def comparison_rows(eval_models: Sequence[Mapping[str, Any]]) -> list[dict[str, 
 
 def report_context(metrics: Any, eval_models: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Return the report's ``course`` values: the comparison table, whether the items match, and constant log-likelihood answers."""
-    from .teaching import always_same_letter
-
     metrics = metrics if isinstance(metrics, Mapping) else {}
     return {
         "source": SOURCE,

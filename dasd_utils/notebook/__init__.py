@@ -1,0 +1,41 @@
+"""Notebook helpers: the set-up cell, what the notebooks show, and their worked examples.
+
+* :mod:`~dasd_utils.notebook.setup`: Colab, Kaggle or local Jupyter; installation, Google Drive,
+  the GPU check, the run's single configuration; :class:`~dasd_utils.notebook.setup.NotebookStop`;
+* :mod:`~dasd_utils.notebook.display`: the run's configuration, each phase's counts as tables,
+  figures, the report inline (re-exported here: ``from dasd_utils import notebook as nb``);
+* :mod:`~dasd_utils.notebook.examples`: the method's steps shown on the run's own files (the DAS
+  rule, the loss mask, the McNemar tables...).
+
+Nothing in the pipeline imports this package: it only reads what the phases wrote, and calls the
+phases' own functions.
+"""
+
+from .display import (
+    CONFIG_LABELS,
+    course_table,
+    das_table,
+    featured_label,
+    featured_missing_message,
+    featured_question,
+    loss_table,
+    object_table,
+    qualitative,
+    sft_facts,
+    sft_table,
+    show_config,
+    show_featured_prompt,
+    show_figure,
+    show_report,
+    stand_in_banner,
+    teacher_example,
+    teacher_table,
+)
+from .setup import NotebookStop, load_notebook_config, project_root, relative, resolve_run_dir, setup_notebook
+
+__all__ = [
+    "CONFIG_LABELS", "NotebookStop", "course_table", "das_table", "featured_label", "featured_missing_message",
+    "featured_question", "load_notebook_config", "loss_table", "object_table", "project_root", "qualitative",
+    "relative", "resolve_run_dir", "setup_notebook", "sft_facts", "sft_table", "show_config", "show_featured_prompt",
+    "show_figure", "show_report", "stand_in_banner", "teacher_example", "teacher_table",
+]
