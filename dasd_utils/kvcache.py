@@ -8,7 +8,7 @@ it (24 % for batches of 8). :class:`GrowingLayer` writes into a buffer allocated
 for the tokens still to come and hands attention a view of the filled part. The view holds exactly
 the values the concatenated tensor would hold, and scaled-dot-product attention reads them alike, so
 generated tokens and their log-probabilities are bit-identical
-(``tests/test_kvcache.py``, ``bench/teacher_generation.py``).
+(``tests/foundation/test_kvcache.py``, ``bench/teacher_generation.py``).
 
 It is also the one home of the shared-prefix cache that evaluation, DAS scoring and the local
 teacher use: every prompt of a phase starts with the same tokens (chat template, system prompt,

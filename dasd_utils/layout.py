@@ -1,6 +1,6 @@
 """The run directory's layout: every path a phase reads or writes, in one place.
 
-`docs/artifacts.md` describes these files; `tests/test_layout.py` checks that every path listed
+`docs/artifacts.md` describes these files; `tests/foundation/test_layout.py` checks that every path listed
 there comes from this module. Functions take the run directory (``cfg.run_dir``) so that code
 which only knows a run folder (the report, the notebooks) uses the same names as the phases.
 """

@@ -24,7 +24,6 @@ from .runconfig import (
     PHASE_RECORDS,
     PHASE_SETTINGS,
     RunConfigMismatch,
-    check_run_dir,
     config_diffs,
     flat_settings,
     phase_settings,
@@ -50,6 +49,7 @@ from .schema import (
     StudentConfig,
     TeacherConfig,
     cache_dir,
+    check_run_dir,
 )
 from .validation import require_api_endpoint, validate
 

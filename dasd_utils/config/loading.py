@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .schema import PROFILES, Config, ConfigError, _os_reason, _shown
+from .schema import PROFILES, Config, ConfigError, os_reason, shown_value
 from .validation import validate
 
 
@@ -41,30 +41,30 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 errors.append(str(exc))
         if len(errors) == 1:  # "int | None": the member's own message, saying null is allowed too
             raise ConfigError(f"{errors[0]} (or null)")
-        raise ConfigError(f"{key}: {_shown(value)} does not fit {hint}")
+        raise ConfigError(f"{key}: {shown_value(value)} does not fit {hint}")
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {_shown(value)}")
+            raise ConfigError(f"{key}: expected a list, got {shown_value(value)}")
         inner = args[0] if args else Any
         return [_coerce(v, inner, key) for v in value]
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {_shown(value)}")
+            raise ConfigError(f"{key}: expected a mapping, got {shown_value(value)}")
         return dict(value)
     if hint is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{key}: expected true/false, got {_shown(value)}")
+        raise ConfigError(f"{key}: expected true/false, got {shown_value(value)}")
     if hint in (int, float):
         return _coerce_number(value, hint, key)
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{key}: expected a string, got {_shown(value)}")
+        raise ConfigError(f"{key}: expected a string, got {shown_value(value)}")
     return value
 
 
@@ -80,10 +80,10 @@ def _coerce_number(value: Any, hint: type, key: str) -> int | float:
                 return hint(value)
             except ValueError:
                 pass
-    raise ConfigError(f"{key}: expected {'an integer' if hint is int else 'a number'}, got {_shown(value)}")
+    raise ConfigError(f"{key}: expected {'an integer' if hint is int else 'a number'}, got {shown_value(value)}")
 
 
-def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+def apply_updates(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     """Merge a nested mapping into a dataclass tree in place, checking keys and types."""
     hints = _type_hints(type(obj))
     names = {f.name for f in fields(obj)}
@@ -95,8 +95,8 @@ def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
         current = getattr(obj, key)
         if is_dataclass(current):
             if not isinstance(value, dict):
-                raise ConfigError(f"{dotted}: expected a mapping of sub-keys, got {_shown(value)}")
-            _apply(current, value, prefix=f"{dotted}.")
+                raise ConfigError(f"{dotted}: expected a mapping of sub-keys, got {shown_value(value)}")
+            apply_updates(current, value, prefix=f"{dotted}.")
         else:
             setattr(obj, key, _coerce(value, hints[key], dotted))
 
@@ -113,10 +113,10 @@ def parse_override(item: str) -> dict[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return _nest(key, value)
+    return nest(key, value)
 
 
-def _typed_override(cfg: "Config", item: str) -> dict[str, Any]:
+def typed_override(cfg: "Config", item: str) -> dict[str, Any]:
     """Return the nested mapping for one override, keeping the raw text for string fields.
 
     YAML would turn ``system_prompt=Answer: C`` into a mapping and cut ``model=run #2`` at the
@@ -137,7 +137,7 @@ def _typed_override(cfg: "Config", item: str) -> dict[str, Any]:
             value: Any = raw
             if type(None) in members and raw.strip() in ("null", "~", "None", ""):
                 value = None
-            return _nest(key.strip(), value)
+            return nest(key.strip(), value)
     return nested
 
 
@@ -153,7 +153,7 @@ def _field_hint(obj: Any, dotted_key: str) -> Any:
     return _type_hints(type(obj)).get(parts[-1])
 
 
-def _nest(dotted_key: str, value: Any) -> dict[str, Any]:
+def nest(dotted_key: str, value: Any) -> dict[str, Any]:
     """Return ``{"a": {"b": value}}`` for ``"a.b"``."""
     nested: dict[str, Any] = {}
     cursor = nested
@@ -174,22 +174,22 @@ def load_config(
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}' (choose one of: {', '.join(PROFILES)})")
     cfg = Config(profile=profile)
-    _apply(cfg, copy.deepcopy(PROFILES[profile]))
+    apply_updates(cfg, copy.deepcopy(PROFILES[profile]))
     if config_file is not None:
         loaded = read_yaml_file(config_file)
         loaded.pop("profile", None)
         try:
-            _apply(cfg, loaded)
+            apply_updates(cfg, loaded)
         except ConfigError as exc:
             raise ConfigError(f"{config_file}: {exc}") from None
     if isinstance(overrides, dict):
         for key, value in overrides.items():
             if key == "profile":
                 raise ConfigError(f"profile cannot be overridden: choose it with the profile argument ({', '.join(PROFILES)})")
-            _apply(cfg, _nest(key, value))
+            apply_updates(cfg, nest(key, value))
     else:
         for item in overrides or []:
-            _apply(cfg, _typed_override(cfg, item))
+            apply_updates(cfg, typed_override(cfg, item))
     if run_dir is not None:
         cfg.paths.run_dir = str(run_dir)
     if cfg.data.n_eval == -1:
@@ -227,7 +227,7 @@ def read_yaml_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {_os_reason(exc)}") from None
+        raise ConfigError(f"cannot read config file {path}: {os_reason(exc)}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -264,8 +264,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     data = copy.deepcopy(data)
     cfg = Config(profile=data.pop("profile", "colab"))
     if cfg.profile in PROFILES:
-        _apply(cfg, copy.deepcopy(PROFILES[cfg.profile]))
-    _apply(cfg, data)
+        apply_updates(cfg, copy.deepcopy(PROFILES[cfg.profile]))
+    apply_updates(cfg, data)
     return cfg
 
 
@@ -289,5 +289,5 @@ def replace(cfg: Config, **changes: Any) -> Config:
     """Return a deep copy of ``cfg`` with dotted-key changes, e.g. ``replace(cfg, **{"data.n_eval": 5})``."""
     new = copy.deepcopy(cfg)
     for key, value in changes.items():
-        _apply(new, _nest(key, value))
+        apply_updates(new, nest(key, value))
     return new

@@ -11,34 +11,9 @@ from typing import Any
 
 import yaml
 
-from .loading import _apply, _nest, _typed_override, config_from_dict, load_config, load_run_config
-from .schema import Config, ConfigError, _os_reason
+from .loading import apply_updates, config_from_dict, load_config, load_run_config, nest, typed_override
+from .schema import Config, ConfigError
 from .validation import validate
-
-
-def check_run_dir(path: str | os.PathLike) -> Path:
-    """Return the run directory, created if needed; raise ConfigError when it cannot hold the run's files.
-
-    Catches a path that is a file (or lies under one), and a directory that cannot be written to
-    (read-only, no permission, disk full), before any phase starts working.
-    """
-    path = Path(path)
-    for parent in (path, *path.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                what = "is" if parent == path else f"lies under {parent}, which is"
-                raise ConfigError(f"run directory {path} {what} a file, not a directory: choose another --run-dir")
-            break
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test.{os.getpid()}"
-        with open(probe, "w", encoding="utf-8") as fh:
-            fh.write("ok\n")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"run directory {path} cannot be written to: {_os_reason(exc)}; choose another --run-dir") from None
-    return path
-
 
 
 #: Settings that change where or how fast a phase runs, never its results: a run's later phases
@@ -135,13 +110,13 @@ def resolve_run_config(
     if config_file is not None:
         file_cfg = load_config(saved.profile, config_file=config_file)
         for key, value in _explicit_file_settings(config_file, file_cfg):
-            _apply(requested, _nest(key, value))
+            apply_updates(requested, nest(key, value))
     if isinstance(overrides, dict):
         for key, value in overrides.items():
-            _apply(requested, _nest(key, value))
+            apply_updates(requested, nest(key, value))
     else:
         for item in overrides or []:
-            _apply(requested, _typed_override(requested, item))
+            apply_updates(requested, typed_override(requested, item))
     requested.paths.run_dir = str(run_dir)
     if requested.data.n_eval is not None and requested.data.n_eval < 0:
         requested.data.n_eval = None

@@ -298,8 +298,6 @@ class Config:
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the resolved config as JSON (``<run_dir>/config.json`` by default); returns the path."""
         path = Path(path) if path is not None else self.run_dir / "config.json"
-        from .runconfig import check_run_dir
-
         check_run_dir(path.parent)
         # One temporary name per process: under `accelerate launch` every rank saves the config.
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -308,7 +306,7 @@ class Config:
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise ConfigError(f"cannot write {path}: {_os_reason(exc)}") from None
+            raise ConfigError(f"cannot write {path}: {os_reason(exc)}") from None
         return path
 
     def redacted_dict(self) -> dict[str, Any]:
@@ -345,21 +343,43 @@ class ConfigError(ValueError):
     """Raised for an unknown profile, an unknown key or a value of the wrong type."""
 
 
-def _os_reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
     """Return a one-line reason for an OS error (``No space left on device (ENOSPC)``)."""
     name = errno.errorcode.get(exc.errno or 0)
     reason = exc.strerror or str(exc)
     return f"{reason} ({name})" if name else reason
 
 
-
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     """Return ``value`` for an error message; a long string (perhaps a key pasted in the wrong place) is not shown."""
     if isinstance(value, str) and len(value) > 24:
         return f"a {len(value)}-character text (not shown)"
     text = repr(value)
     return text if len(text) <= 80 else f"a {type(value).__name__} (not shown)"
 
+
+def check_run_dir(path: str | os.PathLike) -> Path:
+    """Return the run directory, created if needed; raise ConfigError when it cannot hold the run's files.
+
+    Catches a path that is a file (or lies under one), and a directory that cannot be written to
+    (read-only, no permission, disk full), before any phase starts working.
+    """
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is" if parent == path else f"lies under {parent}, which is"
+                raise ConfigError(f"run directory {path} {what} a file, not a directory: choose another --run-dir")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test.{os.getpid()}"
+        with open(probe, "w", encoding="utf-8") as fh:
+            fh.write("ok\n")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"run directory {path} cannot be written to: {os_reason(exc)}; choose another --run-dir") from None
+    return path
 
 
 def cache_dir(cfg: Config | None = None) -> Path:

@@ -6,7 +6,7 @@ import math
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from .schema import PROFILES, Config, ConfigError, _shown
+from .schema import PROFILES, Config, ConfigError, shown_value
 
 
 #: Allowed values of the numeric settings: dotted key -> (low, high, low open, high open); None = unbounded.
@@ -101,11 +101,11 @@ def validate(cfg: Config) -> None:
 
     problems = []
     if cfg.profile not in PROFILES:
-        problems.append(f"profile must be one of {', '.join(PROFILES)}, got {_shown(cfg.profile)}")
+        problems.append(f"profile must be one of {', '.join(PROFILES)}, got {shown_value(cfg.profile)}")
     if cfg.teacher.backend not in ("openai", "local"):
-        problems.append(f"teacher.backend must be 'openai' or 'local', got {_shown(cfg.teacher.backend)}")
+        problems.append(f"teacher.backend must be 'openai' or 'local', got {shown_value(cfg.teacher.backend)}")
     if cfg.eval.backend not in ("hf", "openai"):
-        problems.append(f"eval.backend must be 'hf' or 'openai', got {_shown(cfg.eval.backend)}")
+        problems.append(f"eval.backend must be 'hf' or 'openai', got {shown_value(cfg.eval.backend)}")
     problems += _number_problems(cfg)
     if cfg.sft.max_steps != -1 and cfg.sft.max_steps < 1:
         problems.append(f"sft.max_steps must be -1 (no cap) or >= 1, got {cfg.sft.max_steps}")
@@ -114,16 +114,16 @@ def validate(cfg: Config) -> None:
     if not cfg.eval.models:
         problems.append("eval.models must name at least one model (base, stage1, stage2)")
     if cfg.teacher.reasoning_source not in ("content", "analysis"):
-        problems.append(f"teacher.reasoning_source must be 'content' or 'analysis', got {_shown(cfg.teacher.reasoning_source)}")
+        problems.append(f"teacher.reasoning_source must be 'content' or 'analysis', got {shown_value(cfg.teacher.reasoning_source)}")
     elif cfg.teacher.reasoning_source == "analysis" and cfg.teacher.backend != "openai":
         problems.append("teacher.reasoning_source=analysis needs the openai backend (a server returning gpt-oss's "
                         "analysis channel with logprobs); the local teacher has no analysis channel")
     if cfg.das.segmenter not in ("pysbd", "regex"):
-        problems.append(f"das.segmenter must be 'pysbd' or 'regex', got {_shown(cfg.das.segmenter)}")
+        problems.append(f"das.segmenter must be 'pysbd' or 'regex', got {shown_value(cfg.das.segmenter)}")
     if cfg.sft.precision not in ("auto", "bf16", "fp16", "fp32"):
-        problems.append(f"sft.precision must be auto|bf16|fp16|fp32, got {_shown(cfg.sft.precision)}")
+        problems.append(f"sft.precision must be auto|bf16|fp16|fp32, got {shown_value(cfg.sft.precision)}")
     if cfg.student.dtype not in ("auto", "bf16", "fp16", "fp32"):
-        problems.append(f"student.dtype must be auto|bf16|fp16|fp32, got {_shown(cfg.student.dtype)}")
+        problems.append(f"student.dtype must be auto|bf16|fp16|fp32, got {shown_value(cfg.student.dtype)}")
     if not cfg.system_prompt or not cfg.system_prompt.strip():
         problems.append("system_prompt must not be empty")
     for section in ("teacher", "eval"):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ..layout import STAGES
 from ..segment import sentence_spans
-from .example import _merge_groups, reclassify, score_example
+from .example import merge_groups, reclassify, score_example
 from .phase import (
     DAS_FORMAT_VERSION,
     das_path,

@@ -20,7 +20,7 @@ from ..segment import Sentence
 from .rules import classify_sentences, keep_example, provenance, ratio_without_final, teacher_sentence_ratio
 
 
-def _merge_groups(
+def merge_groups(
     n_sentences: int, teacher_counts: np.ndarray, student_counts: np.ndarray
 ) -> list[list[int]]:
     """Return groups of sentence indices so that every group owns >= 1 token of both tokenizers."""
@@ -72,7 +72,7 @@ def score_example(
         raise UnscorableError("no_teacher_tokens", "no teacher token falls inside a sentence")
     if s_counts.sum() == 0:
         raise UnscorableError("no_student_tokens", "no student token falls inside a sentence")
-    groups = _merge_groups(len(sentences), t_counts, s_counts)
+    groups = merge_groups(len(sentences), t_counts, s_counts)
     group_of = np.empty(len(sentences), dtype=np.int64)
     for g, members in enumerate(groups):
         group_of[members] = g
@@ -145,7 +145,8 @@ def reclassify(record: dict[str, Any], cfg: DASConfig) -> bool:
     return changed
 
 
-def _base_record(rec: dict[str, Any], stage: int, messages: list[dict[str, str]]) -> dict[str, Any]:
+def base_record(rec: dict[str, Any], stage: int, messages: list[dict[str, str]]) -> dict[str, Any]:
+    """Return a DAS record for a teacher record before scoring: not scorable, no sentences, not kept."""
     return {
         "question_id": rec.get("question_id"),
         "stage": stage,
@@ -163,11 +164,11 @@ def _base_record(rec: dict[str, Any], stage: int, messages: list[dict[str, str]]
     }
 
 
-def _unscorable(record: dict[str, Any], exc: UnscorableError) -> dict[str, Any]:
+def mark_unscorable(record: dict[str, Any], exc: UnscorableError) -> dict[str, Any]:
+    """Return ``record`` marked unscorable with the exception's reason (no sentences, not kept)."""
     record.update(scorable=False, unscorable_reason=exc.reason, unscorable_detail=exc.detail or None,
                   sentences=[], teacher_sentence_ratio=None, teacher_sentence_ratio_without_final=None, keep=False)
     return record
 
 
-
-__all__ = ["reclassify", "score_example"]
+__all__ = ["base_record", "mark_unscorable", "merge_groups", "reclassify", "score_example"]

@@ -20,7 +20,7 @@ from ..devices import free_memory
 from ..config import Config, phase_settings
 from ..data import read_jsonl, write_jsonl
 from ..hashing import adapter_sha256, file_sha256
-from ..jsonl import read_json, write_json_atomic
+from ..jsonl import read_json
 from ..layout import STAGES
 from ..reuse import inputs_key, reusable, save_manifest
 from ..summaries import DasSummary, write_summary

@@ -84,7 +84,6 @@ from .models import (
     STAGE_ADAPTERS,
     AdapterMissing,
     EvalModel,
-    _safe_name,
     adapter_fingerprint,
     base_fingerprint,
     eval_dir,

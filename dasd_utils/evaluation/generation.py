@@ -47,12 +47,14 @@ def _stop_token_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def _bar(total: int, desc: str, progress: bool = True):
+def progress_bar(total: int, desc: str, progress: bool = True):
+    """Return a tqdm bar over ``total`` questions (``progress=False``: switched off)."""
     # Pass ``disable`` only to switch the bar off: an explicit value would override TQDM_DISABLE.
     return tqdm(total=total, desc=desc, unit="q", **({} if progress else {"disable": True}))
 
 
-def _model_device(model):
+def model_device(model):
+    """Return the device of the model's first parameter."""
     return next(model.parameters()).device
 
 
@@ -168,13 +170,13 @@ def generate_greedy(
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     stop_ids = _stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    device = _model_device(model)
+    device = model_device(model)
     prefix = list(prefix_ids or [])
     if len(prefix) < MIN_SHARED_PREFIX or not all(len(e) > len(prefix) and e[: len(prefix)] == prefix for e in encoded):
         prefix = []
     prefix_cache = run_prefix(model, prefix, device, logits_to_keep=1) if prefix and encoded else None
     results: list[dict[str, Any] | None] = [None] * len(prompts)
-    bar = _bar(len(prompts), desc, progress)
+    bar = progress_bar(len(prompts), desc, progress)
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]

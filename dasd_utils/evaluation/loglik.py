@@ -6,7 +6,7 @@ import math
 from typing import Any, Sequence
 
 from ..prompts import LETTERS
-from .generation import _bar, _model_device
+from .generation import model_device, progress_bar
 
 #: Continuations scored by the log-likelihood metric (lm-eval-harness: target delimiter " " + letter).
 LOGLIK_CONTINUATIONS = tuple(f" {letter}" for letter in LETTERS)
@@ -81,8 +81,8 @@ def loglik_scores(
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][1]))
     scores = [[math.nan] * len(LETTERS) for _ in rows]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = _model_device(model)
-    bar = _bar(len(rows), "log-vraisemblance", progress)
+    device = model_device(model)
+    bar = progress_bar(len(rows), "log-vraisemblance", progress)
     try:
         for start in range(0, len(order), max(1, batch_size)):
             idx = order[start : start + max(1, batch_size)]

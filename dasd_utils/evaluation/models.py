@@ -26,8 +26,6 @@ class EvalModel:
     adapter: Path | None
 
 
-#: A model name as a file-name part (:func:`dasd_utils.layout.safe_name`).
-_safe_name = layout.safe_name
 #: ``eval.models`` stage name -> SFT stage number (its adapter is that stage's folder).
 _STAGE_NUMBER = {f"stage{stage}": stage for stage in layout.STAGES}
 
@@ -49,13 +47,14 @@ def loglik_path(cfg: Config, name: str) -> Path:
     return layout.loglik_file(cfg.run_dir, name)
 
 
-def _is_adapter_dir(path: Path) -> bool:
+def is_adapter_dir(path: Path) -> bool:
+    """Return True when ``path`` holds a saved LoRA adapter (its config and weights)."""
     return (path / "adapter_config.json").is_file() and any(
         (path / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")
     )
 
 
-def _display_path(cfg: Config, path: Path | None) -> str | None:
+def display_path(cfg: Config, path: Path | None) -> str | None:
     """Return ``path`` relative to the run directory when it lies inside it (stable across run-dir spellings)."""
     if path is None:
         return None
@@ -76,7 +75,7 @@ def resolve_eval_model(cfg: Config, name: str) -> EvalModel:
         return EvalModel("base", None)
     if name in STAGE_ADAPTERS:
         path = layout.sft_stage_dir(cfg.run_dir, _STAGE_NUMBER[STAGE_ADAPTERS[name]])
-        if not _is_adapter_dir(path) and cfg.eval.backend != "openai":
+        if not is_adapter_dir(path) and cfg.eval.backend != "openai":
             raise AdapterMissing(
                 f"eval.models asks for '{name}' but its LoRA adapter is missing: {path} has no "
                 f"adapter_config.json + adapter_model.safetensors. Run the 'train' phase first "
@@ -85,12 +84,12 @@ def resolve_eval_model(cfg: Config, name: str) -> EvalModel:
             )
         return EvalModel(name, path)
     path = Path(name).expanduser()
-    if not _is_adapter_dir(path) and cfg.eval.backend != "openai":
+    if not is_adapter_dir(path) and cfg.eval.backend != "openai":
         raise AdapterMissing(
             f"eval.models entry {name!r} is neither 'base', 'stage1', 'stage2' nor a directory holding a "
             "PEFT adapter (adapter_config.json + adapter_model.safetensors)"
         )
-    return EvalModel(_safe_name(path.resolve().name), path)
+    return EvalModel(layout.safe_name(path.resolve().name), path)
 
 
 def resolve_eval_models(cfg: Config) -> list[EvalModel]:

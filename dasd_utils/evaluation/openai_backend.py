@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from ..config import Config
 from ..prompts import LETTERS, build_messages
-from .generation import EvaluationError, _bar
+from .generation import EvaluationError, progress_bar
 from .loglik import LOGLIK_CONTINUATIONS, LoglikUnsupported, loglik_context
 from .models import EvalModel
 
@@ -96,7 +96,7 @@ class OpenAIBackend:
                 return i, None, self._error(exc)
 
         with ThreadPoolExecutor(max_workers=max(1, self.cfg.eval.concurrency)) as pool:
-            bar = _bar(len(items), desc, progress)
+            bar = progress_bar(len(items), desc, progress)
             try:
                 for i, value, error in pool.map(work, range(len(items))):
                     results[i] = (value, error)

@@ -14,13 +14,13 @@ from ..prompts import LETTERS
 from ..reuse import inputs_key
 from ..summaries import EvalMetrics, write_summary
 from ..timing import timed_phase
-from .generation import EvaluationError, _bar
+from .generation import EvaluationError, progress_bar
 from .hf_backend import HFBackend
 from .loglik import LOGLIK_METHOD, LoglikUnsupported, loglik_context, loglik_record
 from .metrics import compute_metrics, prediction_record, qualitative_examples
 from .models import (
-    _display_path,
-    _is_adapter_dir,
+    display_path,
+    is_adapter_dir,
     adapter_fingerprint,
     eval_dir,
     loglik_path,
@@ -91,7 +91,7 @@ def evaluate_model(cfg: Config, name: str, backend=None, force: bool = False, ro
     backend = backend or make_backend(cfg)
     fingerprint = None
     if spec.adapter is not None:
-        if _is_adapter_dir(spec.adapter):
+        if is_adapter_dir(spec.adapter):
             fingerprint = adapter_fingerprint(spec.adapter)
         else:
             log.warning(
@@ -134,7 +134,7 @@ def evaluate_model(cfg: Config, name: str, backend=None, force: bool = False, ro
         # Longest prompts first: batches of similar lengths, and an out-of-memory error shows up at once.
         order = sorted(missing, key=lambda i: -backend.prompt_length(prompts[i]))
         chunk = backend.chunk_size()
-        bar = _bar(len(order), f"génération {spec.name}")
+        bar = progress_bar(len(order), f"génération {spec.name}")
         try:
             for start in range(0, len(order), chunk):
                 part = order[start : start + chunk]
@@ -159,7 +159,7 @@ def evaluate_model(cfg: Config, name: str, backend=None, force: bool = False, ro
     loglik, loglik_error = _loglik_records(cfg, spec, backend, rows, model_key, force) if cfg.eval.loglik else (None, None)
     return {
         "name": spec.name,
-        "adapter": _display_path(cfg, spec.adapter),
+        "adapter": display_path(cfg, spec.adapter),
         "adapter_fingerprint": model_key["adapter"],
         "predictions": predictions,
         "loglik": loglik,

@@ -51,7 +51,7 @@ from ..hashing import adapter_sha256, file_sha256
 from .data import DatasetStats, build_sft_dataset, load_sft_examples, tokenize_sft_example
 from .model import (
     SFTSetupError,
-    _qlora_kwargs,  # noqa: F401 - tests call it
+    qlora_kwargs,
     add_lora,
     load_adapter_model,
     load_base_model,

@@ -34,7 +34,7 @@ def load_base_model(cfg: Config, precision: str, device: str):
     if cfg.student.attn_implementation:
         kwargs["attn_implementation"] = cfg.student.attn_implementation
     if cfg.sft.load_in_4bit:
-        kwargs.update(_qlora_kwargs(precision, device))
+        kwargs.update(qlora_kwargs(precision, device))
     path = resolve_model(cfg.student.model, cfg)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -52,7 +52,7 @@ def load_base_model(cfg: Config, precision: str, device: str):
     return model
 
 
-def _qlora_kwargs(precision: str, device: str) -> dict[str, Any]:
+def qlora_kwargs(precision: str, device: str) -> dict[str, Any]:
     """Return the ``from_pretrained`` arguments of a 4-bit QLoRA base model, or raise SFTSetupError."""
     if device != "cuda":
         raise SFTSetupError(
