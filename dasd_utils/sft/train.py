@@ -118,6 +118,25 @@ def _restore_trainable(model, state: Mapping[str, Any]) -> None:
                 p.copy_(state[name].to(p.device))
 
 
+def trainable_in_fp32(model) -> int:
+    """Return how many trainable tensors were cast to fp32 (they train there under fp16 mixed precision).
+
+    TRL's SFTTrainer casts the LoRA weights of a quantized (QLoRA) model to bf16, following the
+    QLoRA paper; fp16 mixed precision (a T4, which has no bf16) then fails at the first optimizer
+    step, because the gradient scaler only unscales fp32 gradients ("_amp_foreach_non_finite_check_
+    and_unscale_cuda not implemented for 'BFloat16'", seen on a GPU with TRL 1.16). The adapter is
+    small (33 M parameters for Qwen3-4B at r=16), so fp32 costs little memory.
+    """
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+            cast += 1
+    return cast
+
+
 def non_finite_loss_guard(precision: str):
     """Return a TrainerCallback that raises :class:`NonFiniteLoss` as soon as a logged loss is NaN or infinite."""
     from transformers import TrainerCallback
@@ -230,6 +249,8 @@ def fit(model, tokenizer, dataset, run: TrainingRun, callbacks: Sequence[Any] = 
             processing_class=tokenizer,
             callbacks=[non_finite_loss_guard(run.precision), *callbacks],
         )
+        if run.precision == "fp16":
+            trainable_in_fp32(trainer.model)
         resume = last_checkpoint(run.checkpoint_dir) if run.checkpoints else None
         if resume is not None and _checkpoint_batch(resume) not in (None, per_device_batch_size):
             logger.warning("checkpoint %s was written with another per-device batch: starting over", resume)
