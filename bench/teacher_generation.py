@@ -6,7 +6,7 @@ Usage (CPU, the demo's SmolLM2-135M-Instruct, offline)::
 
 It builds the demo profile's teacher requests (few-shot, gold hint, stop strings) for the first
 ``--n-questions`` training questions of both stages, generates every batch with
-:class:`dasd_utils.teacher_local.LocalTeacher` once with ``growing_cache=False`` (the old path:
+:class:`dasd_utils.teacher.local.LocalTeacher` once with ``growing_cache=False`` (the old path:
 ``DynamicCache``, a ``torch.cat`` of every layer's keys and values at each step) and once with
 ``growing_cache=True``, alternating which goes first, in the same process. It checks that both
 give identical records (content, token ids, token strings, logprobs, finish reasons) and prints
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dasd_utils import data, teacher  # noqa: E402
 from dasd_utils.config import load_config  # noqa: E402
-from dasd_utils.teacher_local import LocalTeacher  # noqa: E402
+from dasd_utils.teacher.local import LocalTeacher  # noqa: E402
 
 
 def parse_args(argv=None):

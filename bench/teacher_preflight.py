@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from fake_openai_server import FakeOpenAIServer, answers_from_rows  # noqa: E402
+from support.fake_openai_server import FakeOpenAIServer, answers_from_rows  # noqa: E402
 
 from dasd_utils import data, teacher  # noqa: E402
 from dasd_utils.config import load_config  # noqa: E402
-from dasd_utils.teacher_openai import TeacherFatalError  # noqa: E402
+from dasd_utils.teacher.api import TeacherFatalError  # noqa: E402
 
 CASES = [("no_logprobs", {}), ("401", {}), ("needs_top_logprobs", {"teacher.top_logprobs": None}), ("harmony", {})]
 

@@ -1,6 +1,6 @@
 """Teacher generation throughput: this project's generation vs the course's loop, in the same run.
 
-Both talk to the fake OpenAI-compatible server (tests/fake_openai_server.py), started in its own
+Both talk to the fake OpenAI-compatible server (tests/support/fake_openai_server.py), started in its own
 process with a fixed latency per request (200 ms by default), over real HTTP:
 
 * course: one request at a time with the synchronous client, ``time.sleep(0.5)`` between calls
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # noqa: F401
     from transformers import AutoTokenizer  # noqa: F401  (transformers imports lazily)
 
-    from dasd_utils import teacher, teacher_openai  # noqa: F401
+    from dasd_utils import teacher  # noqa: F401
+    from dasd_utils.teacher import api  # noqa: F401
     rows = read_jsonl(bundled_path())[50 : 50 + args.requests]
     if len(rows) < args.requests:
         raise SystemExit(f"only {len(rows)} questions available")

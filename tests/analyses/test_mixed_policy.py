@@ -11,16 +11,14 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from support.fake_openai_server import FakeOpenAIServer, answers_from_rows
 
-from fake_openai_server import FakeOpenAIServer, answers_from_rows  # noqa: E402
-
-from dasd_utils import analyses, data, report, teacher  # noqa: E402
-from dasd_utils.analyses import mixed, variants  # noqa: E402
-from dasd_utils.config import load_config  # noqa: E402
-from dasd_utils.data import read_jsonl, write_jsonl  # noqa: E402
-from dasd_utils.prompts import build_messages  # noqa: E402
-from dasd_utils.sft import load_sft_examples, tokenize_sft_example  # noqa: E402
+from dasd_utils import analyses, data, report, teacher
+from dasd_utils.analyses import mixed, variants
+from dasd_utils.config import load_config
+from dasd_utils.data import read_jsonl, write_jsonl
+from dasd_utils.prompts import build_messages
+from dasd_utils.sft import load_sft_examples, tokenize_sft_example
 
 KEY = "sk-TEST-MixedPolicyFakeKey-5c1e9a7d"
 ANSWER = ("<reasoning>\nA river flows downhill because water is pulled by gravity, and a valley is lower than the "
@@ -109,8 +107,9 @@ def _rows(cfg):
     return {r["id"]: r for r in data.load_run_questions(cfg, "train")}
 
 
+@pytest.mark.model
 def test_local_prompt_ends_with_the_students_prefix(tiny_cfg):
-    from dasd_utils.teacher_local import LocalTeacher
+    from dasd_utils.teacher.local import LocalTeacher
 
     data.run_phase(tiny_cfg)
     row = next(iter(_rows(tiny_cfg).values()))
@@ -134,7 +133,7 @@ def test_local_prompt_ends_with_the_students_prefix(tiny_cfg):
     assert teacher.send_requests(tiny_cfg, [request], path, backend=None) == records  # stored: nothing sent again
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_build_end_to_end(tiny_cfg, smollm2_dir):
     """Student regeneration with a real adapter, cuts, local continuations, items; a second build reuses everything.
 
@@ -228,9 +227,9 @@ def test_preflight_stops_a_server_that_cannot_continue(api_cfg, action, words, c
 
 # --------------------------------------------------------------------------- the phase
 def _fake_phase(cfg, monkeypatch, mixed_result):
-    from test_analyses import _pool, _preds
+    from support.analyses_records import pool_records, predictions
 
-    write_jsonl(cfg.run_dir / "das" / "stage2.jsonl", _pool())
+    write_jsonl(cfg.run_dir / "das" / "stage2.jsonl", pool_records())
     write_jsonl(cfg.run_dir / "data" / "eval.jsonl", [{"id": f"e{i}"} for i in range(20)])
     write_jsonl(cfg.run_dir / "data" / "train.jsonl", [{"id": f"q{i}", "question": f"Question {i}?", "answerKey": "A",
                                                                    "choices": {"label": list("ABCDE"), "text": list("vwxyz")}}
@@ -241,7 +240,7 @@ def _fake_phase(cfg, monkeypatch, mixed_result):
     trained = []
     monkeypatch.setattr(variants, "train", lambda c, v, force=False: trained.append(v) or {})
     monkeypatch.setattr(variants, "evaluate", lambda c, todo, rows, force=False: {
-        v.name: {"predictions": _preds([True] * 12 + [False] * 8 if v.name.startswith("mixed") else [True] * 10 + [False] * 10),
+        v.name: {"predictions": predictions([True] * 12 + [False] * 8 if v.name.startswith("mixed") else [True] * 10 + [False] * 10),
                  "generated": 1} for v in todo})
     monkeypatch.setattr(mixed, "build", mixed_result)
     return trained

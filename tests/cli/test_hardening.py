@@ -5,7 +5,7 @@ through ``cli.main``, in a fresh temporary directory. Each case checks its own o
 status, one ``error`` line naming the key or the place and what is allowed, no traceback, no
 planted key anywhere), then compares the line the user saw with its row in docs/hardening.md.
 The counts in that document are computed from these cases; ``DASD_UPDATE_HARDENING_DOC=1
-pytest tests/test_hardening.py`` rewrites the table from the outcomes of the run.
+pytest tests/cli/test_hardening.py`` rewrites the table from the outcomes of the run.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Callable
 import pytest
 
 from dasd_utils import cli, data, report
-from dasd_utils.config import runconfig as config_module  # check_run_dir opens its probe file there
+from dasd_utils.config import schema as config_module  # check_run_dir opens its probe file there
 from dasd_utils.config import Config, load_config
 from dasd_utils.secrets import scrub
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "hardening.md"
 #: The planted key: it must appear in no file, message or log line.
 KEY = "sk-PLANTED-hardening-5c1e0f9a7b3d24680a1b2c3d4e5f6a7b"
@@ -365,7 +365,7 @@ def case_interrupt(ctx):
 
 def _generate(ctx: Ctx, server_kwargs: dict, n_train: int = 4, extra: tuple[str, ...] = ()) -> tuple[int, str, str]:
     """Run ``generate`` (colab profile, OpenAI teacher) against the fake server; return the CLI's outcome."""
-    from fake_openai_server import FakeOpenAIServer, answers_from_rows
+    from support.fake_openai_server import FakeOpenAIServer, answers_from_rows
 
     tiny = ctx.request.getfixturevalue("tiny_model_dir")
     ctx.monkeypatch.setenv("OPENAI_API_KEY", KEY)
@@ -415,7 +415,7 @@ def case_teacher_file_torn(ctx):
 
 @case("fault", "report: a figure that is a symlink to a file outside the run")
 def case_report_symlink_out(ctx):
-    from test_report import make_fake_run
+    from support.fake_run import make_fake_run
 
     outside = ctx.tmp / "outside.png"
     (make_fake_run(ctx.tmp, "demo") / "figures" / "eval_accuracy.png").replace(outside)
@@ -431,7 +431,7 @@ def case_report_symlink_out(ctx):
 
 @case("fault", "report: a summary file that is not UTF-8")
 def case_report_summary_not_utf8(ctx):
-    from test_report import make_fake_run
+    from support.fake_run import make_fake_run
 
     run_dir = make_fake_run(ctx.tmp, "demo")
     write(run_dir / "das" / "summary.json", b'{"stages": "\xff"}')
@@ -637,7 +637,7 @@ for _place in ("model names", "run directory name", "data source", "questions", 
         def _make(place=_place, name=_name, payload=_payload):
             @case("hostile", f"{payload} in {place}", id=f"report_{place.replace(' ', '_')}_{name}")
             def run(ctx: Ctx) -> str:
-                from test_report import make_fake_run
+                from support.fake_run import make_fake_run
 
                 if place == "run directory name":
                     run_dir = make_fake_run(ctx.tmp, "demo")
@@ -694,7 +694,7 @@ def render_doc() -> str:
     lines = [
         "# Hardening: what a user sees for bad inputs, faults and secret-leak attempts",
         "",
-        "Generated from `tests/test_hardening.py` (`DASD_UPDATE_HARDENING_DOC=1 pytest tests/test_hardening.py`):",
+        "Generated from `tests/cli/test_hardening.py` (`DASD_UPDATE_HARDENING_DOC=1 pytest tests/cli/test_hardening.py`):",
         "each row is a case of that file, and the last column is what the case's run actually showed (the",
         "error line on stderr, a warning, or a note), with temporary paths replaced by `<tmp>`. Each case",
         "passes only when the command exits non-zero with that one line and no traceback (bad inputs),",
@@ -706,7 +706,7 @@ def render_doc() -> str:
         *[counts_line(kind) for kind in KINDS],
         "",
         "The teacher client's own fault cases (HTTP 429/5xx/timeouts/malformed bodies, SIGKILL and resume)",
-        "are in `tests/test_teacher_openai.py`; they are not counted here.",
+        "are in `tests/teacher/test_api.py`; they are not counted here.",
         "",
         "| case | kind | what is tried | what the user sees |",
         "| --- | --- | --- | --- |",

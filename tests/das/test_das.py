@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 import pytest
-from test_das_support import build_synthetic_run, make_response, teacher_record, teacher_tokens, write_teacher_file
+from support.das_records import build_synthetic_run, make_response, teacher_record, teacher_tokens, write_teacher_file
 
 from dasd_utils import das
-from dasd_utils.align import UNSCORABLE_REASONS, UnscorableError, teacher_token_spans
+from dasd_utils.align import UNSCORABLE_REASONS, UnscorableError
+from dasd_utils.token_recovery import teacher_token_spans
 from dasd_utils.config import DASConfig, replace
 from dasd_utils.segment import sentence_spans
 
@@ -142,9 +143,9 @@ def test_a_sentence_without_its_own_token_is_merged_not_given_a_default():
     assert first["p_student"] == pytest.approx(0.04)
     assert last["p_teacher"] == pytest.approx(0.7) and last["p_student"] == pytest.approx(0.5)
     # Merging goes backwards, forwards for the first sentence, and repeats until every group owns tokens.
-    assert das._merge_groups(3, np.array([0, 3, 2]), np.array([1, 1, 1])) == [[0, 1], [2]]
-    assert das._merge_groups(4, np.array([1, 0, 0, 2]), np.array([1, 1, 1, 1])) == [[0, 1, 2], [3]]
-    assert das._merge_groups(2, np.array([0, 0]), np.array([1, 1])) == [[0, 1]]
+    assert das.merge_groups(3, np.array([0, 3, 2]), np.array([1, 1, 1])) == [[0, 1], [2]]
+    assert das.merge_groups(4, np.array([1, 0, 0, 2]), np.array([1, 1, 1, 1])) == [[0, 1, 2], [3]]
+    assert das.merge_groups(2, np.array([0, 0]), np.array([1, 1])) == [[0, 1]]
 
 
 def test_unscorable_examples_raise_with_a_reason():
@@ -184,6 +185,7 @@ def _no_model(*args, **kwargs):
     raise AssertionError("the student model must not be loaded when outputs are reused")
 
 
+@pytest.mark.model
 def test_run_phase_writes_records_sft_data_summary_and_figures(tiny_cfg):
     facts = build_synthetic_run(tiny_cfg)
     summary = das.run_phase(tiny_cfg)
@@ -231,6 +233,7 @@ def test_run_phase_writes_records_sft_data_summary_and_figures(tiny_cfg):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
+@pytest.mark.model
 def test_run_phase_reuses_reclassifies_and_recomputes(tiny_cfg, monkeypatch):
     build_synthetic_run(tiny_cfg)
     first = das.run_phase(tiny_cfg)
@@ -257,6 +260,7 @@ def test_run_phase_reuses_reclassifies_and_recomputes(tiny_cfg, monkeypatch):
     assert forced["rescored_stages"] == [1, 2]
 
 
+@pytest.mark.model
 def test_filter_stage1_applies_the_keep_rule_to_stage1(tiny_cfg):
     build_synthetic_run(tiny_cfg)
     cfg = replace(tiny_cfg, **{"das.filter_stage1": True})
@@ -273,6 +277,7 @@ def test_missing_teacher_records_is_a_clear_error(tiny_cfg):
         das.run_phase(tiny_cfg)
 
 
+@pytest.mark.model
 def test_cli_runs_the_das_phase(tiny_cfg, tiny_model_dir, capsys):
     from dasd_utils.cli import main
 
@@ -303,6 +308,7 @@ class _FakeProcess:
         return None
 
 
+@pytest.mark.model
 def test_shards_merge_to_the_single_process_result(tiny_cfg):
     from accelerate import PartialState
 
@@ -330,6 +336,7 @@ def test_missing_shard_is_an_error_not_a_silent_loss(tiny_cfg):
         das.score_stage(tiny_cfg, 1, model=model, tokenizer=tokenizer, state=_FakeProcess(0, 2))
 
 
+@pytest.mark.model
 def test_distilled_adapter_adds_p_distilled_and_provenance(tiny_cfg, tmp_path, monkeypatch):
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
@@ -368,6 +375,7 @@ def test_distilled_adapter_adds_p_distilled_and_provenance(tiny_cfg, tmp_path, m
     assert das.provenance_analysis(tiny_cfg, str(adapter), stage=1) == summary
 
 
+@pytest.mark.model
 def test_unscorable_record_in_a_stage_of_only_bad_records(tiny_cfg):
     from dasd_utils import data
 
@@ -388,7 +396,7 @@ def test_unscorable_record_in_a_stage_of_only_bad_records(tiny_cfg):
         teacher_token_spans(content, bad)
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_two_real_processes_merge_to_the_single_process_result(tiny_cfg, tiny_model_dir, tmp_path):
     """Two CPU processes (torchrun + gloo, accelerate's PartialState) against one process."""
     import os

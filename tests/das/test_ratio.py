@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_das_support import build_synthetic_run
+from support.das_records import build_synthetic_run
 
 from dasd_utils import das
 from dasd_utils.config import DASConfig, replace
@@ -54,6 +54,7 @@ def test_reclassify_updates_both_ratios():
     assert record["teacher_sentence_ratio_without_final"] == 0.0
 
 
+@pytest.mark.model
 def test_run_phase_records_and_summarizes_the_ratio_without_final(tiny_cfg):
     build_synthetic_run(tiny_cfg)
     summary = das.run_phase(tiny_cfg)

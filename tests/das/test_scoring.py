@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_das_support import make_response
+from support.das_records import make_response
 
 from dasd_utils.prompts import build_messages
 from dasd_utils.scoring import (
@@ -85,6 +85,7 @@ def references(tiny):
 
 
 @pytest.mark.parametrize("batch_size, chunk_tokens", [(1, 1024), (3, 7), (8, 64), (16, 1)])
+@pytest.mark.model
 def test_batched_matches_the_per_example_reference_in_fp32(tiny, references, batch_size, chunk_tokens):
     model, tokenizer = tiny
     examples, refs = references
@@ -97,6 +98,7 @@ def test_batched_matches_the_per_example_reference_in_fp32(tiny, references, bat
         assert np.all(got <= 0)
 
 
+@pytest.mark.model
 def test_shared_prefix_is_run_once_and_gives_the_same_scores(tiny, references):
     model, tokenizer = tiny
     examples, refs = references
@@ -118,6 +120,7 @@ def test_shared_prefix_is_run_once_and_gives_the_same_scores(tiny, references):
     assert shared_prefix_length([]) == 0
 
 
+@pytest.mark.model
 def test_padding_token_choice_does_not_change_scores(tiny):
     model, tokenizer = tiny
     examples = encode_for_scoring(tokenizer, _messages(), _contents())
@@ -157,7 +160,7 @@ def test_edge_cases(tiny):
         batched_token_logprobs(model, [EncodedExample([], [3], np.array([[0, 1]]))], progress=False)
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_batched_matches_reference_on_smollm2(smollm2_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -15,7 +15,7 @@ import pytest
 from dasd_utils import data, evaluation, notebook as nb, report
 from dasd_utils.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOT_EVALUATED = "n'est pas dans l'ensemble d'évaluation de ce run"
 
 
@@ -85,20 +85,18 @@ def test_qualitative_cell_and_report_without_the_featured_item(tmp_path, capsys)
     assert "crab" not in section
 
 
-@pytest.mark.slow
+@pytest.mark.notebook
 def test_notebook_01_runs_without_the_featured_item(tmp_path):
     """Notebook 01, as generated, runs with data.n_eval=10 and prints the absence (papermill, a real kernel)."""
     import nbformat
     import papermill as pm
     from nbformat.v4 import new_notebook
 
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import build_notebooks
-    finally:
-        sys.path.remove(str(REPO / "tools"))
+    from support.scripts import build_notebooks
+
     source = tmp_path / "01.ipynb"
-    nb_obj = new_notebook(cells=build_notebooks.NOTEBOOKS["01_donnees.ipynb"])
+    builder = build_notebooks()
+    nb_obj = builder.build_notebook("01_donnees.ipynb", builder.sources()["01_donnees.ipynb"])
     nb_obj.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb_obj, source)
     target = tmp_path / "01_out.ipynb"

@@ -80,6 +80,7 @@ def model_and_tokenizer(varied_model_dir):
     return load_model(str(varied_model_dir), dtype="fp32", device="cpu")
 
 
+@pytest.mark.model
 def test_batched_greedy_generation_equals_unbatched(model_and_tokenizer, rows):
     model, tokenizer = model_and_tokenizer
     prompts = [render_chat_prompt(tokenizer, row, COURSE_SYSTEM_PROMPT) for row in rows]
@@ -138,6 +139,7 @@ def test_loglik_scores_multi_token_continuations(model_and_tokenizer, rows, monk
             assert value == pytest.approx(expected, abs=1e-3)
 
 
+@pytest.mark.model
 def test_adapter_switching_leaves_the_base_model_unchanged(varied_model_dir, adapters, rows, tmp_path):
     from peft import PeftModel
 
@@ -182,6 +184,7 @@ def eval_cfg(tmp_path, varied_model_dir, adapters):
     return cfg
 
 
+@pytest.mark.model
 def test_end_to_end_evaluation_and_cache(eval_cfg, monkeypatch):
     cfg = eval_cfg
     summary = evaluation.run_phase(cfg)
@@ -255,7 +258,7 @@ def test_adapter_path_is_named_by_its_folder(eval_cfg, adapters):
     assert (eval_cfg.run_dir / "eval" / "predictions_adapter1.jsonl").is_file()
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_smollm2_batched_equals_unbatched_and_stops(smollm2_dir):
     """The demo's real model: same greedy tokens batched or not, answers end at the end-of-turn token."""
     from dasd_utils.models import load_model

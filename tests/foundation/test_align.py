@@ -6,15 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from test_das_support import teacher_tokens
+from support.das_records import teacher_tokens
 
-from dasd_utils.align import (
-    UnscorableError,
-    assign_tokens,
-    sentence_probability,
-    sentence_stats,
-    teacher_token_spans,
-)
+from dasd_utils.align import UnscorableError, assign_tokens, sentence_probability, sentence_stats
+from dasd_utils.token_recovery import teacher_token_spans
 from dasd_utils.config import DASConfig
 from dasd_utils.das import score_example
 from dasd_utils.prompts import build_messages

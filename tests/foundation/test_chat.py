@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from answer_samples import ANSWERS
-from real_tokenizers import qwen3_instruct_2507_template
+from support.answer_samples import ANSWERS
+from support.real_tokenizers import qwen3_instruct_2507_template
 
 from dasd_utils import sft
 from dasd_utils.chat import ChatTemplateError, generation_prompt, render_turn, turn_layout

@@ -203,7 +203,7 @@ def test_summary_names_the_run():
 
 
 # ------------------------------------------------------------------------------- hardening
-# (What the CLI prints for each bad value is checked case by case in tests/test_hardening.py.)
+# (What the CLI prints for each bad value is checked case by case in tests/cli/test_hardening.py.)
 def test_base_url_credentials_are_refused_and_never_shown():
     from dasd_utils.secrets import redact_url, url_problem
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from dasd_utils import data, teacher
+from dasd_utils import data, layout, teacher
 from dasd_utils.kvcache import GrowingLayer, growing_cache
-from dasd_utils.teacher_local import LocalTeacher
+from dasd_utils.teacher.local import LocalTeacher
 
 
 def _states(batch, length, seed):
@@ -67,13 +67,14 @@ def test_growing_cache_from_a_prefix_equals_deepcopy_and_repeat(tiny_model_dir):
 
 
 @pytest.mark.parametrize("few_shot", [2, 0])  # with the shared-prefix cache, and plain left padding
+@pytest.mark.model
 def test_local_teacher_records_are_identical_with_either_cache(tiny_cfg, few_shot):
     cfg = tiny_cfg
     cfg.teacher.local_few_shot = few_shot
     cfg.teacher.max_tokens = 24
     data.run_phase(cfg)
     questions = data.load_run_questions(cfg, "train")
-    requests = [r for stage in teacher.STAGES for r in teacher.build_requests(cfg, stage, questions)[0]]
+    requests = [r for stage in layout.STAGES for r in teacher.build_requests(cfg, stage, questions)[0]]
     outputs = {}
     for growing in (False, True):
         lt = LocalTeacher(cfg, "tiny")

@@ -23,12 +23,12 @@ def test_qwen3_tokenizer_hybrid_template(qwen3_tokenizer):
 
 
 def test_instruct_2507_template_has_no_think_block(qwen3_tokenizer):
-    from real_tokenizers import qwen3_instruct_2507_template
+    from support.real_tokenizers import qwen3_instruct_2507_template
 
     messages = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
     text = qwen3_tokenizer.apply_chat_template(messages, tokenize=False, chat_template=qwen3_instruct_2507_template)
     assert text == "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n"
     with pytest.raises(KeyError):
-        from real_tokenizers import tokenizer_dir
+        from support.real_tokenizers import tokenizer_dir
 
         tokenizer_dir("nope")

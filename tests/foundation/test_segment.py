@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from answer_samples import ANSWERS, COURSE_ANSWER
+from support.answer_samples import ANSWERS, COURSE_ANSWER
 
 from dasd_utils.segment import SEGMENTERS, sentence_spans
 

@@ -23,7 +23,7 @@ from dasd_utils.summaries import (
     write_summary,
 )
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "artifacts.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "artifacts.md"
 
 
 def documented_tables() -> dict[str, list[tuple[list[str], bool]]]:
@@ -65,10 +65,7 @@ def test_no_table_for_an_unknown_type():
 
 
 def _fake_run_summaries():
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_report import FAKE_DAS, FAKE_MANIFESTS, FAKE_METRICS, FAKE_TEACHER
+    from support.fake_run import FAKE_DAS, FAKE_MANIFESTS, FAKE_METRICS, FAKE_TEACHER
 
     return [(TeacherSummary, FAKE_TEACHER), (DasSummary, FAKE_DAS), (SftManifest, FAKE_MANIFESTS[1]),
             (SftManifest, FAKE_MANIFESTS[2]), (EvalMetrics, FAKE_METRICS)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dasd_utils import teaching
+from dasd_utils.notebook import examples as teaching
 from dasd_utils.config import DASConfig
 from dasd_utils.das import classify_sentence
 

@@ -25,7 +25,7 @@ def _stderr_of(tmp_path, cells: list[str]) -> str:
                    if o.get("output_type") == "stream" and o.get("name") == "stderr")
 
 
-@pytest.mark.slow
+@pytest.mark.notebook
 @pytest.mark.skipif(importlib.util.find_spec("ipywidgets") is not None, reason="ipywidgets installed: widget bars")
 def test_notebook_setup_gives_text_bars_without_the_warning(tmp_path, monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)  # conftest disables bars; the kernel inherits the environment
@@ -33,11 +33,11 @@ def test_notebook_setup_gives_text_bars_without_the_warning(tmp_path, monkeypatc
     assert "IProgress not found" in _stderr_of(tmp_path, [BAR])
     # ...with the notebooks' set-up path it does not, and the bar is still drawn as text.
     stderr = _stderr_of(tmp_path, [
-        f"from dasd_utils import notebook as nb\ncfg = nb.setup('demo', {str(tmp_path / 'run')!r})\n", BAR])
+        f"from dasd_utils import notebook as nb\ncfg = nb.load_notebook_config('demo', {str(tmp_path / 'run')!r})\n", BAR])
     assert "IProgress not found" not in stderr and "bar: 100%" in stderr
 
 
 def test_quiet_text_progress_bars_reports_the_bar_kind():
-    from dasd_utils import notebook as nb
+    from dasd_utils.notebook import setup
 
-    assert nb.quiet_text_progress_bars() is (importlib.util.find_spec("ipywidgets") is None)
+    assert setup.quiet_text_progress_bars() is (importlib.util.find_spec("ipywidgets") is None)

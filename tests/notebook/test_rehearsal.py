@@ -1,6 +1,6 @@
 """A Colab rehearsal: the seven generated notebooks, headless, each in a fresh kernel, as on Colab.
 
-What stands in for Colab: ``google.colab`` is the package in ``tests/colab_stub`` (Drive = a
+What stands in for Colab: ``google.colab`` is the package in ``tests/support/colab_stub`` (Drive = a
 directory, secrets = a JSON file; the API key is *only* there, not in the environment),
 ``COLAB_RELEASE_TAG`` is set, the repository is cloned by the set-up cell from a local git
 snapshot of this working tree (pip skipped: the environment is complete), the teacher is the
@@ -26,18 +26,18 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-STUB = Path(__file__).parent / "colab_stub"
+ROOT = Path(__file__).resolve().parents[2]
+STUB = Path(__file__).resolve().parents[1] / "support" / "colab_stub"
 KEY = "sk-rehearsal-colab-secret-4242"
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.notebook
 
 
 @pytest.fixture(scope="module")
 def tiny_qwen3_dir(tmp_path_factory):
     """A tiny random Qwen3 (2 layers, hidden 64) with the real Qwen3 tokenizer and the Instruct-2507 template."""
     import torch
-    from real_tokenizers import load_tokenizer, qwen3_instruct_2507_template
+    from support.real_tokenizers import load_tokenizer, qwen3_instruct_2507_template
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     from dasd_utils.models import ensure_pad_token
@@ -105,16 +105,12 @@ def _outputs(path: Path, cell: int) -> str:
 def test_colab_rehearsal(tmp_path, tiny_qwen3_dir, monkeypatch):
     import papermill as pm
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import build_notebooks
-    finally:
-        sys.path.pop(0)
-    from fake_openai_server import FakeOpenAIServer, answers_from_rows
+    from support.fake_openai_server import FakeOpenAIServer, answers_from_rows
+    from support.scripts import build_notebooks
 
     from dasd_utils.data import load_split
 
-    notebooks = {p.name[:2]: p for p in build_notebooks.build(out_dir=tmp_path / "generated")}
+    notebooks = {p.name[:2]: p for p in build_notebooks().write(out_dir=tmp_path / "generated")}
     executed = tmp_path / "executed"
     executed.mkdir()
     source = _snapshot_repo(tmp_path / "origin")

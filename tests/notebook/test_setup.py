@@ -10,23 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from dasd_utils import cli, colab
+from dasd_utils import cli
+from support.scripts import build_notebooks, setup_cell
+from dasd_utils.notebook import setup as colab
 from dasd_utils import notebook as nb
 from dasd_utils.config import RunConfigMismatch, load_config, load_run_config, resolve_run_config
 from dasd_utils.secrets import MissingAPIKey, get_api_key
 
-STUB = Path(__file__).parent / "colab_stub"
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _build_notebooks():
-    """Return the tools/build_notebooks.py module (the notebooks' generator)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import build_notebooks
-    finally:
-        sys.path.pop(0)
-    return build_notebooks
+STUB = Path(__file__).resolve().parents[1] / "support" / "colab_stub"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -151,21 +143,19 @@ def test_changed_under_kernel_compares_imported_and_installed_versions():
 
 
 def test_bootstrap_refuses_the_placeholder_repo_url(tmp_path, monkeypatch):
-    build_notebooks = _build_notebooks()
     monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
     monkeypatch.setenv("DASD_REPO_DIR", str(tmp_path / "clone"))
     monkeypatch.delenv("DASD_REPO_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="REPO_URL contient encore OWNER"):
-        exec(build_notebooks.SETUP, {"PHASE": "data"})
+        exec(setup_cell("data"), {"PHASE": "data"})
     assert not (tmp_path / "clone").exists()
 
 
 def test_notebook_metadata_ask_for_a_gpu_only_in_03_to_06_and_08(tmp_path):
     import nbformat
 
-    build_notebooks = _build_notebooks()
-    paths = build_notebooks.build(out_dir=tmp_path)
+    paths = build_notebooks().write(out_dir=tmp_path)
     assert len(paths) == 8
     setups = set()
     for path in paths:
@@ -174,8 +164,9 @@ def test_notebook_metadata_ask_for_a_gpu_only_in_03_to_06_and_08(tmp_path):
         assert (notebook.metadata.get("accelerator") == "GPU") is gpu, path.name
         assert notebook.metadata["kaggle"]["isGpuEnabled"] is gpu
         assert notebook.metadata["kaggle"]["accelerator"] == ("nvidiaTeslaT4" if gpu else "none")
-        assert notebook.cells[1].metadata["tags"] == ["parameters"]
-        setup = notebook.cells[2].source
+        assert notebook.cells[0].source.startswith("*Notebook généré depuis")
+        assert notebook.cells[2].metadata["tags"] == ["parameters"]
+        setup = notebook.cells[3].source
         assert setup.startswith("PHASE = ")
         setups.add(setup.split("\n", 1)[1])
     assert len(setups) == 1  # the same set-up cell everywhere, after the phase name
@@ -302,10 +293,9 @@ def test_phases_record_their_settings_and_the_report_flags_drift(tmp_path):
 
 
 def test_bootstrap_says_which_git_step_failed(tmp_path, monkeypatch):
-    build_notebooks = _build_notebooks()
     monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
     monkeypatch.setenv("DASD_REPO_DIR", str(tmp_path / "clone"))
     monkeypatch.setenv("DASD_REPO_URL", str(tmp_path / "no-such-repo"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="git clone a échoué : .*no-such-repo"):
-        exec(build_notebooks.SETUP, {"PHASE": "data"})
+        exec(setup_cell("data"), {"PHASE": "data"})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dasd_utils import course, report
+from dasd_utils import report
+from dasd_utils.report import course
 
 
 def test_published_figures_and_their_counts():

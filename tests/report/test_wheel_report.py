@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from test_report import make_fake_run
+from support.fake_run import make_fake_run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

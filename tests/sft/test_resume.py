@@ -7,7 +7,9 @@ import json
 import pytest
 
 from dasd_utils import sft
-from test_sft import _adapter_tensors, tiny_sft_cfg, write_sft_file
+from support.sft_runs import adapter_tensors, tiny_sft_cfg, write_sft_file
+
+pytestmark = pytest.mark.trains
 
 
 class Disconnect(RuntimeError):
@@ -69,7 +71,7 @@ def test_killed_and_resumed_training_ends_with_the_same_adapter(tmp_path, tiny_m
     assert resumed["resumed_from"] == "checkpoint-6" and resumed["steps"] == 8
     assert "reprise depuis le checkpoint checkpoint-6" in capsys.readouterr().out
     assert not folder.exists()
-    a, b = _adapter_tensors(sft.stage_dir(straight, 1)), _adapter_tensors(sft.stage_dir(killed, 1))
+    a, b = adapter_tensors(sft.stage_dir(straight, 1)), adapter_tensors(sft.stage_dir(killed, 1))
     assert a.keys() == b.keys() and a
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -143,7 +145,7 @@ def test_qlora_without_bitsandbytes_names_the_optional_extra(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
     with pytest.raises(sft.SFTSetupError, match=r'optional extra.*pip install -e "\.\[qlora\]"'):
-        sft._qlora_kwargs("fp16", "cuda")
+        sft.qlora_kwargs("fp16", "cuda")
 
 
 def test_resume_keeps_the_batch_an_earlier_session_backed_off_to(tmp_path, tiny_model_dir, monkeypatch):

@@ -12,39 +12,7 @@ from dasd_utils import sft
 from dasd_utils.config import SMOLLM2_PYPI, load_config
 from dasd_utils.data import load_split, write_jsonl
 from dasd_utils.prompts import build_sft_example
-
-RESPONSE = "<reasoning>\nA dress shop sells clothes that are not pants.\n</reasoning>\nFinal Answer: C"
-
-
-def _rows(n: int, offset: int = 50):
-    return load_split("bundled", "validation")[offset : offset + n]
-
-
-def write_sft_file(cfg, stage: int, n: int, offset: int = 50, system_prompt: str | None = None) -> Path:
-    """Write a small SFT-ready file (format of docs/artifacts.md) for ``stage``; return its path."""
-    records = []
-    for row in _rows(n, offset):
-        response = f"<reasoning>\nOption {row['answerKey']} fits the question best.\n</reasoning>\nFinal Answer: {row['answerKey']}"
-        records.append({
-            "question_id": row["id"],
-            "stage": stage,
-            "messages": build_sft_example(row, response, system_prompt or cfg.system_prompt),
-        })
-    return write_jsonl(sft.sft_data_path(cfg, stage), records)
-
-
-def tiny_sft_cfg(run_dir, tiny_model_dir, **overrides):
-    base = {
-        "student.model": str(tiny_model_dir),
-        "sft.max_steps": 2,
-        "sft.per_device_batch_size": 2,
-        "sft.grad_accum": 1,
-        "sft.lora_dropout": 0.0,
-        "sft.logging_steps": 1,
-    }
-    base.update(overrides)
-    return load_config("demo", run_dir=run_dir, overrides=base)
-
+from support.sft_runs import RESPONSE, adapter_tensors, sft_rows, tiny_sft_cfg, write_sft_file
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
@@ -57,7 +25,7 @@ def tiny_tokenizer(tiny_model_dir):
 def test_label_mask_covers_exactly_the_response_and_end_of_turn(tiny_tokenizer):
     tok = tiny_tokenizer
     assert tok.pad_token_id != tok.eos_token_id, "a pad token equal to EOS would mask <|im_end|>"
-    row = _rows(1)[0]
+    row = sft_rows(1)[0]
     messages = build_sft_example(row, RESPONSE)
     out = sft.tokenize_sft_example(tok, messages)
     ids, labels = out["input_ids"], out["labels"]
@@ -86,7 +54,7 @@ def test_label_mask_covers_exactly_the_response_and_end_of_turn(tiny_tokenizer):
 
 
 def test_build_dataset_truncates_and_drops_with_counts(tiny_tokenizer, caplog):
-    row = _rows(1)[0]
+    row = sft_rows(1)[0]
     long_resp = "<reasoning>\n" + "word " * 300 + "\n</reasoning>\nFinal Answer: C"
     records = [{"messages": build_sft_example(row, RESPONSE)}, {"messages": build_sft_example(row, long_resp)}]
     full = sft.tokenize_sft_example(tiny_tokenizer, records[0]["messages"])
@@ -106,7 +74,7 @@ def test_load_sft_examples_rejects_bad_records(tmp_path):
     path = tmp_path / "x.jsonl"
     with pytest.raises(FileNotFoundError, match="das"):
         sft.load_sft_examples(path)
-    row = _rows(1)[0]
+    row = sft_rows(1)[0]
     good = {"messages": build_sft_example(row, RESPONSE)}
     write_jsonl(path, [good, {"messages": good["messages"][1:]}])
     with pytest.raises(ValueError, match="record 2"):
@@ -118,11 +86,12 @@ def test_load_sft_examples_rejects_bad_records(tmp_path):
 
 
 # --------------------------------------------------------------------------- training
+@pytest.mark.trains
 def test_loss_decreases_on_a_fixed_batch(tiny_model_dir, tiny_tokenizer, tmp_path):
     from transformers import AutoModelForCausalLM
 
     cfg = load_config("demo", overrides={"sft.lora_dropout": 0.0})
-    row = _rows(1)[0]
+    row = sft_rows(1)[0]
     messages = build_sft_example(row, RESPONSE, system_prompt="Answer.")
     dataset, _ = sft.build_sft_dataset([{"messages": messages}] * 2, tiny_tokenizer, 512)
     model = sft.add_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
@@ -168,17 +137,12 @@ def trained_run(tmp_path_factory, tiny_model_dir):
     return cfg, summary, records
 
 
-def _adapter_tensors(folder):
-    from safetensors.torch import load_file
-
-    return load_file(str(Path(folder) / "adapter_model.safetensors"))
-
-
 def _param_name(saved_key: str) -> str:
     # PEFT saves "...q_proj.lora_A.weight" for the parameter "...q_proj.lora_A.default.weight".
     return saved_key.replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight", ".lora_B.default.weight")
 
 
+@pytest.mark.trains
 def test_run_phase_writes_adapters_logs_manifests_and_figure(trained_run):
     cfg, summary, records = trained_run
     assert len(records) == 2
@@ -206,13 +170,14 @@ def test_run_phase_writes_adapters_logs_manifests_and_figure(trained_run):
     assert (records[0]["lr"], records[1]["lr"]) == (cfg.sft.lr_stage1, cfg.sft.lr_stage2)
 
 
+@pytest.mark.trains
 def test_stage2_starts_from_stage1_adapter_and_base_stays_untouched(trained_run, tiny_model_dir):
     import torch
     from safetensors.torch import load_file
 
     cfg, _, records = trained_run
     stage1, stage2 = records
-    saved1 = _adapter_tensors(sft.stage_dir(cfg, 1))
+    saved1 = adapter_tensors(sft.stage_dir(cfg, 1))
     assert saved1, "stage-1 adapter is empty"
     # Stage 2's LoRA weights before its first step are exactly the saved stage-1 adapter ...
     assert {_param_name(k) for k in saved1} == set(stage2["lora_before"])
@@ -225,7 +190,7 @@ def test_stage2_starts_from_stage1_adapter_and_base_stays_untouched(trained_run,
     # They are trainable (and only they) and stage 2 moved them.
     assert stage2["trainable"] == set(stage2["lora_before"])
     assert any(not torch.equal(stage2["lora_before"][n], stage2["lora_after"][n]) for n in stage2["lora_after"])
-    saved2 = _adapter_tensors(sft.stage_dir(cfg, 2))
+    saved2 = adapter_tensors(sft.stage_dir(cfg, 2))
     assert any(not torch.equal(saved1[k], saved2[k]) for k in saved1)
     # The base weights never change, in either stage, and match the checkpoint on disk.
     original = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
@@ -241,6 +206,7 @@ def test_stage2_starts_from_stage1_adapter_and_base_stays_untouched(trained_run,
         assert matched >= len(original) - 1  # lm_head is tied to the embeddings
 
 
+@pytest.mark.trains
 def test_saved_adapter_reloads_with_identical_logits(trained_run, tiny_tokenizer):
     import torch
 
@@ -248,7 +214,7 @@ def test_saved_adapter_reloads_with_identical_logits(trained_run, tiny_tokenizer
     trained = records[1]["model"]
     trained.eval()
     reloaded, _ = sft.load_adapter_model(cfg, 2, device="cpu", dtype="fp32")
-    row = _rows(1, offset=200)[0]
+    row = sft_rows(1, offset=200)[0]
     text = tiny_tokenizer.apply_chat_template(build_sft_example(row, RESPONSE), tokenize=False)
     ids = torch.tensor([tiny_tokenizer(text, add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
@@ -261,6 +227,7 @@ def test_saved_adapter_reloads_with_identical_logits(trained_run, tiny_tokenizer
     assert not torch.allclose(a, base)
 
 
+@pytest.mark.trains
 def test_same_inputs_reuse_the_adapters_and_changed_inputs_retrain(trained_run, monkeypatch):
     cfg, _, _ = trained_run
     calls = []
@@ -298,6 +265,7 @@ def test_same_inputs_reuse_the_adapters_and_changed_inputs_retrain(trained_run, 
     assert sft.reusable_manifest(cfg, 2, inputs) is None
 
 
+@pytest.mark.trains
 def test_retrained_stage1_retrains_stage2(tmp_path, tiny_model_dir):
     cfg = tiny_sft_cfg(tmp_path / "run", tiny_model_dir, **{"sft.max_steps": 1})
     write_sft_file(cfg, 1, 2)
@@ -325,13 +293,14 @@ def test_missing_inputs_give_clear_errors(tmp_path, tiny_model_dir):
         sft.stage_dir(cfg, 3)
 
 
+@pytest.mark.trains
 def test_oom_backoff_halves_batch_doubles_accumulation_and_restarts_adapter(tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch, caplog):
     import torch
     import trl
     from transformers import AutoModelForCausalLM
 
     cfg = load_config("demo", overrides={"sft.lora_dropout": 0.0})
-    row = _rows(1)[0]
+    row = sft_rows(1)[0]
     dataset, _ = sft.build_sft_dataset([{"messages": build_sft_example(row, RESPONSE, "Answer.")}] * 4, tiny_tokenizer, 256)
     model = sft.add_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
     lora = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -439,7 +408,7 @@ def test_plot_sft_loss_draws_both_stages(tmp_path):
 
 
 # --------------------------------------------------------------------------- real model
-@pytest.mark.slow
+@pytest.mark.trains
 def test_demo_stage1_trains_smollm2_on_cpu(tmp_path, smollm2_dir):
     cfg = load_config("demo", run_dir=tmp_path / "run", overrides={"sft.max_steps": 2, "sft.grad_accum": 1})
     assert cfg.student.model == SMOLLM2_PYPI
@@ -456,7 +425,7 @@ def test_demo_stage1_trains_smollm2_on_cpu(tmp_path, smollm2_dir):
 def test_templates_that_render_the_prompt_differently_or_never_close_the_turn(tiny_tokenizer):
     import copy
 
-    row = _rows(1)[0]
+    row = sft_rows(1)[0]
     messages = build_sft_example(row, RESPONSE)
     # Like Qwen3's hybrid template: the assistant turn starts with an empty think block, written
     # after the generation prompt. Issue 10 item 4: it is part of the prompt (as in scoring and
@@ -494,7 +463,7 @@ def test_templates_that_render_the_prompt_differently_or_never_close_the_turn(ti
         sft.tokenize_sft_example(tok, messages)
 
 
-@pytest.mark.slow
+@pytest.mark.trains
 def test_two_processes_under_torchrun_train_once_and_write_once(tmp_path, tiny_model_dir):
     """The CLI entry point under a distributed launcher (gloo on the CPU): DDP training, rank-0 writes."""
     import os
@@ -511,7 +480,7 @@ def test_two_processes_under_torchrun_train_once_and_write_once(tmp_path, tiny_m
         "--set", "sft.lora_dropout=0.0",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1", HF_HUB_OFFLINE="1")
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("[SFT] étape 1 : 4 exemples") == 1  # announced by the main process only
@@ -529,6 +498,7 @@ def test_two_processes_under_torchrun_train_once_and_write_once(tmp_path, tiny_m
         assert (sft.stage_dir(cfg, stage) / "manifest.json").stat().st_mtime_ns == mtimes[stage]
 
 
+@pytest.mark.trains
 def test_retraining_from_scratch_gives_the_same_adapter(tmp_path, tiny_model_dir):
     """A grader re-running training (other run dir, other RNG history) must get the same adapter."""
     import torch
@@ -541,12 +511,13 @@ def test_retraining_from_scratch_gives_the_same_adapter(tmp_path, tiny_model_dir
     second = tiny_sft_cfg(tmp_path / "b", tiny_model_dir, **{"sft.max_steps": 2})
     write_sft_file(second, 1, 4)
     sft.train_stage(second, 1)
-    a, b = _adapter_tensors(sft.stage_dir(first, 1)), _adapter_tensors(sft.stage_dir(second, 1))
+    a, b = adapter_tensors(sft.stage_dir(first, 1)), adapter_tensors(sft.stage_dir(second, 1))
     assert a.keys() == b.keys() and a
     for key in a:
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.trains
 def test_reuse_does_not_depend_on_how_the_run_dir_is_spelled(tmp_path, tiny_model_dir, monkeypatch):
     """The CLI passes runs/x, the notebooks an absolute path: both must reuse the same adapter."""
     monkeypatch.chdir(tmp_path)

@@ -17,7 +17,7 @@ from dasd_utils import evaluation, stats
 from dasd_utils.data import load_split
 from dasd_utils.prompts import LETTERS
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "artifacts.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "artifacts.md"
 BLOCK = re.compile(r"<!-- checked-example: (?P<name>[^ ]+) -->\n```json\n(?P<body>.*?)\n```", re.S)
 
 

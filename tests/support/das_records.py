@@ -17,7 +17,7 @@ TRAINING_TEXT = [
 ]
 
 
-def _byte_level_table() -> dict[str, int]:
+def byte_level_table() -> dict[str, int]:
     """Return the inverse of GPT-2's byte-to-printable-character table (character -> byte)."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     chars = printable[:]
@@ -52,7 +52,7 @@ def teacher_tokens(content: str, logprob_of=None, with_bytes: bool = True) -> li
     with a replacement character, and its exact ``bytes``. ``logprob_of(i, start, end)`` gives
     each token's logprob (default: log 0.5).
     """
-    table = _byte_level_table()
+    table = byte_level_table()
     enc = teacher_tokenizer().encode(content)
     out = []
     for i, (piece, (a, b)) in enumerate(zip(enc.tokens, enc.offsets)):

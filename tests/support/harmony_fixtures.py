@@ -23,7 +23,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from test_das_support import _byte_level_table
+from support.das_records import byte_level_table
 
 STYLES = ("openai", "harmony", "harmony_return", "token_ids")
 
@@ -34,7 +34,7 @@ def content_of(reasoning: str, letter: str) -> str:
 
 
 # GPT-2's byte-level table (character -> byte), kept in the tests apart from the package's copy.
-_TABLE = _byte_level_table()
+_TABLE = byte_level_table()
 
 
 def id_bytes(tokenizer, token_id: int) -> bytes:

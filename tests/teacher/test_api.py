@@ -15,65 +15,21 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from support.fake_openai_server import FakeOpenAIServer, answers_from_rows
+from support.teacher_server import KEY, api_key, cfg, make_cfg, questions, serve  # noqa: F401 (fixtures)
 
-from fake_openai_server import FakeOpenAIServer, answers_from_rows  # noqa: E402
-
-from dasd_utils import data, teacher  # noqa: E402
-from dasd_utils.config import load_config  # noqa: E402
-from dasd_utils.prompts import build_messages  # noqa: E402
-from dasd_utils.secrets import MissingAPIKey, get_api_key, scrub  # noqa: E402
-from dasd_utils.teacher_openai import (  # noqa: E402
+from dasd_utils import data, teacher
+from dasd_utils.config import load_config
+from dasd_utils.prompts import build_messages
+from dasd_utils.secrets import MissingAPIKey, get_api_key, scrub
+from dasd_utils.teacher.api import (
     TeacherFatalError,
     normalize_tokens,
     parse_completion,
     parse_retry_after,
 )
 
-KEY = "sk-TEST-DistinctiveFakeKey-7f3a9c2e51b8d4"
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def api_key(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    return KEY
-
-
-def make_cfg(run_dir: Path, student_dir: Path, n_train: int = 6, **overrides):
-    base = {
-        "data.source": "bundled",
-        "data.train_split": "validation",
-        "data.train_offset": 50,
-        "data.n_train": n_train,
-        "data.n_eval": 4,
-        "student.model": str(student_dir),
-        "teacher.concurrency": 4,
-        "teacher.max_retries": 3,
-        "teacher.timeout_s": 2.0,
-        "teacher.backoff_base_s": 0.01,
-        "teacher.backoff_max_s": 0.05,
-        "teacher.base_url": "http://127.0.0.1:9/v1",
-    }
-    base.update(overrides)
-    cfg = load_config("colab", run_dir=run_dir, overrides=base)
-    data.run_phase(cfg)
-    return cfg
-
-
-@pytest.fixture
-def cfg(tmp_path, tiny_model_dir, api_key):
-    return make_cfg(tmp_path / "run", tiny_model_dir)
-
-
-def questions(cfg):
-    return data.load_run_questions(cfg, "train")
-
-
-def serve(cfg, **kwargs) -> FakeOpenAIServer:
-    server = FakeOpenAIServer(answers=answers_from_rows(questions(cfg)), **kwargs).start()
-    cfg.teacher.base_url = server.base_url
-    return server
+REPO = Path(__file__).resolve().parents[2]
 
 
 def by_question(cfg, stage=1):
@@ -266,7 +222,7 @@ def test_normalize_tokens_never_invents_probabilities():
 
 
 def test_parse_completion_rejects_non_completions():
-    from dasd_utils.teacher_openai import MalformedResponse
+    from dasd_utils.teacher.api import MalformedResponse
 
     for body in ([], {"choices": []}, {"choices": [{"message": None}]}, {"error": {"message": "x"}}):
         with pytest.raises(MalformedResponse):
@@ -459,6 +415,7 @@ def _final_set(cfg, stage):
     return {(r["request_hash"], r["content"], json.dumps(r["tokens"]), r["error"]) for r in records}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, tiny_model_dir, api_key):
     env = dict(os.environ, OPENAI_API_KEY=KEY, TQDM_DISABLE="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     killed_cfg = _prepare(tmp_path / "killed", tiny_model_dir)

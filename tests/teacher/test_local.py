@@ -11,7 +11,7 @@ from dasd_utils import data, teacher
 from dasd_utils.config import load_config
 from dasd_utils.data import bundled_path, read_jsonl
 from dasd_utils.prompts import build_messages, build_sft_example
-from dasd_utils.teacher_local import FEW_SHOT_EXAMPLES, LocalTeacher, teacher_messages, token_bytes, token_strings
+from dasd_utils.teacher.local import FEW_SHOT_EXAMPLES, LocalTeacher, teacher_messages, token_bytes, token_strings
 
 
 # --------------------------------------------------------------------------- token strings
@@ -145,6 +145,7 @@ def _recompute_logprobs(model_dir, messages, token_ids, temperature=1.0):
     return logprobs.gather(1, torch.tensor(token_ids)[:, None]).squeeze(1).tolist()
 
 
+@pytest.mark.model
 def test_local_backend_records_raw_logprobs_and_exact_tokens(tiny_cfg, tiny_model_dir):
     cfg = tiny_cfg
     data.run_phase(cfg)
@@ -180,7 +181,7 @@ def test_local_backend_records_raw_logprobs_and_exact_tokens(tiny_cfg, tiny_mode
 
 
 # --------------------------------------------------------------------------- local backend, SmolLM2 (slow)
-@pytest.mark.slow
+@pytest.mark.model
 def test_smollm2_stand_in_teacher_follows_the_format(tmp_path, smollm2_dir):
     cfg = load_config("demo", run_dir=tmp_path / "run", overrides={
         "data.n_train": 4, "teacher.max_tokens": 96, "teacher.local_best_of_n": 1, "teacher.local_batch_size": 4})

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from support.fake_openai_server import FakeOpenAIServer
+from support.teacher_server import KEY, make_cfg, questions, serve
 
-from fake_openai_server import FakeOpenAIServer  # noqa: E402
-from test_teacher_openai import KEY, make_cfg, questions, serve  # noqa: E402
-
-from dasd_utils import cli, teacher  # noqa: E402
-from dasd_utils.teacher_openai import TeacherFatalError, TeacherPreflightError, endpoint_host  # noqa: E402
+from dasd_utils import cli, teacher
+from dasd_utils.teacher.api import TeacherFatalError, TeacherPreflightError, endpoint_host
 
 
 @pytest.fixture
@@ -139,7 +137,7 @@ def test_connection_error_names_the_host_not_the_credentials(cfg, capsys):
     assert endpoint_host("https://u:p@api.example.org:8443/v1") == "api.example.org:8443"
     assert endpoint_host(None) == "api.openai.com"
     cfg.teacher.base_url = "http://someone:hunter2secret@127.0.0.1:9/v1?key=abc"
-    from dasd_utils.teacher_openai import _url_without_secrets
+    from dasd_utils.teacher.api import _url_without_secrets
 
     assert _url_without_secrets(cfg.teacher.base_url) == "http://127.0.0.1:9/v1"
 
@@ -160,6 +158,7 @@ def test_failed_requests_make_the_cli_exit_non_zero(tmp_path, tiny_model_dir, ap
         assert server.count() == 6 + 2
 
 
+@pytest.mark.model
 def test_das_scores_the_analysis_channel_end_to_end(cfg):
     """reasoning_source=analysis: P_T from the analysis tokens, SFT target = analysis in <reasoning> + Final Answer."""
     from dasd_utils import das

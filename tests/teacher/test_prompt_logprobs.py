@@ -1,6 +1,6 @@
 """P_T of given text through an API teacher: vLLM's prompt_logprobs on a chat request (provenance analysis).
 
-The fake server (tests/fake_openai_server.py, real HTTP) answers like vLLM serving gpt-oss: it
+The fake server (tests/support/fake_openai_server.py, real HTTP) answers like vLLM serving gpt-oss: it
 renders the request's messages as a harmony prompt with the REAL o200k_harmony tokenizer (the
 answer as the last final-channel message, then ``<|end|><|start|>assistant``), gives every prompt
 token a logprob and returns them as vLLM's ``prompt_logprobs`` (one dict per position, the first
@@ -18,25 +18,23 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from support.fake_openai_server import FakeOpenAIServer
+from support.gptoss_answers import ANSWERS
+from support.harmony_fixtures import content_of, exact_sentence_probabilities, token_char_spans
 
-from fake_openai_server import FakeOpenAIServer  # noqa: E402
-from gptoss_answers import ANSWERS  # noqa: E402
-from harmony_fixtures import content_of, exact_sentence_probabilities, token_char_spans  # noqa: E402
-
-from dasd_utils import das  # noqa: E402
-from dasd_utils.align import UnscorableError  # noqa: E402
-from dasd_utils.analyses import provenance  # noqa: E402
-from dasd_utils.config import load_config  # noqa: E402
-from dasd_utils.openai_logprobs import make_token_decoder  # noqa: E402
-from dasd_utils.openai_prompt_logprobs import (  # noqa: E402
+from dasd_utils import das
+from dasd_utils.align import UnscorableError
+from dasd_utils.analyses import provenance
+from dasd_utils.config import load_config
+from dasd_utils.teacher.responses import make_token_decoder
+from dasd_utils.teacher.prompt_logprobs import (
     SCORING_FIELDS,
     locate_answer,
     prompt_tokens,
     teacher_answer_tokens,
 )
-from dasd_utils.prompts import build_messages  # noqa: E402
-from dasd_utils.segment import sentence_spans  # noqa: E402
+from dasd_utils.prompts import build_messages
+from dasd_utils.segment import sentence_spans
 
 KEY = "sk-TEST-PromptLogprobs-9c1e77a0b3d54f2e"
 
@@ -210,7 +208,7 @@ def test_strings_decoded_in_context_are_never_trusted(gptoss_tokenizer):
 @pytest.mark.parametrize("decoder", [False, True])
 def test_a_chat_template_with_continue_final_message(decoder):
     """Models with a chat template (here Qwen3's): the prompt ends with the answer."""
-    from real_tokenizers import load_tokenizer, qwen3_instruct_2507_template
+    from support.real_tokenizers import load_tokenizer, qwen3_instruct_2507_template
 
     qwen3_tokenizer = load_tokenizer("qwen3")  # its own copy: the session fixture keeps its template
     qwen3_tokenizer.chat_template = qwen3_instruct_2507_template
@@ -248,7 +246,7 @@ def test_no_prompt_logprobs_and_unreadable_positions():
 # --------------------------------------------------------------------------- through the fake server
 @pytest.fixture
 def api_cfg(tmp_path, monkeypatch):
-    from real_tokenizers import tokenizer_dir
+    from support.real_tokenizers import tokenizer_dir
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     return load_config("colab", run_dir=tmp_path / "run", overrides={
@@ -328,10 +326,11 @@ def test_prompt_tokens_that_do_not_reproduce_the_answer_stop_the_analysis(api_cf
 
 
 # --------------------------------------------------------------------------- the provenance analysis
+@pytest.mark.model
 def test_provenance_with_an_api_teacher(tiny_cfg, tmp_path, monkeypatch, gptoss_tokenizer):
     """P_T from the fake vLLM server, P_S and P_D from the tiny local student and its adapter."""
     from peft import LoraConfig, get_peft_model
-    from real_tokenizers import tokenizer_dir
+    from support.real_tokenizers import tokenizer_dir
     from transformers import AutoModelForCausalLM
 
     adapter = tmp_path / "adapter"

