@@ -20,7 +20,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: venv demo test test-fast notebooks lab clean-venv help
+.PHONY: venv demo test test-fast notebooks notebook lab clean-venv help
 
 help:
 	@echo "make demo   - create .venv, install, run the whole pipeline on the offline demo profile"
@@ -48,10 +48,16 @@ demo: venv
 	$(PY) tools/run_notebooks.py --profile $(PROFILE) --run-dir $(RUN_DIR)
 	@echo "Rapport : $(RUN_DIR)/report/rapport.html (et rapport.md)"
 
-# Re-execute the notebooks in place so that their stored outputs (checked by nbval) match a demo run.
+# Rebuild the notebooks from notebooks/src/ and re-execute them in place on the demo run, so that
+# their stored outputs (checked by nbval) match. One notebook: make notebook NB=03
 notebooks: venv
 	$(PY) tools/build_notebooks.py
 	$(PY) tools/run_notebooks.py --profile demo --in-place
+
+notebook: venv
+	@test -n "$(NB)" || { echo "usage: make notebook NB=03"; exit 2; }
+	$(PY) tools/build_notebooks.py $(NB)
+	$(PY) tools/run_notebooks.py --profile demo --in-place --only $(NB)
 
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
@@ -62,8 +68,9 @@ test: venv
 lab: venv
 	$(PY) tools/run_notebooks.py --lab
 
+# The package's tests without anything that trains, runs a real model or a notebook (a few minutes).
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 clean-venv:
 	rm -rf $(VENV)

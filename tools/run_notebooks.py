@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", default=None, help="default: runs/<profile>")
     parser.add_argument("--out", default=None, help="folder for executed copies (default: <run-dir>/notebooks)")
     parser.add_argument("--in-place", action="store_true", help="overwrite notebooks/*.ipynb with their outputs")
-    parser.add_argument("--only", nargs="*", default=None, help="notebook file names to run (default: all)")
+    parser.add_argument("--only", nargs="*", default=None, help="notebook names or prefixes to run, e.g. 03 (default: all)")
     parser.add_argument("--lab", action="store_true", help="open JupyterLab on notebooks/ with the project's kernel instead")
     args = parser.parse_args(argv)
     use_project_kernel()
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.only:
-        notebooks = [p for p in notebooks if p.name in args.only]
+        notebooks = [p for p in notebooks if any(p.name.startswith(name) for name in args.only)]
     # The stored notebooks keep RUN_DIR=None (project default) so that they run anywhere.
     params = {"PROFILE": args.profile}
     if not args.in_place or args.run_dir:

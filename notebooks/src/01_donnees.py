@@ -1,0 +1,56 @@
+# Source of notebooks/01_donnees.ipynb (jupytext percent format). Edit here, then: make notebook NB=01
+
+# %% [markdown]
+# # 01 · Données : CommonsenseQA
+#
+# Ce notebook prépare les questions utilisées par tout le pipeline DASD (Distribution-Aligned
+# Sequence Distillation).
+#
+# **CommonsenseQA** est un QCM de sens commun : une question, cinq options A-E, une seule bonne
+# réponse (`answerKey`). Le professeur (un grand modèle) rédigera pour chaque question d'entraînement
+# un raisonnement pas à pas ; l'élève (un petit modèle) apprendra à reproduire ce raisonnement.
+#
+# * Profil `colab` / `full` : questions d'entraînement tirées du split *train* du Hub
+#   (`tau/commonsense_qa`), évaluation sur les 50 premières questions de *validation* (comme le
+#   rapport du cours ; `data.n_eval=-1` pour les 1 221).
+# * Profil `demo` (hors ligne) : seul le split de validation est livré avec le projet (licence MIT).
+#   On entraîne sur les items 50 et suivants et on évalue sur les items 0-49 : les deux ensembles
+#   ne se recouvrent jamais (le code le vérifie).
+#
+# Chaque ligne est validée : une question manquante, un nombre d'options différent de cinq ou une
+# `answerKey` absente des labels lèvent une erreur qui nomme la ligne et le champ.
+
+# %% dasd_setup="data"
+
+# %%
+from dasd_utils import data
+summary = data.run_phase(cfg)
+
+# %% [markdown]
+# Combien de questions, et quelle répartition des bonnes réponses ? Une répartition déséquilibrée rendrait trompeuse une exactitude proche du hasard (20 %).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import pandas as pd
+counts = pd.DataFrame({"entraînement": summary["train_answer_counts"], "évaluation": summary["eval_answer_counts"]})
+print(f"{summary['n_train']} questions d'entraînement (items {summary['train_indices']}), "
+      f"{summary['n_eval']} d'évaluation (items {summary['eval_indices']})")
+counts.T
+
+# %% [markdown]
+# Voici le message exact que verront le professeur et l'élève pour la question du crabe (item 49 de validation), celle de l'analyse qualitative du rapport du cours (`eval.qualitative_index` en choisit une autre ; si ce run ne l'évalue pas, la cellule le dit).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.show_featured_prompt(cfg)
+
+# %% [markdown]
+# Une question d'entraînement telle qu'elle est stockée (`data/train.jsonl`), puis les messages de chat que le professeur en reçoit : un message système et un message utilisateur.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from dasd_utils.notebook import examples
+question = data.load_run_questions(cfg, "train")[0]
+print({k: question[k] for k in ("index", "question", "choices", "answerKey")})
+for message in examples.question_messages(cfg, "train", 0):
+    print(f"--- {message['role']} ---\n{message['content']}")

@@ -1,0 +1,36 @@
+# Source of notebooks/05_sft_stage2.ipynb (jupytext percent format). Edit here, then: make notebook NB=05
+
+# %% [markdown]
+# # 05 · SFT stage 2 : DASD sur les réponses à haute température filtrées par DAS
+#
+# Le **stage 2** repart de l'adaptateur du stage 1 (chargé comme entraînable, on ne repart pas
+# de zéro) et l'entraîne sur les réponses à température 0,9 **gardées par DAS**, avec un taux
+# d'apprentissage plus faible (1e-4). C'est l'apprentissage « programmé en température » du papier
+# DASD : d'abord les raisonnements les plus probables du professeur, puis une couverture plus large
+# de sa distribution, limitée aux exemples où l'élève a encore à apprendre.
+
+# %% dasd_setup="train"
+
+# %%
+from dasd_utils import sft
+from dasd_utils.notebook import examples
+stage2 = sft.train_stage(cfg, 2, force=FORCE)
+print("adaptateur relu dans sft/stage2 (mêmes entrées)" if stage2.get("reused") else "adaptateur entraîné par cette exécution")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.sft_table(stage2)
+
+# %% [markdown]
+# **D'où part le stage 2, et ce qui change.** Les deux stages côte à côte, lus dans leurs manifestes : le point de départ (le stage 2 charge l'adaptateur du stage 1, dont l'empreinte est vérifiée), les données (réponses à haute température gardées par DAS) et le taux d'apprentissage.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+examples.stage_start_for_run(cfg)
+
+# %% [markdown]
+# Courbes de perte des deux stages (la perte d'entraînement n'est pas une mesure de qualité : seule l'évaluation du notebook suivant l'est).
+
+# %%
+sft.plot_loss(cfg)
+nb.show_figure(cfg, "sft_loss.png")

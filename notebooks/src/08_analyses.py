@@ -1,0 +1,108 @@
+# Source of notebooks/08_analyses.ipynb (jupytext percent format). Edit here, then: make notebook NB=08
+
+# %% [markdown]
+# # 08 · Le filtrage DAS aide-t-il ?
+#
+# Du stage 1 au stage 2, tout change à la fois : les données, la température, la quantité
+# d'entraînement et le filtre DAS. Pour isoler l'effet du **filtre**, on refait le stage 2 (même
+# adaptateur de stage 1, même recette) sur des ensembles de **même taille** tirés du **même pool**
+# de réponses à T = 0,9 retenues par le filtre de qualité (papier DASD, tableau 3) :
+#
+# * **(a) DAS** : les exemples conservés par DAS, c'est le stage 2 du run (réutilisé, pas réentraîné) ;
+# * **(b) tirage aléatoire** : autant d'exemples tirés au hasard dans le pool (graine fixée, donc
+#   reproductible ; `analyses.random_seeds`) ;
+# * **(c) pool entier** (optionnel, `analyses.full_pool`, activé sur le profil `colab`) ;
+# * **(d) politique mixte** (papier, sections 5 et 6.4.2 ; `analyses.mixed_policy`) : l'élève
+#   distillé répond lui-même, le professeur termine ses réponses divergentes, et une époque de plus
+#   part de l'adaptateur du stage 2 (variante masquée en option : `analyses.mixed_masked` ; témoin
+#   entraîné la même époque sans les réponses mixtes : `analyses.mixed_control`, activé sur `colab`).
+#
+# Chaque variante répond aux mêmes questions d'évaluation ; DAS est comparé à chaque autre par le
+# **test exact de McNemar** (p-valeurs corrigées de Holm). Puis la **provenance** des phrases du
+# modèle distillé (papier, section 4) : chaque phrase de ses réponses est notée par le professeur
+# (P_T), l'élève avant distillation (P_S) et l'élève distillé (P_D), puis classée *teacher*,
+# *boosted*, *shared* ou *student*.
+#
+# Le tableau ci-dessous estime le temps que chaque analyse ajoute, à partir des durées mesurées
+# dans **ce** run (entraînement du stage 2, évaluation) : sur Colab, c'est du temps de GPU.
+
+# %% dasd_setup="analyses"
+
+# %%
+from dasd_utils import analyses
+analyses.cost_table(cfg)
+
+# %%
+results = analyses.run_phase(cfg, force=FORCE)
+
+# %% [markdown]
+# Exactitude de chaque variante avec son intervalle de Wilson à 95 %, et comparaison appariée avec DAS (questions réussies par un seul des deux modèles).
+
+# %%
+analyses.results_table(results)
+
+# %% [markdown]
+# Les ensembles d'entraînement : nombre d'exemples, part de phrases « professeur » (le critère de DAS), longueurs.
+
+# %%
+analyses.statistics_table(results)
+
+# %% [markdown]
+# Le verdict est choisi par les statistiques (significatif ou non, et dans quel sens), jamais écrit d'avance.
+
+# %%
+print(results["verdict"])
+nb.show_figure(cfg, "analyses_das_vs_random.png")
+
+# %% [markdown]
+# **Provenance des phrases** du modèle distillé, selon leur position dans la réponse, pour les réponses justes et fausses ; Δ est l'écart d'aire entre les deux courbes. Avec un professeur par API, P_T vient des `prompt_logprobs` d'un serveur vLLM ; un fournisseur qui ne les renvoie pas (OpenAI, Infomaniak…) arrête l'analyse, qui dit pourquoi.
+
+# %%
+prov = results["provenance"]
+if prov["available"]:
+    display(analyses.provenance_table(results))
+    display(nb.show_figure(cfg, "analyses_provenance.png"))
+else:
+    print("Provenance non calculée :", prov["reason"])
+
+# %% [markdown]
+# **Distillation à politique mixte** (papier, sections 5 et 6.4.2). L'entraînement hors
+# politique n'apprend à l'élève que des textes du professeur ; à l'inférence, l'élève lit ses propres
+# phrases, et une erreur l'emmène là où il n'a jamais été guidé. Ici :
+#
+# 1. l'élève distillé (DAS) répond de nouveau aux questions d'entraînement du pool, chaque réponse
+#    limitée à 1,5 fois la longueur de celle du professeur (`analyses.mixed_length_cap`) ;
+# 2. une réponse **diverge** si la limite l'a coupée, ou si sa réponse finale est fausse ou absente ;
+# 3. elle est coupée à un mot tiré au hasard **au-delà du milieu** de son raisonnement (jamais dans
+#    sa conclusion), et le **professeur continue** ce texte : le professeur local lit son prompt suivi
+#    de ce début, un professeur par API le reçoit comme dernier message de l'assistant avec
+#    `continue_final_message` (vLLM) ; un serveur qui ne sait pas continuer est détecté par la
+#    première requête, et l'analyse s'arrête en disant pourquoi ;
+# 4. la réponse jointe (début de l'élève + suite du professeur, exactement) passe le filtre de
+#    qualité, puis une époque d'entraînement part de l'adaptateur du stage 2, sur ces réponses
+#    mêlées aux exemples hors politique (ceux que DAS a conservés).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+analyses.mixed_policy_table(results)
+
+# %% [markdown]
+# Un exemple d'entraînement de ce run : entre ⟦ ⟧ la part écrite par l'élève (non supervisée dans la variante masquée), puis la suite du professeur.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+analyses.show_mixed_example(cfg)
+
+# %% [markdown]
+# La variante à politique mixte a eu une époque de plus que DAS seul : le verdict la compare au témoin (la même époque sur les seules données hors politique) quand il a été entraîné, et le rappelle sinon.
+
+# %%
+print(results["mixed_verdict"] or "Politique mixte non évaluée : " + str(results["mixed_policy"].get("reason")))
+
+# %% [markdown]
+# Le rapport est reconstruit pour y ajouter la section « Le filtrage DAS aide-t-il ? ».
+
+# %%
+from dasd_utils import report
+paths = report.run_phase(cfg, force=True)
+print(nb.relative(paths["markdown"]))
