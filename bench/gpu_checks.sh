@@ -5,6 +5,10 @@
 #
 #   bash bench/gpu_checks.sh                     # on the GPU machine; results in $OUT (or ./gpu_out)
 #   SKIP_INSTALL=1 PY=.venv/bin/python bash bench/gpu_checks.sh --tiny    # dry run on a CPU
+# WHEELS=folder takes the wheels from elsewhere than ./.whl (e.g. when run from a snapshot of the
+# repository carried inside it). SECTIONS="sft_cap_4bit eval_gen" runs only those (a re-run of the
+# ones that failed; das and eval_gen then go without env.json: no share of peak for das, and
+# eval_gen measures the copy bandwidth itself).
 #
 # Sections, most important first, each a separate process under its own `timeout`, so that one
 # hang or crash loses only itself; all are clamped to an overall budget (BUDGET_S, default 460 s
@@ -38,9 +42,11 @@ elapsed() { echo $(( $(date +%s) - T_START )); }
 if [ -z "${SKIP_INSTALL:-}" ]; then
   t0=$(date +%s)
   PIP="$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site"
-  if ! $PIP .whl/*.whl >>"$LOG" 2>&1; then
+  WHEELS=${WHEELS:-.whl}
+  ls -l "$WHEELS"/*.whl >>"$LOG" 2>&1
+  if ! $PIP "$WHEELS"/*.whl >>"$LOG" 2>&1; then
     echo "wheel install failed as a batch: installing one by one" | tee -a "$LOG"
-    for w in .whl/*.whl; do $PIP "$w" >>"$LOG" 2>&1 || echo "WHEEL FAILED: $w" | tee -a "$LOG"; done
+    for w in "$WHEELS"/*.whl; do $PIP "$w" >>"$LOG" 2>&1 || echo "WHEEL FAILED: $w" | tee -a "$LOG"; done
   fi
   export PYTHONPATH=/tmp/site:$PWD
   printf 'install\t0\t%s\n' $(( $(date +%s) - t0 )) >>"$STATUS"
@@ -52,6 +58,9 @@ fi
 section() {
   local name=$1 limit=$2
   shift 2
+  if [ -n "${SECTIONS:-}" ] && [[ " $SECTIONS " != *" $name "* ]]; then
+    return
+  fi
   local left=$(( BUDGET_S - $(elapsed) - 15 ))
   (( left < limit )) && limit=$left
   if (( limit < 20 )); then
