@@ -73,7 +73,7 @@ section() {
   t0=$(date +%s)
   timeout -k 10 "$limit" "$@" 2>&1 | tee -a "$LOG" >"$WORK/$name.log"
   local rc=${PIPESTATUS[0]}
-  grep -v -E "it/s\]|s/it\]|^\{'(loss|train_runtime)'|[Ww]arning|warn\(" "$WORK/$name.log" | tail -n "${TAIL_LINES:-6}"
+  grep -v -E "it/s\]|s/it\]|^\{'(loss|train_runtime)'|[Ww]arning|warn\(" "$WORK/$name.log" | tail -n "${TAIL_LINES:-5}" | cut -c1-300
   (( rc == 124 || rc == 137 )) && echo "-- $name: TIMED OUT after ${limit}s" | tee -a "$LOG"
   echo "-- $name: rc=$rc, $(( $(date +%s) - t0 ))s" | tee -a "$LOG"
   printf '%s\t%s\t%s\n' "$name" "$rc" $(( $(date +%s) - t0 )) >>"$STATUS"
