@@ -22,6 +22,9 @@ Modes:
            log-softmax on the same batch as the baseline, and the bf16 gap to a per-example
            reference on two sequences.
 ``--gpu --tiny``  The same code path with a tiny shape (runs on the CPU when no GPU is visible).
+``--ceilings FILE``  with --gpu: the JSON of ``bench/gpu_ceilings.py`` from the same run; the
+           TFLOP/s are then also given as a share of the bf16 matmul rate measured there. The
+           full-vocabulary baseline is timed too (``--full-iters``), not only its peak memory.
 
 FLOPs of one forward pass, counted as matrix multiplications only: ``2 * N * tokens`` for the
 non-embedding weights N, plus ``2 * 2 * layers * heads * head_dim * T^2 * batch`` for attention
@@ -316,29 +319,46 @@ def run_gpu(args) -> dict:
         times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     best = min(times)
+    median = float(np.median(times))
     tokens_per_s = batch * seq / best
-    tflops = _flops(shape, batch, seq, response) / best / 1e12
+    flops = _flops(shape, batch, seq, response)
+    tflops = flops / best / 1e12
+    peak_tflops = None
+    if args.ceilings and Path(args.ceilings).is_file():
+        peak_tflops = json.loads(Path(args.ceilings).read_text())["matmul_bf16"]["tflops_median"]
 
     # Baseline memory: the whole batch's logits through a full-vocabulary fp32 log-softmax.
+    # Timed too (same batch, --full-iters runs after one warm-up): the same tokens scored the plain way.
     full_peak = None
-    if cuda and not args.skip_full_baseline:
+    full_times: list[float] = []
+    if not args.skip_full_baseline:
         gc.collect()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         ids = torch.tensor([ex.prompt_ids + ex.response_ids for ex in examples], device=device)
-        try:
+
+        def full_vocab():
             with torch.inference_mode():
                 logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
                 lp = torch.log_softmax(logits.float(), dim=-1)
-                torch.gather(lp[:, prompt - 1 : -1], 2, ids[:, prompt:, None])
+                return torch.gather(lp[:, prompt - 1 : -1], 2, ids[:, prompt:, None])
+
+        try:
+            full_vocab()
             sync()
-            full_peak = torch.cuda.max_memory_allocated() / 2**30
+            for _ in range(args.full_iters):
+                t0 = time.perf_counter()
+                full_vocab()
+                sync()
+                full_times.append(time.perf_counter() - t0)
+            full_peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
         except torch.cuda.OutOfMemoryError:
             full_peak = float("inf")
         finally:
-            logits = lp = None
             gc.collect()
-            torch.cuda.empty_cache()
+            if cuda:
+                torch.cuda.empty_cache()
 
     # bf16 agreement with the per-example reference on two sequences.
     gaps = [float(np.mean(np.abs(out[i] - reference_token_logprobs(model, examples[i])))) for i in range(2)]
@@ -356,13 +376,27 @@ def run_gpu(args) -> dict:
         "iters": args.iters,
         "times_s": times,
         "tokens_per_s": tokens_per_s,
+        "tokens_per_s_median": batch * seq / median,
+        "flops_per_pass": flops,
         "tflops_per_s": tflops,
+        "tflops_per_s_median": flops / median / 1e12,
+        "matmul_peak_tflops_same_run": peak_tflops,
+        "share_of_matmul_peak": tflops / peak_tflops if peak_tflops else None,
         "peak_gb": peak,
+        "peak_gb_unit": "GiB (torch.cuda.max_memory_allocated / 2**30)",
         "full_vocab_logsoftmax_peak_gb": full_peak,
+        "full_vocab_times_s": full_times,
+        "full_vocab_tokens_per_s": batch * seq / min(full_times) if full_times else None,
+        "weights": "random (transformers init, seed 0)",
         "bf16_mean_abs_logprob_gap_vs_reference": gaps,
         "targets": {"tokens_per_s": TARGET_TOKENS_PER_S, "peak_gb": TARGET_PEAK_GB},
     }
-    print(f"batched scoring: {tokens_per_s:,.0f} tokens/s, {tflops:.1f} TFLOP/s, best of {args.iters}: {best * 1e3:.1f} ms")
+    print(f"batched scoring: {tokens_per_s:,.0f} tokens/s, {tflops:.1f} TFLOP/s, best of {args.iters}: {best * 1e3:.1f} ms"
+          + (f", {100 * tflops / peak_tflops:.1f}% of the {peak_tflops:.0f} TFLOP/s bf16 matmul measured in this run"
+             if peak_tflops else ""))
+    if full_times:
+        print(f"full-vocab log-softmax on the same batch: {batch * seq / min(full_times):,.0f} tokens/s "
+              f"(best of {len(full_times)}: {min(full_times) * 1e3:.1f} ms)")
     if peak is not None:
         print(f"peak GPU memory: {peak:.2f} GB (chunked) vs {full_peak if full_peak is None else round(full_peak, 2)} GB "
               f"(full-vocab fp32 log-softmax)")
@@ -397,6 +431,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--skip-full-baseline", action="store_true", help="GPU mode: skip the full-vocab memory baseline")
+    parser.add_argument("--full-iters", type=int, default=3, help="GPU mode: timed runs of the full-vocab baseline")
+    parser.add_argument("--ceilings", default=None, help="GPU mode: bench/gpu_ceilings.py JSON of this run (share of peak)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.tiny and not args.gpu:

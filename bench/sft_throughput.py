@@ -374,10 +374,16 @@ def _threads():
 
 
 def _versions():
-    """Return the versions of the training stack (the same record the SFT manifests keep)."""
-    from dasd_utils.sft import _versions as sft_versions
+    """Return the versions of the training stack (the packages the SFT manifests record)."""
+    import importlib.metadata as md
 
-    return sft_versions()
+    out = {}
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "missing"
+    return out
 
 
 def main(argv=None) -> int:
