@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 28's GPU measurements in one command, for a lent GPU machine (the device tool runs it from
 # the repository root, with the wheels of .whl/ carried: trl, datasets and their missing
-# dependencies, peft and bitsandbytes; see the report of the h-gpu branch for the list).
+# dependencies, peft and bitsandbytes; docs/performance.md lists them with the results).
 #
 #   bash bench/gpu_checks.sh                     # on the GPU machine; results in $OUT (or ./gpu_out)
 #   SKIP_INSTALL=1 PY=.venv/bin/python bash bench/gpu_checks.sh --tiny    # dry run on a CPU
