@@ -526,3 +526,20 @@ def test_reuse_does_not_depend_on_how_the_run_dir_is_spelled(tmp_path, tiny_mode
     assert sft.train_stage(relative, 1)["reused"] is False
     absolute = tiny_sft_cfg(tmp_path / "run", tiny_model_dir, **{"sft.max_steps": 1})
     assert sft.train_stage(absolute, 1)["reused"] is True
+
+
+def test_trainable_weights_go_back_to_fp32_for_the_fp16_gradient_scaler():
+    # TRL casts a quantized model's LoRA weights to bf16; fp16's GradScaler cannot unscale bf16
+    # gradients (seen on a GPU), so fit() puts the trainable weights back in fp32 under fp16.
+    import torch
+
+    from dasd_utils.sft.train import trainable_in_fp32
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    model[0].weight.requires_grad_(False)
+    for p in model.parameters():
+        p.data = p.data.to(torch.bfloat16)
+    assert trainable_in_fp32(model) == 3  # bias of layer 0, weight and bias of layer 1
+    assert model[0].weight.dtype == torch.bfloat16  # frozen weights keep their dtype
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    assert trainable_in_fp32(model) == 0
