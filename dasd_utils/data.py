@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .config import Config, phase_settings
+from .layout import MissingPhaseOutput
 from .prompts import LETTERS
 from .summaries import DataSummary, write_summary
 from .timing import timed_phase
@@ -240,7 +241,7 @@ def load_run_questions(cfg: Config, which: str) -> list[dict[str, Any]]:
     """Return the ``train`` or ``eval`` questions written by the data phase for this run."""
     path = data_dir(cfg) / f"{which}.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the 'data' phase first (python -m dasd_utils data ...)")
+        raise MissingPhaseOutput(path, "data")
     return read_jsonl(path)
 
 

@@ -18,6 +18,29 @@ STAGE_ADAPTERS = {"stage1": "stage1", "stage2": "stage2"}
 
 CONFIG_FILE = "config.json"
 TIMINGS_FILE = "timings.json"
+#: Written next to the runs (not in one) by notebook 01's set-up on Colab / Kaggle: the repository
+#: URL, profile and run it used, read by the next notebooks' set-up before the repository is cloned.
+NOTEBOOK_SETTINGS_FILE = "notebook_settings.json"
+
+
+class MissingPhaseOutput(FileNotFoundError):
+    """A file an earlier phase writes is missing: that phase has not run on this run directory yet.
+
+    ``phase`` names the phase to run first (``data``, ``generate``, ``das``, ``train``,
+    ``evaluate``, ``analyses``, ``report``; None when no phase writes it) and ``stage`` the SFT
+    stage when it matters, so that each front door (the command line, the notebooks) can say what
+    to run in its own terms.
+    """
+
+    def __init__(self, path: str | os.PathLike, phase: str | None, stage: int | None = None,
+                 detail: str | None = None) -> None:
+        self.path = Path(path)
+        self.phase = phase
+        self.stage = stage
+        super().__init__(detail or f"{self.path} not found: run the '{phase}' phase first (python -m dasd_utils {phase} ...)")
+
+    def __str__(self) -> str:  # FileNotFoundError's own str() would read "None" without an errno
+        return self.args[0]
 
 
 def check_stage(stage: int) -> int:

@@ -37,7 +37,18 @@ MASK = "***"
 
 
 class MissingAPIKey(RuntimeError):
-    """No API key was found; the message names the variable and where it was looked for."""
+    """No API key was found; the message names the variable and where it was looked for.
+
+    ``name`` is the variable's name (never a value) and ``problems`` what a secrets store said, as
+    codes a front door can explain in its own words: ``colab_no_access`` (the Colab secret exists
+    but its notebook access is off), ``colab_not_found``, ``colab_unreadable``,
+    ``kaggle_not_attached``; ``bad_name`` when ``name`` is not a variable name at all.
+    """
+
+    def __init__(self, message: str, name: str | None = None, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.name = name
+        self.problems = tuple(problems)
 
 
 def register_secret(value: str | None) -> None:
@@ -156,7 +167,7 @@ def _from_dotenv(name: str, dotenv_path: str | os.PathLike | None) -> str | None
     return value or None
 
 
-def _from_colab(name: str, notes: list[str]) -> str | None:
+def _from_colab(name: str, notes: list[tuple[str, str]]) -> str | None:
     """Return the Colab secret ``name``, or None (adding to ``notes`` why, when Colab says so)."""
     try:
         from google.colab import userdata  # type: ignore[import-not-found]
@@ -167,19 +178,18 @@ def _from_colab(name: str, notes: list[str]) -> str | None:
     except Exception as exc:  # noqa: BLE001 - SecretNotFoundError, NotebookAccessError, TimeoutException
         kind = type(exc).__name__
         if "Access" in kind:
-            notes.append(
-                f"Colab has a secret named {name} but this notebook may not read it: in the secrets panel "
-                "(key icon, left bar) turn on the 'Notebook access' toggle next to it, then re-run the cell"
-            )
+            notes.append(("colab_no_access",
+                          f"Colab has a secret named {name} but this notebook may not read it: in the secrets panel "
+                          "(key icon, left bar) turn on the 'Notebook access' toggle next to it, then re-run the cell"))
         elif "NotFound" in kind:
-            notes.append(f"Colab's secrets panel (key icon) has no secret named {name}")
+            notes.append(("colab_not_found", f"Colab's secrets panel (key icon) has no secret named {name}"))
         else:
-            notes.append(f"Colab's secrets panel could not be read ({kind})")
+            notes.append(("colab_unreadable", f"Colab's secrets panel could not be read ({kind})"))
         return None
     return value or None
 
 
-def _from_kaggle(name: str, notes: list[str]) -> str | None:
+def _from_kaggle(name: str, notes: list[tuple[str, str]]) -> str | None:
     """Return the Kaggle secret ``name`` (Add-ons -> Secrets), or None (adding to ``notes`` why)."""
     try:
         from kaggle_secrets import UserSecretsClient  # type: ignore[import-not-found]
@@ -188,10 +198,9 @@ def _from_kaggle(name: str, notes: list[str]) -> str | None:
     try:
         value = UserSecretsClient().get_secret(name)
     except Exception as exc:  # noqa: BLE001 - the client raises plain exceptions for a missing / unattached secret
-        notes.append(
-            f"Kaggle has no secret {name} attached to this notebook ({type(exc).__name__}): Add-ons -> Secrets, "
-            f"add {name} and tick it for this notebook"
-        )
+        notes.append(("kaggle_not_attached",
+                      f"Kaggle has no secret {name} attached to this notebook ({type(exc).__name__}): Add-ons -> Secrets, "
+                      f"add {name} and tick it for this notebook"))
         return None
     return value or None
 
@@ -204,8 +213,8 @@ def get_api_key(name: str = "OPENAI_API_KEY", dotenv_path: str | os.PathLike | N
     """
     problem = env_name_problem(name, "api_key_env")
     if problem:
-        raise MissingAPIKey(problem)
-    notes: list[str] = []
+        raise MissingAPIKey(problem, None, ("bad_name",))
+    notes: list[tuple[str, str]] = []
     sources = (lambda: os.environ.get(name), lambda: _from_dotenv(name, dotenv_path),
                lambda: _from_colab(name, notes), lambda: _from_kaggle(name, notes))
     for source in sources:
@@ -218,7 +227,8 @@ def get_api_key(name: str = "OPENAI_API_KEY", dotenv_path: str | os.PathLike | N
         f"no API key found in the variable {name}: set it in the environment (export {name}=...), "
         f"in a .env file next to the notebooks ({name}=...), in Colab's secrets panel (key icon, name {name}, "
         f"'Notebook access' on) or in Kaggle's Add-ons -> Secrets (label {name}); see docs/teacher.md"
-        + "".join(f". {note}" for note in notes)
+        + "".join(f". {note}" for _, note in notes),
+        name, tuple(code for code, _ in notes),
     )
 
 

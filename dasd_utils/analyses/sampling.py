@@ -22,7 +22,7 @@ def pool_records(run_dir) -> list[dict[str, Any]]:
     """Return the stage-2 pool (``das/stage2.jsonl`` records that hold a response), in file order."""
     path = layout.das_records(run_dir, 2)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the 'das' phase first (python -m dasd_utils das ...)")
+        raise layout.MissingPhaseOutput(path, "das")
     return [r for r in read_jsonl(path) if isinstance(r.get("content"), str) and r["content"]]
 
 

@@ -51,7 +51,7 @@ from .schema import (
     cache_dir,
     check_run_dir,
 )
-from .validation import require_api_endpoint, validate
+from .validation import MissingSetting, require_api_endpoint, validate
 
 __all__ = [
     "AnalysesConfig",
@@ -64,6 +64,7 @@ __all__ = [
     "FineTuneConfig",
     "GPT_OSS_120B",
     "INFOMANIAK_BASE_URL_TEMPLATE",
+    "MissingSetting",
     "OPERATIONAL_KEYS",
     "PHASE_RECORDS",
     "PHASE_SETTINGS",

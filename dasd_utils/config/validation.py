@@ -9,6 +9,14 @@ from typing import Any
 from .schema import PROFILES, Config, ConfigError, shown_value
 
 
+class MissingSetting(ConfigError):
+    """A setting the profile needs has no value (``key``: its dotted name), e.g. the teacher's URL."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 #: Allowed values of the numeric settings: dotted key -> (low, high, low open, high open); None = unbounded.
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "seed": (0, None, False, False),
@@ -138,7 +146,7 @@ def validate(cfg: Config) -> None:
 
 
 def require_api_endpoint(cfg: Config) -> None:
-    """Return None; raise ConfigError when a colab/full teacher would call an OpenAI-compatible API without ``base_url``.
+    """Return None; raise MissingSetting (a ConfigError) when a colab/full teacher would call an API without ``base_url``.
 
     Without it the client falls back to api.openai.com, and the key meant for the course's
     provider would be sent there. Called before the teacher's key is read (the evaluation's
@@ -148,9 +156,10 @@ def require_api_endpoint(cfg: Config) -> None:
     if cfg.profile not in ("colab", "full"):
         return
     if cfg.teacher.backend == "openai" and not cfg.teacher.base_url:
-        raise ConfigError(
+        raise MissingSetting(
             f"the {cfg.profile} profile calls the teacher through an OpenAI-compatible API and needs its URL: "
             "--set teacher.base_url=https://api.infomaniak.com/2/ai/<product_id>/openai/v1 (Infomaniak; "
-            "your product id is in the Infomaniak console), or http://localhost:8000/v1 for a vLLM server; see docs/teacher.md"
+            "your product id is in the Infomaniak console), or http://localhost:8000/v1 for a vLLM server; see docs/teacher.md",
+            "teacher.base_url",
         )
 

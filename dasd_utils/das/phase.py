@@ -141,7 +141,7 @@ def load_das_records(cfg: Config, stage: int) -> list[dict[str, Any]]:
     """Return the DAS records of a stage written by this phase."""
     path = das_path(cfg, stage)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the 'das' phase first (python -m dasd_utils das ...)")
+        raise layout.MissingPhaseOutput(path, "das")
     return read_jsonl(path)
 
 
@@ -160,9 +160,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     manifest_file = layout.das_manifest(cfg.run_dir)
     for stage in STAGES:
         if not teacher_path(cfg, stage).is_file():
-            raise FileNotFoundError(
-                f"{teacher_path(cfg, stage)} not found: run the 'generate' phase first (python -m dasd_utils generate ...)"
-            )
+            raise layout.MissingPhaseOutput(teacher_path(cfg, stage), "generate")
     inputs = {stage: scoring_inputs(cfg, stage) for stage in STAGES}
     keys = {stage: inputs_key(inputs[stage]) for stage in STAGES}
     full_key = inputs_key({"scoring": keys, "classification": _classification_inputs(cfg)})

@@ -174,7 +174,7 @@ def score_stage(
     state = state or process_state(cfg)
     path = teacher_path(cfg, stage)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the 'generate' phase first (python -m dasd_utils generate ...)")
+        raise layout.MissingPhaseOutput(path, "generate")
     questions = {row["id"]: row for row in load_run_questions(cfg, "train")}
     selected, counts = select_records(iter_records(path), stage, set(questions))
     distilled_adapter = distilled_adapter if distilled_adapter is not None else cfg.das.distilled_adapter

@@ -14,8 +14,12 @@ from ..layout import STAGE_ADAPTERS
 from ..reuse import inputs_key
 
 
-class AdapterMissing(FileNotFoundError):
-    """An adapter requested in ``eval.models`` is absent; the message says which phase writes it."""
+class AdapterMissing(layout.MissingPhaseOutput):
+    """An adapter requested in ``eval.models`` is absent; the message says which phase writes it.
+
+    ``phase`` is ``train`` (with ``stage``) for the run's own stage adapters, None for a folder
+    named in ``eval.models`` that holds no adapter.
+    """
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ def resolve_eval_model(cfg: Config, name: str) -> EvalModel:
     if name in STAGE_ADAPTERS:
         path = layout.sft_stage_dir(cfg.run_dir, _STAGE_NUMBER[STAGE_ADAPTERS[name]])
         if not is_adapter_dir(path) and cfg.eval.backend != "openai":
-            raise AdapterMissing(
+            raise AdapterMissing(path, "train", _STAGE_NUMBER[STAGE_ADAPTERS[name]],
                 f"eval.models asks for '{name}' but its LoRA adapter is missing: {path} has no "
                 f"adapter_config.json + adapter_model.safetensors. Run the 'train' phase first "
                 f"(python -m dasd_utils train --profile {cfg.profile} --run-dir {cfg.run_dir}, or the SFT notebook), "
@@ -85,7 +89,7 @@ def resolve_eval_model(cfg: Config, name: str) -> EvalModel:
         return EvalModel(name, path)
     path = Path(name).expanduser()
     if not is_adapter_dir(path) and cfg.eval.backend != "openai":
-        raise AdapterMissing(
+        raise AdapterMissing(path, None, None,
             f"eval.models entry {name!r} is neither 'base', 'stage1', 'stage2' nor a directory holding a "
             "PEFT adapter (adapter_config.json + adapter_model.safetensors)"
         )

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..chat import end_of_turn_ids, render_turn
 from ..data import read_jsonl
+from ..layout import MissingPhaseOutput
 
 logger = logging.getLogger(__package__)
 
@@ -22,7 +23,7 @@ def load_sft_examples(path: str | os.PathLike, system_prompt: str | None = None)
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the 'das' phase first (python -m dasd_utils das ...)")
+        raise MissingPhaseOutput(path, "das")
     records = read_jsonl(path)
     for lineno, record in enumerate(records, 1):
         where = f"{path}, record {lineno}"

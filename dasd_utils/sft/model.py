@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import devices
 from ..config import Config
+from ..layout import MissingPhaseOutput
 from .paths import has_adapter, stage_dir
 
 
@@ -121,7 +122,7 @@ def load_adapter_model(cfg: Config, stage: int, device: str | None = None, dtype
 
     folder = stage_dir(cfg, stage)
     if not has_adapter(folder):
-        raise FileNotFoundError(f"no adapter in {folder}: run the 'train' phase first")
+        raise MissingPhaseOutput(folder, "train", stage, f"no adapter in {folder}: run the 'train' phase first")
     model, tokenizer = load_model(
         cfg.student.model, cfg, dtype=dtype or cfg.student.dtype, device=device or cfg.student.device
     )

@@ -41,7 +41,7 @@ def stage_inputs(cfg: Config, stage: int) -> dict[str, Any]:
     s = cfg.sft
     data = sft_data_path(cfg, stage)
     if not data.is_file():
-        raise FileNotFoundError(f"{data} not found: run the 'das' phase first (python -m dasd_utils das ...)")
+        raise layout.MissingPhaseOutput(data, "das")
     inputs: dict[str, Any] = {
         "recipe_version": RECIPE_VERSION,
         "stage": stage,
@@ -72,7 +72,7 @@ def stage_inputs(cfg: Config, stage: int) -> dict[str, Any]:
     if stage == 2:
         parent = stage_dir(cfg, 1)
         if not has_adapter(parent):
-            raise FileNotFoundError(f"stage-1 adapter not found in {parent}: train stage 1 first")
+            raise layout.MissingPhaseOutput(parent, "train", 1, f"stage-1 adapter not found in {parent}: train stage 1 first")
         inputs["parent_adapter"] = {"sha256": adapter_sha256(parent)}
     return inputs
 

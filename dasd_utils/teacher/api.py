@@ -63,7 +63,17 @@ MAX_RETRY_AFTER_S = 600.0
 
 
 class TeacherFatalError(RuntimeError):
-    """The endpoint refused the run (401/403/404): retrying cannot help; the message says what to check."""
+    """The endpoint refused the run (401/403/404): retrying cannot help; the message says what to check.
+
+    ``status`` is the HTTP status when there is one, and ``reason`` a code a front door can explain
+    in its own words: ``auth`` (401), ``forbidden`` (403), ``not_found`` (404), ``no_logprobs``,
+    ``preflight`` (:class:`TeacherPreflightError`), None otherwise.
+    """
+
+    def __init__(self, message: str, status: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -91,7 +101,16 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 # ----------------------------------------------------------------------------- preflight
 class TeacherPreflightError(TeacherFatalError):
-    """The preflight request showed that the run cannot give what the pipeline needs; the message is the verdict."""
+    """The preflight request showed that the run cannot give what the pipeline needs; the message is the verdict.
+
+    ``checks`` are the verdict's lines as ``{"level", "text", "code"}`` (``code``: ``unreachable``,
+    ``probe_failed``, ``max_tokens``, ``no_logprobs``, ``analysis_logprobs``, or a
+    :class:`TeacherFatalError` reason), so that the notebooks can say what to fix.
+    """
+
+    def __init__(self, message: str, checks: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(message, reason="preflight")
+        self.checks = [dict(c) for c in checks]
 
 
 def endpoint_host(base_url: str | None) -> str:
@@ -118,13 +137,16 @@ class Preflight:
         self.host = host
         self.model = model
         self.lines: list[tuple[str, str]] = []
+        #: One code per line (None for the plain ``ok`` lines): what a front door explains in its own words.
+        self.codes: list[str | None] = []
         self.top_logprobs: int | None = None
         self.requests = 0
         #: The top_logprobs settings the probe was sent with.
         self.tried: list[int | None] = []
 
-    def add(self, level: str, text: str) -> None:
+    def add(self, level: str, text: str, code: str | None = None) -> None:
         self.lines.append((level, scrub(text)))
+        self.codes.append(code)
 
     @property
     def fatal(self) -> bool:
@@ -146,7 +168,8 @@ class Preflight:
 
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "host": self.host, "requests": self.requests, "top_logprobs": self.top_logprobs,
-                "checks": [{"level": level, "text": text} for level, text in self.lines]}
+                "checks": [{"level": level, "text": text, "code": code}
+                           for (level, text), code in zip(self.lines, self.codes)]}
 
 
 def _no_logprobs_message(cfg: Config, note: str | None, tried: Sequence[int | None]) -> str:
@@ -305,7 +328,7 @@ class OpenAITeacher:
                 f"teacher at {endpoint_host(t.base_url)}: {limit} consecutive answers came without usable logprobs; "
                 + _no_logprobs_message(self.cfg, result.get("logprobs_note"), [self.top_logprobs])
                 + ". Run stopped; what was received is kept, re-run to continue."
-            ))
+            ), reason="no_logprobs")
 
     async def _preflight(self, check: Preflight, client: Any, request: Any, rng: random.Random,
                          last: bool) -> tuple[Any, dict[str, Any]]:
@@ -316,7 +339,7 @@ class OpenAITeacher:
         try:
             request, result = await self._one(client, request, rng, self.top_logprobs)
         except TeacherFatalError as exc:
-            check.add("FATAL", str(exc))
+            check.add("FATAL", str(exc), exc.reason)
             self._report(check)
             raise
         if not t.preflight:
@@ -346,13 +369,15 @@ class OpenAITeacher:
         self._judge(check, result)
         self._report(check)
         if check.fatal:
-            self._fatal_error = TeacherPreflightError(check.text())
+            self._fatal_error = TeacherPreflightError(check.text(), check.to_dict()["checks"])
         return request, result
 
     def _judge(self, check: Preflight, result: Mapping[str, Any]) -> None:
         t = self.cfg.teacher
         if result.get("error") is not None:
-            check.add("FATAL", f"the probe request failed: {result['error']}")
+            error = str(result["error"])
+            unreachable = "connection error" in error or "timeout after" in error
+            check.add("FATAL", f"the probe request failed: {error}", "unreachable" if unreachable else "probe_failed")
             return
         check.add("ok", "authentication and model accepted")
         if result.get("response_model") and result["response_model"] != t.model:
@@ -362,15 +387,16 @@ class OpenAITeacher:
             level = "FATAL" if finish == "length" else "warn"
             hint = (f" (finish_reason=length: the analysis channel used up max_tokens={t.max_tokens}; raise "
                     "teacher.max_tokens or lower extra_body.reasoning_effort)") if finish == "length" else ""
-            check.add(level, f"the answer has no content{hint}")
+            check.add(level, f"the answer has no content{hint}", "max_tokens" if finish == "length" else "no_content")
             return
         check.add("ok", f"content present ({len(content)} characters)")
         if finish == "length":
             check.add("warn", f"finish_reason=length: the answer was cut at max_tokens={t.max_tokens}; "
-                      "raise teacher.max_tokens (gpt-oss writes its analysis first)")
+                      "raise teacher.max_tokens (gpt-oss writes its analysis first)", "max_tokens")
         note = result.get("logprobs_note")
         if not result.get("logprobs_usable"):  # none, or not alignable on the content
-            check.add("FATAL" if t.require_logprobs else "warn", _no_logprobs_message(self.cfg, note, check.tried))
+            check.add("FATAL" if t.require_logprobs else "warn", _no_logprobs_message(self.cfg, note, check.tried),
+                      "no_logprobs")
         else:
             check.add("ok", f"logprobs present and aligned on the content ({len(result['tokens'])} tokens"
                       + (f"; {note}" if note else "") + ")")
@@ -385,7 +411,7 @@ class OpenAITeacher:
             check.add("FATAL" if t.require_logprobs else "warn",
                       "teacher.reasoning_source=analysis needs the analysis text and its logprobs, and "
                       + ("the answer has no reasoning field" if not reasoning else "the logprobs do not cover it")
-                      + " (vLLM serving gpt-oss returns both; use reasoning_source=content otherwise)")
+                      + " (vLLM serving gpt-oss returns both; use reasoning_source=content otherwise)", "analysis_logprobs")
 
     def _report(self, check: Preflight) -> None:
         self.last_preflight = check.to_dict()
@@ -412,7 +438,9 @@ class OpenAITeacher:
             404: f"model '{t.model}' or the URL {_url_without_secrets(t.base_url)} was not found: check teacher.model and teacher.base_url "
             "(Infomaniak: https://api.infomaniak.com/2/ai/<product_id>/openai/v1)",
         }.get(status, "the endpoint refused the request")
-        return TeacherFatalError(scrub(f"teacher API answered {status}: {what}. Server said: {short_error(exc)}. Run stopped, nothing retried."))
+        return TeacherFatalError(
+            scrub(f"teacher API answered {status}: {what}. Server said: {short_error(exc)}. Run stopped, nothing retried."),
+            status if isinstance(status, int) else None, {401: "auth", 403: "forbidden", 404: "not_found"}.get(status))
 
     def _connection_error(self, exc: Any) -> str:
         cause = exc.__cause__ or exc.__context__
