@@ -2,6 +2,9 @@
 
 * :mod:`~dasd_utils.notebook.setup`: Colab, Kaggle or local Jupyter; installation, Google Drive,
   the GPU check, the run's single configuration; :class:`~dasd_utils.notebook.setup.NotebookStop`;
+* :mod:`~dasd_utils.notebook.cloud`: notebook 01's settings carried to the next notebooks, and
+  Kaggle's attached runs; :mod:`~dasd_utils.notebook.stops`: the pipeline's expected errors as
+  French stops without a traceback; :mod:`~dasd_utils.notebook.checks`: the teacher check of notebook 01;
 * :mod:`~dasd_utils.notebook.display`: the run's configuration, each phase's counts as tables,
   figures, the report inline (re-exported here: ``from dasd_utils import notebook as nb``);
 * :mod:`~dasd_utils.notebook.examples`: the method's steps shown on the run's own files (the DAS
@@ -31,10 +34,12 @@ from .display import (
     teacher_example,
     teacher_table,
 )
+from .checks import check_teacher
 from .setup import NotebookStop, load_notebook_config, project_root, relative, resolve_run_dir, setup_notebook
+from .stops import install_stop_handler, notebook_message
 
 __all__ = [
-    "CONFIG_LABELS", "NotebookStop", "course_table", "das_table", "featured_label", "featured_missing_message",
+    "CONFIG_LABELS", "NotebookStop", "check_teacher", "course_table", "install_stop_handler", "notebook_message", "das_table", "featured_label", "featured_missing_message",
     "featured_question", "load_notebook_config", "loss_table", "object_table", "project_root", "qualitative",
     "relative", "resolve_run_dir", "setup_notebook", "sft_facts", "sft_table", "show_config", "show_featured_prompt",
     "show_figure", "show_report", "stand_in_banner", "teacher_example", "teacher_table",

@@ -44,11 +44,13 @@ The package, module by module (each imports only the ones above it in this list)
 * :mod:`~dasd_utils.teacher.api`: the OpenAI-compatible backend (concurrency, retries, preflight);
 * :mod:`~dasd_utils.teacher.prompt_logprobs`: the teacher's probabilities of a given answer (vLLM's
   ``prompt_logprobs``), for the analyses;
-* :mod:`~dasd_utils.teacher.phase`: one stage, both stages, the summary and figure.
+* :mod:`~dasd_utils.teacher.phase`: one stage, both stages, the summary and figure, and the check of a
+  new run's endpoint (:func:`check_endpoint`, notebook 01).
 """
 
 from .phase import (
     TeacherIncompleteError,
+    check_endpoint,
     generate_stage,
     kept_sft_examples,
     make_backend,
@@ -78,6 +80,7 @@ __all__ = [
     "archive_path",
     "backup_if_corrupt",
     "build_requests",
+    "check_endpoint",
     "continuation_requests",
     "finalize_record",
     "generate_stage",

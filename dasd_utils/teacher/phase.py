@@ -46,19 +46,20 @@ class TeacherIncompleteError(TeacherError):
 
 
 def send_requests(cfg: Config, requests: Sequence[TeacherRequest], path, *, backend: Any = None,
-                  judge: QualityJudge | None = None, desc: str = "teacher") -> dict[str, dict[str, Any]]:
+                  judge: QualityJudge | None = None, desc: str = "teacher", resend: bool = False) -> dict[str, dict[str, Any]]:
     """Return ``{request_hash: record}`` for ``requests`` after sending those without a completed record in ``path``.
 
     The records file works as a stage file does: appended as answers arrive, read back tolerantly,
     a completed request never sent again, a failed one retried. Records of other requests in the
     file are kept. A continuation's ``quality`` is that of the whole answer (prefill + content).
+    ``resend`` sends them even when a completed record exists (the new answer is appended and wins).
     """
     from pathlib import Path
 
     path = Path(path)
     backup_if_corrupt(path)
     records = read_records(path)
-    todo = [r for r in requests if (records.get(r.request_hash) or {"error": "missing"}).get("error") is not None]
+    todo = [r for r in requests if resend or (records.get(r.request_hash) or {"error": "missing"}).get("error") is not None]
     if todo:
         judge = judge or QualityJudge(cfg)
         backend = backend or make_backend(cfg)
@@ -79,6 +80,36 @@ def send_requests(cfg: Config, requests: Sequence[TeacherRequest], path, *, back
             progress.close()
     return {r.request_hash: records[r.request_hash] for r in requests if r.request_hash in records}
 
+
+def check_endpoint(cfg: Config, backend: Any = None) -> dict[str, Any]:
+    """Return the teacher check of a new run: the run's first stage-1 request sent alone, and its preflight verdict.
+
+    That request is the one phase ``generate`` sends first, so its answer is stored in
+    ``teacher/stage1.jsonl`` and never sent again: the check costs nothing more than the run.
+    Returns ``{"checked": False, "reason"}`` for the local backend (nothing to reach) and when
+    the request already has a completed record with the logprobs DAS needs (the endpoint answered
+    it before: nothing is sent), else ``{"checked": True, "preflight": Preflight.to_dict(),
+    "record": ...}``; a stored answer without logprobs (an earlier endpoint's) is asked again, so
+    that the check is of the endpoint configured now. Raises
+    what ``generate`` would: MissingSetting without ``teacher.base_url``, MissingAPIKey without a
+    key, TeacherFatalError / TeacherPreflightError on a refused key, an unknown model, an
+    unreachable host or an answer without usable logprobs.
+    """
+    if cfg.teacher.backend != "openai":
+        return {"checked": False, "reason": "local"}
+    first = load_run_questions(cfg, "train")[:1]
+    if not first:
+        return {"checked": False, "reason": "no_question"}
+    request = build_requests(cfg, 1, first)[0][0]
+    with stage_lock(cfg, 1):
+        stored = read_records(stage_path(cfg, 1)).get(request.request_hash)
+        answered = stored is not None and stored.get("error") is None
+        if answered and (stored.get("tokens") is not None or not cfg.teacher.require_logprobs):
+            return {"checked": False, "reason": "answered_before", "record": stored}
+        backend = backend or make_backend(cfg)
+        records = send_requests(cfg, [request], stage_path(cfg, 1), backend=backend, desc="teacher check", resend=answered)
+    return {"checked": True, "preflight": getattr(backend, "last_preflight", None),
+            "record": records.get(request.request_hash)}
 
 
 def make_backend(cfg: Config) -> Any:
@@ -318,6 +349,7 @@ def kept_sft_examples(cfg: Config, stage: int, questions: Sequence[Mapping[str, 
 
 __all__ = [
     "TeacherIncompleteError",
+    "check_endpoint",
     "generate_stage",
     "kept_sft_examples",
     "make_backend",
