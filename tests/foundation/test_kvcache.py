@@ -7,7 +7,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from dasd_utils import data, layout, teacher
-from dasd_utils.kvcache import GrowingLayer, growing_cache
+from dasd_utils.kvcache import GrowingLayer, cache_kwarg, growing_cache
 from dasd_utils.teacher.local import LocalTeacher
 
 
@@ -57,7 +57,8 @@ def test_growing_cache_from_a_prefix_equals_deepcopy_and_repeat(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     prefix = DynamicCache(config=model.config)
     with torch.inference_mode():
-        model(torch.tensor([[1, 2, 3, 4, 5]]), cache=prefix, use_cache=True)
+        # the argument's name changed in transformers 5 (cache_kwarg finds it, as the pipeline does)
+        model(torch.tensor([[1, 2, 3, 4, 5]]), use_cache=True, **{cache_kwarg(model): prefix})
     cache = growing_cache(model, reserve=8, prefix=prefix, batch=3)
     assert all(isinstance(layer, GrowingLayer) for layer in cache.layers)
     for layer, source in zip(cache.layers, prefix.layers):
