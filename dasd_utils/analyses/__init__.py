@@ -35,8 +35,8 @@ from . import compare, mixed, paths, provenance, sampling, tables, variants
 from .compare import comparison_table, mixed_verdict, verdict
 from .paths import analyses_dir, comparison_figure, manifest_file, provenance_figure, results_file
 from .sampling import das_kept, pool_records, random_subset, set_statistics
-from .tables import (cost_table, mixed_policy_table, provenance_table, results_table, show_mixed_example,
-                     statistics_table)
+from .tables import (cost_table, larger_plan, mixed_policy_table, plan_costs, provenance_table, results_table,
+                     show_mixed_example, statistics_table)
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,36 @@ def phase_inputs(cfg: Config) -> dict[str, Any]:
     }
 
 
-def _provenance(cfg: Config, das_variant, predictions, rows) -> dict[str, Any]:
+def teacher_capabilities(cfg: Config) -> dict[str, str | None]:
+    """Return, per analysis that needs the teacher, why it cannot run (None: it can), asked before any GPU work.
+
+    Provenance needs the teacher's probabilities of given text, mixed-policy distillation a
+    teacher that continues an answer: one request each (:func:`provenance.check_teacher`,
+    :func:`mixed.check_teacher`), so that a provider that cannot never costs a training, an
+    evaluation or the distilled student's answers first.
+    """
+    out: dict[str, str | None] = {"provenance": None, "mixed_policy": None}
+    if cfg.analyses.provenance:
+        try:
+            provenance.check_teacher(cfg)
+        except provenance.ProvenanceUnavailable as exc:
+            log.warning("provenance analysis stopped: %s", exc)
+            out["provenance"] = str(exc)
+    if cfg.analyses.mixed_policy:
+        rows = {r["id"]: r for r in load_run_questions(cfg, "train")}
+        try:
+            mixed.check_teacher(cfg, pool_records(cfg.run_dir), rows)
+        except mixed.MixedPolicyUnavailable as exc:
+            log.warning("mixed-policy distillation stopped: %s", exc)
+            out["mixed_policy"] = str(exc)
+    return out
+
+
+def _provenance(cfg: Config, das_variant, predictions, rows, unavailable: str | None = None) -> dict[str, Any]:
     if not cfg.analyses.provenance:
         return {"available": False, "reason": "analyses.provenance=false"}
+    if unavailable:
+        return {"available": False, "reason": unavailable}
     try:
         records = provenance.score_answers(cfg, predictions, rows, str(variants.adapter_dir(cfg, das_variant)))
     except provenance.ProvenanceUnavailable as exc:
@@ -92,10 +119,13 @@ def _provenance(cfg: Config, das_variant, predictions, rows) -> dict[str, Any]:
     return {"available": True, **summary, "figure": str(figure) if figure else None}
 
 
-def _mixed_policy(cfg: Config, das_variant: variants.Variant, force: bool) -> tuple[list[variants.Variant], dict[str, Any]]:
+def _mixed_policy(cfg: Config, das_variant: variants.Variant, force: bool,
+                  unavailable: str | None = None) -> tuple[list[variants.Variant], dict[str, Any]]:
     """Return the mixed-policy variants to train (none when off or impossible) and the mixed-policy summary."""
     if not cfg.analyses.mixed_policy:
         return [], {"available": False, "reason": "analyses.mixed_policy=false"}
+    if unavailable:
+        return [], {"available": False, "reason": unavailable}
     rows = {r["id"]: r for r in load_run_questions(cfg, "train")}
     parent = variants.adapter_dir(cfg, das_variant)
     try:
@@ -132,9 +162,10 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     if not rows:
         raise ValueError(f"{layout.questions_file(cfg.run_dir, 'eval')} holds no question")
     todo = build_variants(cfg)
+    capabilities = teacher_capabilities(cfg)  # before any training: a teacher that cannot costs nothing
     for v in todo:
         variants.train(cfg, v, force=force)
-    mixed_variants, mixed_summary = _mixed_policy(cfg, todo[0], force)
+    mixed_variants, mixed_summary = _mixed_policy(cfg, todo[0], force, capabilities["mixed_policy"])
     for v in mixed_variants:
         variants.train(cfg, v, force=force)
     todo += mixed_variants
@@ -163,7 +194,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         "mixed_verdict": mixed_verdict(table, cfg.profile) if mixed_variants else None,
         "mixed_vs_control": table.get("mixed_vs_control"),
         "figure": str(figure),
-        "provenance": _provenance(cfg, todo[0], predictions["das"], rows),
+        "provenance": _provenance(cfg, todo[0], predictions["das"], rows, capabilities["provenance"]),
         "settings": inputs["settings"],
     }
     write_json_atomic(results_file(cfg.run_dir), results)
@@ -205,6 +236,8 @@ def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dic
     }
 
 
-__all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "cost_table", "mixed", "mixed_policy_table",
+__all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "cost_table", "larger_plan", "mixed",
+           "mixed_policy_table", "plan_costs",
            "mixed_verdict", "paths", "phase_inputs", "provenance", "provenance_table", "report_context", "results_table",
-           "run_phase", "sampling", "show_mixed_example", "statistics_table", "tables", "variants", "verdict"]
+           "run_phase", "sampling", "show_mixed_example", "statistics_table", "tables", "teacher_capabilities", "variants",
+           "verdict"]

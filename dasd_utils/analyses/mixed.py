@@ -179,7 +179,6 @@ def continue_answers(cfg, items: Sequence[dict[str, Any]], rows: Mapping[str, Ma
     """
     from .. import config as config_mod
     from .. import teacher
-    from ..teacher.api import endpoint_host
 
     cut = [i for i in items if i.get("prefix")]
     if not cut:
@@ -190,21 +189,7 @@ def continue_answers(cfg, items: Sequence[dict[str, Any]], rows: Mapping[str, Ma
     cfg = config_mod.replace(cfg, **{"teacher.require_logprobs": False})
     backend = backend or teacher.make_backend(cfg)
     if cfg.teacher.backend == "openai":
-        from ..teacher.api import TeacherFatalError
-
-        try:
-            first = teacher.send_requests(cfg, requests[:1], path, backend=backend, desc="professeur : continuation (contrôle)")
-        except TeacherFatalError as exc:  # the teacher's own preflight stopped at this request (a 4xx, no content...)
-            stored = teacher.read_records(path).get(requests[0].request_hash)
-            problem = continuation_problem(requests[0].prefill, stored) or str(exc)
-        else:
-            problem = continuation_problem(requests[0].prefill, first.get(requests[0].request_hash))
-        if problem is not None:
-            raise MixedPolicyUnavailable(
-                f"teacher at {endpoint_host(cfg.teacher.base_url)}: {problem}. Mixed-policy distillation needs a server "
-                "that continues a final assistant message (vLLM: continue_final_message=true with "
-                "add_generation_prompt=false). Use such a server or the local teacher, or set analyses.mixed_policy=false."
-            )
+        _check_first(cfg, requests[0], backend)
     records = teacher.send_requests(cfg, requests, path, backend=backend, desc="professeur : continuations")
     for item, request in zip(cut, requests):
         record = records.get(request.request_hash)
@@ -216,6 +201,67 @@ def continue_answers(cfg, items: Sequence[dict[str, Any]], rows: Mapping[str, Ma
                     finish_reason=record.get("finish_reason"), quality=record["quality"])
         item["teacher_answer"] = record["quality"].get("answer")
         item["used"] = problem is None and bool(record["quality"]["ok"])
+
+
+def _unavailable(cfg, problem: str) -> MixedPolicyUnavailable:
+    from ..teacher.api import endpoint_host
+
+    return MixedPolicyUnavailable(
+        f"teacher at {endpoint_host(cfg.teacher.base_url)}: {problem}. Mixed-policy distillation needs a server "
+        "that continues a final assistant message (vLLM: continue_final_message=true with "
+        "add_generation_prompt=false). Use such a server or the local teacher, or set analyses.mixed_policy=false."
+    )
+
+
+def _check_first(cfg, request, backend) -> None:
+    """Send one continuation request alone and raise MixedPolicyUnavailable when the answer does not continue it."""
+    from .. import teacher
+    from ..teacher.api import TeacherFatalError
+
+    path = layout.mixed_continuations(cfg.run_dir)
+    try:
+        first = teacher.send_requests(cfg, [request], path, backend=backend, desc="professeur : continuation (contrôle)")
+    except TeacherFatalError as exc:  # the teacher's own preflight stopped at this request (a 4xx, no content...)
+        problem = continuation_problem(request.prefill, teacher.read_records(path).get(request.request_hash)) or str(exc)
+    else:
+        problem = continuation_problem(request.prefill, first.get(request.request_hash))
+    if problem is not None:
+        raise _unavailable(cfg, problem)
+
+
+def check_teacher(cfg, pool: Sequence[Mapping[str, Any]], rows: Mapping[str, Mapping[str, Any]], backend=None) -> None:
+    """Return None when the teacher can continue an answer; raise MixedPolicyUnavailable, before any model is loaded, when not.
+
+    The local teacher always can. An API teacher gets one continuation request: its own stage-2
+    answer to the first pool question that has a cut point, cut as a student's answer would be
+    (:func:`cut_point`, past the middle of its reasoning), so that the analysis stops before the
+    distilled student spends GPU time answering the whole pool. The answer is judged and not
+    stored: the check asks the endpoint configured now (a stored verdict would outlive a change
+    of ``teacher.base_url``), and it trains nothing.
+    """
+    if cfg.teacher.backend != "openai":
+        return
+    from .. import config as config_mod
+    from .. import teacher
+    from ..teacher.api import TeacherFatalError
+
+    for record in pool:
+        row = rows.get(record["question_id"])
+        cut = cut_point(record["content"], item_rng(cfg.seed, f"probe:{record['question_id']}")) if row else None
+        if cut is None:
+            continue
+        cfg = config_mod.replace(cfg, **{"teacher.require_logprobs": False})
+        request = teacher.continuation_requests(cfg, [(row, record["content"][:cut])])[0]
+        answers: list[Mapping[str, Any]] = []
+        try:
+            (backend or teacher.make_backend(cfg)).generate([request], lambda _, raw: answers.append(raw))
+        except TeacherFatalError as exc:  # 401/403/404, or the teacher's own preflight refused the answer
+            problem = continuation_problem(request.prefill, answers[0] if answers else None) or str(exc)
+        else:
+            problem = continuation_problem(request.prefill, answers[0] if answers else None)
+        if problem is not None:
+            raise _unavailable(cfg, problem)
+        return
 
 
 # ----------------------------------------------------------------------------- 4. training examples, summary
@@ -289,6 +335,6 @@ def build(cfg, pool: Sequence[Mapping[str, Any]], rows: Mapping[str, Mapping[str
     return items, summary
 
 
-__all__ = ["MixedPolicyUnavailable", "OPENING", "build", "continuation_problem", "continue_answers", "cut_items",
+__all__ = ["MixedPolicyUnavailable", "OPENING", "build", "check_teacher", "continuation_problem", "continue_answers", "cut_items",
            "cut_point", "divergence", "item_rng", "length_cap", "off_policy_examples", "regenerate", "summarize",
            "training_examples"]

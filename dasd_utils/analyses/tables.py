@@ -10,8 +10,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .. import layout
+from ..config import replace
 from ..jsonl import read_json
 from . import sampling
+
+#: The paper's larger plan (Table 3: several random draws, and the whole pool): an explicit opt-in on one T4.
+LARGER_PLAN_SEEDS = 3
 
 
 def results_table(results: Mapping[str, Any]):
@@ -182,5 +186,37 @@ def cost_table(cfg):
     return pd.DataFrame(cost_estimate(cfg)).set_index("analyse")
 
 
-__all__ = ["cost_estimate", "cost_table", "mixed_example", "mixed_policy_table", "provenance_table", "results_table",
-           "show_mixed_example", "statistics_table"]
+def larger_plan(cfg):
+    """Return ``cfg`` with the paper's larger plan: three random seeds (the run's own first) and the whole pool."""
+    seeds = list(dict.fromkeys([*cfg.analyses.random_seeds, *range(1, LARGER_PLAN_SEEDS + 1)]))
+    return replace(cfg, **{"analyses.random_seeds": seeds[:max(LARGER_PLAN_SEEDS, len(cfg.analyses.random_seeds))],
+                           "analyses.full_pool": True})
+
+
+def plan_costs(cfg):
+    """Return the estimated time of the run's plan and of the larger one, from this run's own measured times (a DataFrame).
+
+    On a T4 these are T4 hours (the run's stage-2 training and evaluation ran there); a cell is
+    empty until those phases have run.
+    """
+    import pandas as pd
+
+    plans = [("plan de ce run", cfg)]
+    larger = larger_plan(cfg)
+    if (larger.analyses.random_seeds, larger.analyses.full_pool) != (cfg.analyses.random_seeds, cfg.analyses.full_pool):
+        plans.append((f"plan étendu ({len(larger.analyses.random_seeds)} graines aléatoires, pool entier)", larger))
+    rows = []
+    for label, plan in plans:
+        estimate = cost_estimate(plan)
+        seconds = [r["secondes (estimation)"] for r in estimate]
+        total = sum(seconds) if all(s is not None for s in seconds) else None
+        rows.append({"plan": label, "graines": ", ".join(map(str, plan.analyses.random_seeds)),
+                     "pool entier": plan.analyses.full_pool, "entraînements": sum(r["entraînements"] for r in estimate),
+                     "évaluations": sum(r["évaluations"] for r in estimate),
+                     "minutes (estimation)": round(total / 60) if total is not None else None,
+                     "heures (estimation)": round(total / 3600, 1) if total is not None else None})
+    return pd.DataFrame(rows).set_index("plan")
+
+
+__all__ = ["LARGER_PLAN_SEEDS", "cost_estimate", "cost_table", "larger_plan", "mixed_example", "mixed_policy_table",
+           "plan_costs", "provenance_table", "results_table", "show_mixed_example", "statistics_table"]

@@ -10,8 +10,8 @@
 #
 # * **(a) DAS** : les exemples conservés par DAS, c'est le stage 2 du run (réutilisé, pas réentraîné) ;
 # * **(b) tirage aléatoire** : autant d'exemples tirés au hasard dans le pool (graine fixée, donc
-#   reproductible ; `analyses.random_seeds`) ;
-# * **(c) pool entier** (optionnel, `analyses.full_pool`, activé sur le profil `colab`) ;
+#   reproductible ; `analyses.random_seeds`, une graine sur les profils `demo` et `colab`) ;
+# * **(c) pool entier** (optionnel, `analyses.full_pool` : le plan étendu ci-dessous, ou le profil `full`) ;
 # * **(d) politique mixte** (papier, sections 5 et 6.4.2 ; `analyses.mixed_policy`) : l'élève
 #   distillé répond lui-même, le professeur termine ses réponses divergentes, et une époque de plus
 #   part de l'adaptateur du stage 2 (variante masquée en option : `analyses.mixed_masked` ; témoin
@@ -25,6 +25,12 @@
 #
 # Le tableau ci-dessous estime le temps que chaque analyse ajoute, à partir des durées mesurées
 # dans **ce** run (entraînement du stage 2, évaluation) : sur Colab, c'est du temps de GPU.
+#
+# *Temps attendu sur un T4 (profil `colab`, **estimation** : la vitesse d'un T4 n'a pas été mesurée,
+# seulement celle d'un H200 ; voir docs/performance.md) : environ 1 à 2,5 h pour le plan par défaut
+# (une graine aléatoire, la politique mixte et son témoin, la provenance), dont 15 à 40 min pour que
+# l'élève distillé réponde à toutes les questions du pool. Le plan étendu ajoute 1 à 3 h. Une
+# déconnexion ne perd que l'étape en cours : chaque variante entraînée est gardée sur Drive.*
 
 # %% dasd_setup="analyses"
 
@@ -32,8 +38,21 @@
 from dasd_utils import analyses
 analyses.cost_table(cfg)
 
+# %% [markdown]
+# **Quel plan ?** Le plan par défaut (profils `demo` et `colab`) tient dans une session T4 : une
+# graine aléatoire, sans le pool entier. Le plan étendu du papier (trois graines aléatoires et le
+# pool entier, soit trois entraînements et trois évaluations de plus) se choisit ici, après avoir lu
+# son coût estimé à partir des durées de ce run. Avant tout calcul sur GPU, le professeur est
+# interrogé une fois pour chaque analyse qui a besoin de lui (continuer une réponse, noter un texte
+# donné) : s'il ne sait pas le faire, l'analyse est sautée avec sa raison, sans avoir rien coûté.
+
 # %%
-results = analyses.run_phase(cfg, force=FORCE)
+PLAN_ETENDU = False  # True : 3 graines aléatoires et le pool entier (coût estimé ci-dessous, en heures de GPU sur Colab)
+analyses.plan_costs(cfg)
+
+# %%
+plan = analyses.larger_plan(cfg) if PLAN_ETENDU else cfg
+results = analyses.run_phase(plan, force=FORCE)
 
 # %% [markdown]
 # Exactitude de chaque variante avec son intervalle de Wilson à 95 %, et comparaison appariée avec DAS (questions réussies par un seul des deux modèles).

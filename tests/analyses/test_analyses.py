@@ -180,7 +180,59 @@ def test_report_section_present_or_absent(demo_cfg, monkeypatch):
 
 def test_config_profiles_set_the_analyses():
     assert load_config("demo").analyses.full_pool is False
-    assert load_config("colab").analyses.full_pool is True and len(load_config("colab").analyses.random_seeds) >= 2
+    # one T4 session: one random seed, no whole pool; the larger plan is notebook 08's explicit opt-in
+    colab = load_config("colab").analyses
+    assert colab.full_pool is False and colab.random_seeds == [1] and colab.mixed_control is True
+    larger = analyses.larger_plan(load_config("colab")).analyses
+    assert larger.full_pool is True and larger.random_seeds == [1, 2, 3]
+    assert load_config("full").analyses.full_pool is True and len(load_config("full").analyses.random_seeds) == 3
+
+
+def test_teacher_capabilities_are_asked_before_any_training(demo_cfg, monkeypatch):
+    """A teacher that can neither continue an answer nor score given text costs no training, evaluation or regeneration."""
+    calls = _fake_phase(demo_cfg, monkeypatch, [True] * 30 + [False] * 20, [True] * 28 + [False] * 22)
+    demo_cfg.analyses.provenance = demo_cfg.analyses.mixed_policy = True
+    write_jsonl(demo_cfg.run_dir / "data" / "train.jsonl", [{"id": r["question_id"]} for r in pool_records()])
+
+    def cannot_score(cfg):
+        calls.append("check provenance")
+        raise provenance.ProvenanceUnavailable("teacher at h: the endpoint returned no prompt_logprobs")
+
+    def cannot_continue(cfg, pool, rows):
+        calls.append("check continuation")
+        raise analyses.mixed.MixedPolicyUnavailable("teacher at h: the endpoint started a new answer")
+
+    monkeypatch.setattr(provenance, "check_teacher", cannot_score)
+    monkeypatch.setattr(analyses.mixed, "check_teacher", cannot_continue)
+    monkeypatch.setattr(analyses.mixed, "regenerate", lambda *a, **k: pytest.fail("the student regenerated the pool"))
+    results = analyses.run_phase(demo_cfg)
+    assert calls == ["check provenance", "check continuation", "das", "random_s1"]
+    assert results["provenance"] == {"available": False, "reason": "teacher at h: the endpoint returned no prompt_logprobs"}
+    assert results["mixed_policy"]["reason"] == "teacher at h: the endpoint started a new answer"
+    assert [v["name"] for v in results["variants"]] == ["das", "random_s1"]
+
+
+def test_the_continuation_check_sends_one_request_and_reads_a_new_answer_as_unable(demo_cfg, monkeypatch):
+    """The probe is the teacher's own pool answer cut past its middle; a server that starts over is caught."""
+    from support.fake_openai_server import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-continuation-key")
+    pool = pool_records()
+    rows = {r["question_id"]: {"id": r["question_id"], "question": "Where?", "answerKey": "A",
+                               "choices": {"label": list("ABCDE"), "text": list("abcde")}} for r in pool}
+    demo_cfg.teacher.backend = "openai"
+    demo_cfg.teacher.model = "fake-teacher"
+    with FakeOpenAIServer(default="ignores_continue") as server:
+        demo_cfg.teacher.base_url = server.base_url
+        with pytest.raises(analyses.mixed.MixedPolicyUnavailable, match="new answer"):
+            analyses.mixed.check_teacher(demo_cfg, pool, rows)
+        assert server.n_requests == 1 and server.requests[0]["body"]["continue_final_message"] is True
+    with FakeOpenAIServer(default="ok") as server:
+        demo_cfg.teacher.base_url = server.base_url
+        analyses.mixed.check_teacher(demo_cfg, pool, rows)  # continues: nothing raised
+        assert server.n_requests == 1
+    demo_cfg.teacher.backend = "local"
+    analyses.mixed.check_teacher(demo_cfg, pool, rows)  # the local teacher always can: nothing sent
 
 
 @pytest.mark.model

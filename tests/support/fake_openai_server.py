@@ -20,7 +20,8 @@ Behaviours ("actions"), chosen per request:
                           harmony stream (``<|channel|>analysis<|message|>`` + analysis +
                           ``<|end|><|start|>assistant<|channel|>final<|message|>`` + content +
                           ``<|return|>``), the content's "☕" split over two tokens that read
-                          "\ufffd" with the bytes of "\ufffd" (as vLLM decodes one id at a time)
+                          "\ufffd" with the bytes of "\ufffd" (as vLLM decodes one id at a time);
+                          like vLLM's harmony rendering, it ignores ``continue_final_message`` (a new answer)
 ``needs_top_logprobs``    like llama.cpp's server: ``logprobs: null`` unless ``top_logprobs >= 1``
 ``rejects_top_logprobs``  status 400 when the request carries ``top_logprobs``, else ``ok``
 ``prompt_logprobs``       ``ok`` plus the top-level fields returned by the server's ``prompt_logprobs``
@@ -330,7 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _completion(self, action: str, body: Mapping[str, Any], user_text: str) -> dict[str, Any]:
         fake = self.fake
         temperature = float(body.get("temperature", 1.0) or 0.0)
-        content: str | None = fake.content_for(body, user_text, continues=action != "ignores_continue")
+        content: str | None = fake.content_for(body, user_text, continues=action not in ("ignores_continue", "harmony"))
         reasoning = "The user asks a commonsense question; I compare the options one by one."
         message: dict[str, Any] = {"role": "assistant", "content": content}
         finish_reason = "stop"
