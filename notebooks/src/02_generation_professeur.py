@@ -27,6 +27,9 @@
 # *Profil demo : le « professeur » est SmolLM2-135M-Instruct exécuté localement, un simple
 # substitut (exemples résolus en contexte et bonne réponse donnée en indice, comme dans STaR). Ses
 # réponses n'ont rien de la qualité de gpt-oss-120b.*
+#
+# *Temps attendu (profil `colab`) : 10 à 30 min pour 1 100 requêtes, selon le fournisseur ; pas de
+# GPU (estimation). L'adresse du professeur et la clé ont été vérifiées par le notebook 01.*
 
 # %% dasd_setup="generate"
 

@@ -25,6 +25,9 @@
 # strictement supérieur à 0,3). Comme dans le cours, ce filtre ne sert qu'au stage 2 : le stage 1
 # s'entraîne sur toutes les réponses qui passent le filtre de qualité (`das.filter_stage1`).
 #
+# *Temps attendu sur un T4 (profil `colab`) : environ 10 min, chargement de Qwen3-4B compris ;
+# **estimation**, la vitesse d'un T4 n'a pas été mesurée (docs/performance.md).*
+#
 # **Alignement.** Le professeur (gpt-oss) et l'élève (Qwen3) n'ont pas le même tokenizer : on ne
 # peut pas compter les tokens. Tout est aligné sur les **positions de caractères** dans le texte de
 # la réponse : chaque phrase est un intervalle de caractères, chaque token (professeur ou élève) est

@@ -12,6 +12,9 @@
 # calculée que sur la réponse de l'assistant (le prompt système et la question sont masqués), avec
 # le même gabarit de conversation et le même prompt système que la génération et l'évaluation.
 #
+# *Temps attendu sur un T4 (profil `colab`) : 0,5 à 1,5 h pour 3 époques sur environ 500 réponses ;
+# **estimation**, la vitesse d'un T4 n'a pas été mesurée (docs/performance.md). Une déconnexion reprend au dernier checkpoint (toutes les 25 étapes).*
+#
 # L'entraînement passe par `SFTTrainer` de TRL ; l'adaptateur, le journal de perte et un manifeste
 # (modèle de base, empreinte des données, configuration) sont écrits dans `sft/stage1/`. Une
 # réexécution avec les mêmes entrées réutilise l'adaptateur au lieu de réentraîner.

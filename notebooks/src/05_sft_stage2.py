@@ -8,6 +8,9 @@
 # d'apprentissage plus faible (1e-4). C'est l'apprentissage « programmé en température » du papier
 # DASD : d'abord les raisonnements les plus probables du professeur, puis une couverture plus large
 # de sa distribution, limitée aux exemples où l'élève a encore à apprendre.
+#
+# *Temps attendu sur un T4 (profil `colab`) : 15 à 45 min (les réponses gardées par DAS, 3 époques) ;
+# **estimation**, la vitesse d'un T4 n'a pas été mesurée (docs/performance.md).*
 
 # %% dasd_setup="train"
 

@@ -14,6 +14,9 @@
 # faux). On mesure aussi le **respect du format** (`Final Answer: X`), et une seconde métrique sans
 # génération : l'exactitude par **log-vraisemblance** des lettres A-E (formulation de
 # lm-evaluation-harness).
+#
+# *Temps attendu sur un T4 (profil `colab`, 50 questions, 3 modèles) : 15 à 30 min ;
+# **estimation**, la vitesse d'un T4 n'a pas été mesurée (docs/performance.md).*
 
 # %% dasd_setup="evaluate"
 

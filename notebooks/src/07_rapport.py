@@ -10,6 +10,8 @@
 #
 # Il suit le plan d'un rapport de cours : introduction, méthode, résultats (dont un tableau « ce projet /
 # rapport du cours » sur les mêmes 50 questions), analyse, limites, conclusion, références.
+#
+# *Temps attendu : moins d'une minute (pas de GPU).*
 
 # %% dasd_setup="report"
 
