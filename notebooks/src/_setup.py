@@ -35,7 +35,11 @@ def saved_settings():
         mount = os.environ.get("DASD_DRIVE_MOUNT", "/content/drive")
         if not os.path.isdir(f"{mount}/MyDrive"):
             from google.colab import drive
-            drive.mount(mount)
+            try:
+                drive.mount(mount)
+            except Exception as exc:  # the student declined the authorisation, or it timed out
+                raise Stop(f"Google Drive n'est pas monté ({type(exc).__name__}) : relancez la cellule et acceptez "
+                           "l'accès à Drive, ou mettez USE_DRIVE = False (le run sera alors perdu à la déconnexion).") from None
         homes = [f"{mount}/MyDrive/dasd"]
     else:
         homes = ["/content/dasd-runs"]

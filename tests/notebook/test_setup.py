@@ -314,6 +314,19 @@ def test_phases_record_their_settings_and_the_report_flags_drift(tmp_path):
     assert "`data/summary.json` : `data.n_train` = `6` (config.json : `5`)" in markdown
 
 
+def test_bootstrap_says_so_when_drive_is_not_mounted(tmp_path, monkeypatch, fake_colab):
+    from google.colab import drive
+
+    def declined(path):
+        raise ValueError("mount failed")
+
+    monkeypatch.setattr(drive, "mount", declined)
+    monkeypatch.setenv("DASD_REPO_DIR", str(tmp_path / "clone"))
+    monkeypatch.chdir(tmp_path)
+    message = _bootstrap_stop("generate")
+    assert "Google Drive n'est pas monté (ValueError)" in message and "USE_DRIVE = False" in message
+
+
 def test_bootstrap_says_which_git_step_failed(tmp_path, monkeypatch, fake_colab):
     monkeypatch.setenv("DASD_REPO_DIR", str(tmp_path / "clone"))
     monkeypatch.setenv("DASD_REPO_URL", str(tmp_path / "no-such-repo"))

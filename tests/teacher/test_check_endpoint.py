@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.teacher_server import KEY, make_cfg, serve
+from support.teacher_server import KEY, api_key, cfg, serve  # noqa: F401 - api_key and cfg are fixtures
 
 from dasd_utils import teacher
 from dasd_utils.config import MissingSetting, load_config
@@ -12,17 +12,6 @@ from dasd_utils.notebook import checks
 from dasd_utils.notebook.setup import NotebookStop
 from dasd_utils.secrets import MissingAPIKey
 from dasd_utils.teacher.api import TeacherFatalError, TeacherPreflightError
-
-
-@pytest.fixture
-def api_key(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    return KEY
-
-
-@pytest.fixture
-def cfg(tmp_path, tiny_model_dir, api_key):
-    return make_cfg(tmp_path / "run", tiny_model_dir)
 
 
 def test_the_check_is_the_runs_first_request_and_is_never_sent_again(cfg, capsys):
