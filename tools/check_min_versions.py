@@ -28,7 +28,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,13 +98,13 @@ class Clock:
         own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
-    def run(self, label: str, cmd: list[str], **kwargs) -> None:
+    def run(self, label: str, cmd: list[str], check_exit: bool = True, **kwargs) -> None:
         print(f"== {label}: {' '.join(cmd)}", flush=True)
         wall, cpu = time.perf_counter(), self._cpu()
         done = subprocess.run(cmd, **kwargs)
         self.rows.append((label, time.perf_counter() - wall, self._cpu() - cpu))
         print(f"== {label}: {self.rows[-1][1]:.0f} s wall, {self.rows[-1][2]:.0f} s CPU (exit {done.returncode})", flush=True)
-        if done.returncode != 0:
+        if done.returncode != 0 and check_exit:
             raise SystemExit(f"minimum versions: step '{label}' failed (exit {done.returncode})")
 
     def table(self) -> str:
@@ -178,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         clock.run("fast tests", [*pytest, "-m", "not slow", "tests"], cwd=ROOT, env=env)
         clock.run("tiny SFT + evaluation", [*pytest, *SMOKE_TESTS], cwd=ROOT, env=env)
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:  # rm -rf: shutil.rmtree took about 3 min for this venv on a busy 2-core machine
+            clock.run("remove the venv", ["rm", "-rf", tmp], check_exit=False)
         if clock.rows:
             print(clock.table(), flush=True)
     return 0
