@@ -176,6 +176,8 @@ class FineTuneConfig:
     per_device_batch_size: int = 2
     grad_accum: int = 4
     lr_scheduler: str = "cosine"
+    #: Share of the optimizer steps spent warming up, rounded down: a run shorter than
+    #: 1 / warmup_ratio steps gets none (see :mod:`dasd_utils.sft.schedule`).
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     #: auto (bf16 if supported, fp16 on older GPUs, fp32 on CPU) | bf16 | fp16 | fp32
@@ -192,6 +194,12 @@ class FineTuneConfig:
     seed: int = 42
     #: On CUDA out-of-memory, halve the per-device batch and double the accumulation (same effective batch).
     oom_backoff: bool = True
+    #: A stage (or analyses variant) planned to make fewer optimizer steps than this at a non-zero
+    #: learning rate stops before training, naming the settings to change; so does one whose saved
+    #: adapter equals its parent.
+    min_learning_steps: int = 5
+    #: Train such a stage anyway (its manifest still records the steps that learned).
+    allow_short_training: bool = False
 
 
 @dataclass
