@@ -280,6 +280,7 @@ def serve(spec: ServerSpec, ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S) ->
         time.sleep(2.0)
     state["startup_s"] = round(time.monotonic() - started, 1)
     state["rss_mib"] = group_rss_mib(proc.pid)
+    state["startup_cpu_s"] = group_cpu_s(proc.pid)
     state_path(spec.name).write_text(json.dumps(state, indent=2) + "\n")
     return {**state, "reused": False}
 
@@ -327,21 +328,43 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _group_members(pid: int) -> list[Path]:
+    """Return the /proc folders of the processes in ``pid``'s process group."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pid:
+                    members.append(entry)
+            except (ProcessLookupError, PermissionError):
+                continue
+    return members
+
+
 def group_rss_mib(pid: int) -> float:
     """Return the summed resident memory (MiB) of every process in ``pid``'s process group."""
     total_kib = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _group_members(pid):
         try:
-            if os.getpgid(int(entry.name)) != pid:
-                continue
             for line in (entry / "status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total_kib += int(line.split()[1])
-        except (ProcessLookupError, FileNotFoundError, PermissionError):
+        except (FileNotFoundError, ProcessLookupError):
             continue
     return round(total_kib / 1024, 1)
+
+
+def group_cpu_s(pid: int) -> float:
+    """Return the CPU seconds (user + system) used so far by the live processes of ``pid``'s group."""
+    ticks = 0
+    for entry in _group_members(pid):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            # utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after the command name.
+            ticks += sum(int(v) for v in fields[11:15])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return round(ticks / os.sysconf("SC_CLK_TCK"), 1)
 
 
 # ---------------------------------------------------------------------------------------- CLI
@@ -404,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{path.stem}: not running (stale state file)")
                 else:
                     ready = "ready" if is_ready(state["url"]) else "starting"
-                    print(f"{path.stem}: pid {state['pid']} {state['url']} {ready} rss {group_rss_mib(state['pid'])} MiB")
+                    print(f"{path.stem}: pid {state['pid']} {state['url']} {ready} rss {group_rss_mib(state['pid'])} MiB, cpu {group_cpu_s(state['pid'])} s")
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
