@@ -279,7 +279,7 @@ def serve(spec: ServerSpec, ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S) ->
             )
         time.sleep(2.0)
     state["startup_s"] = round(time.monotonic() - started, 1)
-    state["rss_mib"] = group_rss_mib(proc.pid)
+    state.update(group_memory_mib(proc.pid))
     state["startup_cpu_s"] = group_cpu_s(proc.pid)
     state_path(spec.name).write_text(json.dumps(state, indent=2) + "\n")
     return {**state, "reused": False}
@@ -341,17 +341,22 @@ def _group_members(pid: int) -> list[Path]:
     return members
 
 
-def group_rss_mib(pid: int) -> float:
-    """Return the summed resident memory (MiB) of every process in ``pid``'s process group."""
-    total_kib = 0
+def group_memory_mib(pid: int) -> dict[str, float]:
+    """Return the summed resident (``rss_mib``) and proportional (``pss_mib``) memory of ``pid``'s process group.
+
+    RSS counts pages shared by the server's processes (API server, engine core, worker) once per
+    process; PSS splits them, so it is what the group really holds.
+    """
+    totals = {"Rss:": 0, "Pss:": 0}
     for entry in _group_members(pid):
         try:
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kib += int(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError):
+            for line in (entry / "smaps_rollup").read_text().splitlines():
+                key = line.split(maxsplit=1)[0] if line else ""
+                if key in totals:
+                    totals[key] += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-    return round(total_kib / 1024, 1)
+    return {"rss_mib": round(totals["Rss:"] / 1024, 1), "pss_mib": round(totals["Pss:"] / 1024, 1)}
 
 
 def group_cpu_s(pid: int) -> float:
@@ -427,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{path.stem}: not running (stale state file)")
                 else:
                     ready = "ready" if is_ready(state["url"]) else "starting"
-                    print(f"{path.stem}: pid {state['pid']} {state['url']} {ready} rss {group_rss_mib(state['pid'])} MiB, cpu {group_cpu_s(state['pid'])} s")
+                    print(f"{path.stem}: pid {state['pid']} {state['url']} {ready} {group_memory_mib(state['pid'])}, cpu {group_cpu_s(state['pid'])} s")
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -73,6 +73,10 @@ CASES: dict[str, tuple[str, str, dict[str, Any], str]] = {
     "smollm2_completions_echo_max0": ("smollm2", "completions", {
         "prompt": LOGLIK_PROMPT, "echo": True, "logprobs": 1, "max_tokens": 0, "temperature": 0,
     }, "echo with max_tokens 0: the prompt alone"),
+    "smollm2_completions_echo_token_ids": ("smollm2", "completions", {
+        "prompt": LOGLIK_PROMPT, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0,
+        "return_token_ids": True,
+    }, "echo with return_token_ids: the prompt leaves the text but not logprobs (offsets count it)"),
     "gptoss_chat_logprobs": ("gptoss", "chat/completions", {
         "messages": REPEAT, "temperature": 0, "seed": 0, "max_tokens": 64, "logprobs": True, "top_logprobs": 1,
         "return_token_ids": True,
@@ -90,7 +94,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any], str]] = {
     }, "the same request without continue_final_message / add_generation_prompt: same prompt tokens"),
     "gptoss_completions_raw_harmony": ("gptoss", "completions", {
         "prompt": RAW_HARMONY_PROMPT, "temperature": 0, "max_tokens": 40, "logprobs": 1, "echo": True,
-        "prompt_logprobs": 1, "return_token_ids": True, "skip_special_tokens": False,
+        "prompt_logprobs": 1, "skip_special_tokens": False,
     }, "the raw harmony route: a hand-rendered prompt open in the analysis channel, special tokens kept"),
     "gptoss_completions_raw_harmony_skip": ("gptoss", "completions", {
         "prompt": RAW_HARMONY_PROMPT, "temperature": 0, "max_tokens": 40, "logprobs": 1, "return_token_ids": True,
