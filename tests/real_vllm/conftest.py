@@ -17,6 +17,7 @@ deselected, so the main suite does not pay for vLLM's install and start-up.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ def _tier_requested(config) -> bool:
     """Return whether this pytest run asked for the real-vLLM tier (see the module's docstring)."""
     if os.environ.get("DASD_REAL_VLLM") == "1" or any(os.environ.get(v) for v in URL_ENV.values()):
         return True
-    if MARKER in (config.getoption("markexpr", "") or ""):
+    # "-m real_vllm" asks for it; "-m 'not real_vllm'" does not (pytest deselects those itself)
+    if re.search(rf"(?<!not )\b{MARKER}\b", config.getoption("markexpr", "") or ""):
         return True
     for arg in config.args:
         path = Path(arg.split("::", 1)[0]).resolve()
