@@ -230,7 +230,7 @@ def read_state(name: str) -> dict | None:
     if not path.is_file():
         return None
     state = json.loads(path.read_text())
-    return state if _alive(state["pid"]) else None
+    return state if _is_vllm_server(state["pid"]) else None
 
 
 def serve(spec: ServerSpec, ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S) -> dict:
@@ -291,13 +291,23 @@ def stop(name: str, grace_s: float = 30.0) -> bool:
     if not path.is_file():
         return False
     pid = json.loads(path.read_text())["pid"]
+    if not _is_vllm_server(pid) and not _vllm_members(pid):
+        # gone, or the pid now belongs to something else (a stale file after a reboot): never signal it
+        _forget(name)
+        return False
     was_alive = _alive(pid)
-    if was_alive:
+    # The API server is the group's leader; the engine core and its worker may outlive it by a
+    # few seconds: wait for the whole group, so that the memory is free when this returns.
+    running = lambda: _alive(pid) or any(_alive(int(p.name)) for p in _group_members(pid))  # noqa: E731
+    if running():
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while _alive(pid) and time.monotonic() < deadline:
+        while running() and time.monotonic() < deadline:
             time.sleep(0.5)
         _signal_group(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.2)
     # Reap it when this process is its parent (serve and stop in one Python), so no zombie lingers.
     try:
         os.waitpid(pid, os.WNOHANG)
@@ -305,6 +315,27 @@ def stop(name: str, grace_s: float = 30.0) -> bool:
         pass
     _forget(name)
     return was_alive
+
+
+def _is_vllm_server(pid: int) -> bool:
+    """Return whether ``pid`` is a live vLLM OpenAI server started by this tool (its command line says so)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return _alive(pid) and b"vllm.entrypoints.openai.api_server" in argv and os.getpgid(pid) == pid
+
+
+def _vllm_members(pid: int) -> list[int]:
+    """Return the live processes of ``pid``'s group that are vLLM's (an engine core outliving its API server)."""
+    found = []
+    for entry in _group_members(pid):
+        try:
+            if _alive(int(entry.name)) and b"vllm" in (entry / "cmdline").read_bytes().lower():
+                found.append(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return found
 
 
 def _forget(name: str) -> None:
