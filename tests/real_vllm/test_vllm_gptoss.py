@@ -7,7 +7,7 @@ o200k tokens), then final "Final Answer: A". These facts feed the project's harm
 from __future__ import annotations
 
 import pytest
-from vllm_cases import GIVEN_ANSWER, RAW_HARMONY_PROMPT
+from support.vllm_cases import GIVEN_ANSWER, RAW_HARMONY_PROMPT
 
 pytestmark = pytest.mark.real_vllm
 
@@ -126,6 +126,6 @@ def test_raw_harmony_completion_with_default_skip_special_tokens(live):
 def tiny_tokenizer():
     from transformers import AutoTokenizer
 
-    import vllm_tier
+    from support import vllm_tier
 
     return AutoTokenizer.from_pretrained(str(vllm_tier.tiny_gptoss_dir()))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import vllm_tier
+from support import vllm_tier
 
 pytestmark = pytest.mark.real_vllm
 

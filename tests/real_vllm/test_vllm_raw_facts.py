@@ -8,7 +8,7 @@ fails here with the fact's name. The recorded answers are in ``tests/fixtures/vl
 from __future__ import annotations
 
 import pytest
-from vllm_cases import CASES, GIVEN_ANSWER, LOGLIK_PROMPT, MULTIBYTE_SENTENCE, load_fixture
+from support.vllm_cases import CASES, GIVEN_ANSWER, LOGLIK_PROMPT, MULTIBYTE_SENTENCE, load_fixture
 
 pytestmark = pytest.mark.real_vllm
 
@@ -26,7 +26,7 @@ def _content_entries(record: dict) -> list[dict]:
 def smollm2_tokenizer():
     from transformers import AutoTokenizer
 
-    import vllm_tier
+    from support import vllm_tier
 
     return AutoTokenizer.from_pretrained(str(vllm_tier.known_specs()["smollm2"].model_dir))
 
@@ -104,7 +104,7 @@ def test_reasoning_field_is_message_reasoning(live):
 
 def test_logprobs_do_not_depend_on_temperature(smollm2):
     """Logprobs are the raw model's: the same first token has the same logprob at temperature 0 and 0.9."""
-    import vllm_cases
+    from support import vllm_cases
 
     def first(temperature: float) -> dict:
         body = {"model": smollm2.model, "messages": vllm_cases.REPEAT, "temperature": temperature, "seed": 0,

@@ -6,7 +6,7 @@ model). ``tests/real_vllm/test_vllm_*.py`` send them live and check what the pro
 this script stores the exact request and answer in ``tests/fixtures/vllm/<case>.json``, the
 reference for the fake server (``tests/fake_openai_server.py``) and the docs:
 
-    python tests/real_vllm/vllm_cases.py --smollm2-url http://127.0.0.1:8011/v1 \\
+    python tests/support/vllm_cases.py --smollm2-url http://127.0.0.1:8011/v1 \\
         --gptoss-url http://127.0.0.1:8012/v1 [--out tests/fixtures/vllm]
 
 Standard library only. Answers are deterministic (temperature 0, ``seed``), but ``id``,
