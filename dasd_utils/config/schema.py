@@ -209,6 +209,10 @@ class EvalConfig:
     backend: str = "hf"  # hf | openai
     models: list[str] = field(default_factory=lambda: ["base", "stage1", "stage2"])
     max_new_tokens: int = 512
+    #: hf backend: stop an answer at the line break that completes its "Final Answer" line (after
+    #: ``</reasoning>`` when it opened a block): the answer the format asks for is then known, and
+    #: what a small model writes after it only costs decoding steps.
+    stop_at_answer: bool = True
     batch_size: int = 16
     #: Validation index of the qualitative example (the crab question in the course report).
     qualitative_index: int = 49
