@@ -46,6 +46,7 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m dasd_utils all --profile $(PROFILE) --run-dir $(RUN_DIR)
 	$(PY) tools/run_notebooks.py --profile $(PROFILE) --run-dir $(RUN_DIR)
+	$(PY) tools/check_demo.py $(RUN_DIR)
 	@echo "Rapport : $(RUN_DIR)/report/rapport.html (et rapport.md)"
 
 # Rebuild the notebooks from notebooks/src/ and re-execute them in place on the demo run, so that
