@@ -36,12 +36,12 @@ from .compare import comparison_table, mixed_verdict, verdict
 from .paths import analyses_dir, comparison_figure, manifest_file, provenance_figure, results_file
 from .sampling import das_kept, pool_records, random_subset, set_statistics
 from .tables import (cost_table, larger_plan, mixed_policy_table, plan_costs, provenance_table, results_table,
-                     show_mixed_example, statistics_table)
+                     show_mixed_example, statistics_table, training_table)
 
 log = logging.getLogger(__name__)
 
 #: Bumped when the analyses' results change meaning, so that older results are recomputed.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def build_variants(cfg: Config) -> list[variants.Variant]:
@@ -185,6 +185,8 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             "adapter": str(variants.adapter_dir(cfg, v).relative_to(cfg.run_dir)),
             "training_set": set_statistics(v.records),
             "steps": v.manifest.get("steps"), "final_loss": v.manifest.get("final_loss"),
+            # Did it learn? Steps at a non-zero learning rate and how far the adapter moved from its parent.
+            "learning_steps": v.manifest.get("learning_steps"), "adapter_change": v.manifest.get("adapter_change"),
             "retrained": not v.manifest.get("reused", False),
             "generated": evaluated[v.name]["generated"],
         } for v in todo],
@@ -239,5 +241,5 @@ def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dic
 __all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "cost_table", "larger_plan", "mixed",
            "mixed_policy_table", "plan_costs",
            "mixed_verdict", "paths", "phase_inputs", "provenance", "provenance_table", "report_context", "results_table",
-           "run_phase", "sampling", "show_mixed_example", "statistics_table", "tables", "teacher_capabilities", "variants",
-           "verdict"]
+           "run_phase", "sampling", "show_mixed_example", "statistics_table", "tables", "teacher_capabilities",
+           "training_table", "variants", "verdict"]

@@ -46,6 +46,28 @@ def statistics_table(results: Mapping[str, Any]):
     return pd.DataFrame({label: pd.Series(stats, dtype=object) for label, stats in rows.items()})
 
 
+def training_table(results: Mapping[str, Any]):
+    """Return, per variant, whether its training learned: optimizer steps, steps at a non-zero learning rate, adapter change.
+
+    The change is the L2 norm of the difference between the adapter's weights after and before the
+    training (its parent: the stage-1 adapter, or the stage-2 one for the mixed-policy variants),
+    relative to the parent's norm. A variant equal to its parent is said so in the last row.
+    """
+    import pandas as pd
+
+    columns = {}
+    for v in results["variants"]:
+        change = v.get("adapter_change") or {}
+        relative = change.get("relative")
+        columns[v["label"]] = pd.Series({
+            "pas d'optimisation": v.get("steps"),
+            "pas à taux d'apprentissage non nul": v.get("learning_steps"),
+            "déplacement de l'adaptateur (relatif)": None if relative is None else f"{relative:.2e}".replace(".", ","),
+            "identique à son parent": None if not change else ("oui" if change.get("l2") == 0 else "non"),
+        }, dtype=object)
+    return pd.DataFrame(columns).fillna("—")
+
+
 def provenance_table(results: Mapping[str, Any]):
     """Return the share of each provenance label and its area difference Δ (None when the analysis was not made)."""
     import pandas as pd
@@ -219,4 +241,4 @@ def plan_costs(cfg):
 
 
 __all__ = ["LARGER_PLAN_SEEDS", "cost_estimate", "cost_table", "larger_plan", "mixed_example", "mixed_policy_table",
-           "plan_costs", "provenance_table", "results_table", "show_mixed_example", "statistics_table"]
+           "plan_costs", "provenance_table", "results_table", "show_mixed_example", "statistics_table", "training_table"]

@@ -176,6 +176,8 @@ class FineTuneConfig:
     per_device_batch_size: int = 2
     grad_accum: int = 4
     lr_scheduler: str = "cosine"
+    #: Share of the optimizer steps spent warming up, rounded down: a run shorter than
+    #: 1 / warmup_ratio steps gets none (see :mod:`dasd_utils.sft.schedule`).
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     #: auto (bf16 if supported, fp16 on older GPUs, fp32 on CPU) | bf16 | fp16 | fp32
@@ -192,6 +194,12 @@ class FineTuneConfig:
     seed: int = 42
     #: On CUDA out-of-memory, halve the per-device batch and double the accumulation (same effective batch).
     oom_backoff: bool = True
+    #: A stage (or analyses variant) planned to make fewer optimizer steps than this at a non-zero
+    #: learning rate stops before training, naming the settings to change; so does one whose saved
+    #: adapter equals its parent.
+    min_learning_steps: int = 5
+    #: Train such a stage anyway (its manifest still records the steps that learned).
+    allow_short_training: bool = False
 
 
 @dataclass
@@ -201,6 +209,10 @@ class EvalConfig:
     backend: str = "hf"  # hf | openai
     models: list[str] = field(default_factory=lambda: ["base", "stage1", "stage2"])
     max_new_tokens: int = 512
+    #: hf backend: stop an answer at the line break that completes its "Final Answer" line (after
+    #: ``</reasoning>`` when it opened a block): the answer the format asks for is then known, and
+    #: what a small model writes after it only costs decoding steps.
+    stop_at_answer: bool = True
     batch_size: int = 16
     #: Validation index of the qualitative example (the crab question in the course report).
     qualitative_index: int = 49
