@@ -417,9 +417,14 @@ def kaggle_input() -> Path:
     return Path(os.environ.get("DASD_KAGGLE_INPUT", KAGGLE_INPUT))
 
 
-def chain_kaggle_run(target: Path) -> str:
-    """Return the French line saying what was copied into ``target`` from the runs attached as input on Kaggle."""
+def chain_kaggle_run(target: Path, first: bool = False) -> str | None:
+    """Return the French line saying what was copied into ``target`` from the runs attached as input on Kaggle.
+
+    None for the ``first`` notebook (01) when nothing is attached: a new run has nothing to continue.
+    """
     sources = cloud.attached_runs(kaggle_input(), target.name)
+    if first and not sources:
+        return None
     return cloud.chaining_message(sources, target, cloud.copy_missing(sources, target))
 
 
@@ -455,7 +460,7 @@ def setup_notebook(phase: str | None, profile: str | None = None, run_dir: str |
     elif run_dir is None:
         run_dir = default_run_dir(environment, chosen, use_drive)
     target = resolve_run_dir(run_dir, chosen)
-    chained = chain_kaggle_run(target) if environment == KAGGLE else None
+    chained = chain_kaggle_run(target, first=phase == "data") if environment == KAGGLE else None
     if profile is None and (target / "config.json").is_file():
         chosen = None  # PROFILE = None: keep the run's saved profile
     if phase not in (None, "data") and not (target / "config.json").is_file():

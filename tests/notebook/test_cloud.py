@@ -72,6 +72,7 @@ def test_kaggle_copies_the_attached_run_and_says_so(fake_kaggle, monkeypatch, ca
     monkeypatch.setenv("DASD_KAGGLE_WORKING", str(attached))
     cfg01 = setup_notebook("data", None, None, BUNDLED, form={"TEACHER_URL": "https://api.example.org/v1"},
                            repo_url="https://github.com/me/x.git")
+    assert "Kaggle : aucun run attaché" not in capsys.readouterr().out  # a new run has nothing to continue
     (cfg01.run_dir / "teacher").mkdir()
     (cfg01.run_dir / "teacher" / "stage1.jsonl").write_text('{"x": 1}\n')
     monkeypatch.setenv("DASD_KAGGLE_WORKING", str(fake_kaggle / "working"))  # notebook 02, a new machine
