@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import Config, RunConfigMismatch, resolve_run_config
+from ..secrets import redact_url
 from . import cloud
 
 COLAB, KAGGLE, LOCAL = "colab", "kaggle", "local"
@@ -485,6 +486,10 @@ def setup_notebook(phase: str | None, profile: str | None = None, run_dir: str |
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save()
     if home is not None and (phase == "data" or not cloud.settings_file(home).is_file()):
+        if repo_url and redact_url(repo_url) != repo_url:  # user:token@ or ?token=: never written to Drive
+            print("⚠ REPO_URL contient des identifiants : elle n'est pas enregistrée (les notebooks suivants ne la "
+                  "relisent pas). Publiez le dépôt sans identifiants, ou donnez REPO_URL dans chaque notebook.")
+            repo_url = None
         run = cfg.run_dir.resolve()
         path = cloud.write_settings(home, {"repo_url": repo_url or saved.get("repo_url"), "profile": cfg.profile,
                                            "run_dir": str(run.relative_to(home.resolve()) if run.is_relative_to(home.resolve()) else run)})

@@ -13,7 +13,7 @@ OVERRIDES = {}     # ex. {"data.n_train": 100, "teacher.max_tokens": 2048}
 # %%
 PHASE = "DASD_PHASE"  # la phase de ce notebook (remplacée par le générateur)
 # Mise en place : environnement (Colab, Kaggle, local), installation, GPU, dossier du run, configuration.
-import glob, json, os, subprocess, sys
+import glob, json, os, re, subprocess, sys
 DEFAULT_REPO_URL = "https://github.com/OWNER/dasd-course.git"  # le dépôt publié (python tools/set_repo_url.py URL le change)
 FORM = {k: globals()[k] for k in ("REPO_URL", "TEACHER_URL", "TEACHER_MODEL") if k in globals()}  # formulaire du notebook 01
 KAGGLE = "KAGGLE_KERNEL_RUN_TYPE" in os.environ
@@ -24,7 +24,8 @@ class Stop(Exception):  # an explained stop: IPython shows the French message wi
 def git(*args):
     done = subprocess.run(["git", *args], capture_output=True, text=True)
     if done.returncode:
-        raise Stop(f"git {args[-2] if args[0] == '-C' else args[0]} a échoué : {done.stderr.strip()[-400:]}")
+        error = re.sub(r"://[^/@\s]+@", "://***@", done.stderr.strip()[-400:])  # a token in the URL is never shown
+        raise Stop(f"git {args[-2] if args[0] == '-C' else args[0]} a échoué : {error}")
     return done.stdout
 def saved_settings():
     # What notebook 01 saved next to the runs (on Drive, in /kaggle/working or an attached input), read before the clone exists.

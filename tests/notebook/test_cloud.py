@@ -51,6 +51,14 @@ def test_notebook_01_on_colab_saves_its_run_and_the_next_notebooks_follow_it(fak
     assert json.loads((home / "notebook_settings.json").read_text()) == saved  # only notebook 01 rewrites it
 
 
+def test_a_repo_url_with_a_token_is_never_saved(fake_colab, capsys):
+    token = "ghp_0123456789abcdefSECRET"
+    setup_notebook("data", "demo", None, BUNDLED, repo_url=f"https://me:{token}@github.com/me/private.git")
+    saved = (fake_colab / "MyDrive" / "dasd" / "notebook_settings.json").read_text()
+    out = capsys.readouterr().out
+    assert token not in saved and token not in out and "identifiants" in out and "repo_url" not in saved
+
+
 def test_the_teacher_form_of_notebook_01_goes_into_the_run_config(fake_colab):
     setup_notebook("data", None, None, BUNDLED, form={"TEACHER_URL": "https://api.example.org/v1",
                                                       "TEACHER_MODEL": "openai/gpt-oss-120b"})

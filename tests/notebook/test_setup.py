@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -332,3 +333,12 @@ def test_bootstrap_says_which_git_step_failed(tmp_path, monkeypatch, fake_colab)
     monkeypatch.setenv("DASD_REPO_URL", str(tmp_path / "no-such-repo"))
     monkeypatch.chdir(tmp_path)
     assert re.search("git clone a échoué : .*no-such-repo", _bootstrap_stop("data"))
+    # a token in the URL (a private fork) is not shown by the stop, even from a git that echoes the URL
+    fake_git = tmp_path / "bin" / "git"
+    fake_git.parent.mkdir()
+    fake_git.write_text('#!/bin/sh\necho "fatal: could not read from $3" >&2\nexit 128\n')
+    fake_git.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_git.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("DASD_REPO_URL", "https://me:ghp_SECRET0123@github.com/me/private.git")
+    message = _bootstrap_stop("data")
+    assert "could not read from https://***@github.com/me/private.git" in message and "ghp_SECRET0123" not in message
