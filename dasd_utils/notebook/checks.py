@@ -39,8 +39,12 @@ def teacher_verdict_lines(result: dict[str, Any], cfg: Config) -> list[str]:
     return lines
 
 
-def check_teacher(cfg: Config) -> dict[str, Any]:
-    """Return the teacher check's result after printing it in French; raise NotebookStop with what to fix when it fails."""
+def check_teacher(cfg: Config) -> None:
+    """Return None after printing the teacher check's verdict in French; raise NotebookStop with what to fix when it fails.
+
+    Nothing is returned so that the notebook cell shows the verdict only, not the stored record
+    (:func:`dasd_utils.teacher.check_endpoint` returns it).
+    """
     from .. import teacher
     from .stops import expected_errors, notebook_message
 
@@ -50,7 +54,6 @@ def check_teacher(cfg: Config) -> dict[str, Any]:
         raise NotebookStop(notebook_message(exc, "generate")) from None
     for line in teacher_verdict_lines(result, cfg):
         print(line)
-    return result
 
 
 __all__ = ["check_teacher", "teacher_verdict_lines"]

@@ -242,7 +242,9 @@ def test_colab_rehearsal(tmp_path, tiny_qwen3_dir, fresh_kernel, monkeypatch):
         # 01, third try: the key is in the secrets; the check sends one request, kept for notebook 02.
         secrets.write_text(json.dumps({"OPENAI_API_KEY": KEY}))
         nb01 = run("01", form)
-        assert "Professeur joignable" in "".join(_text(c) for c in _code_cells(nb01)) and server.n_requests == 1
+        text01 = "".join(_text(c) for c in _code_cells(nb01))
+        assert "Professeur joignable" in text01 and server.n_requests == 1
+        assert "request_hash" not in text01  # the verdict, not the stored record
         settings = json.loads((drive / "MyDrive" / "dasd" / "notebook_settings.json").read_text())
         assert settings == {"repo_url": str(source), "profile": "colab", "run_dir": "runs/colab"}
         assert json.loads((run_dir / "config.json").read_text())["teacher"]["base_url"] == server.base_url

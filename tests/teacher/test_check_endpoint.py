@@ -16,11 +16,13 @@ from dasd_utils.teacher.api import TeacherFatalError, TeacherPreflightError
 
 def test_the_check_is_the_runs_first_request_and_is_never_sent_again(cfg, capsys):
     with serve(cfg) as server:
-        result = checks.check_teacher(cfg)
-        assert server.n_requests == 1 and result["checked"] and result["preflight"]["verdict"] == "go"
+        assert checks.check_teacher(cfg) is None  # the cell shows the French verdict, not the stored record
+        assert server.n_requests == 1
         out = capsys.readouterr().out
         assert "Professeur joignable : 127.0.0.1" in out and "Cette réponse est gardée" in out
         assert "avec les log-probabilités de ses" in out
+        first = next(r for r in server.requests)  # the verdict was GO: logprobs present and aligned
+        assert first["body"]["logprobs"] is True
         again = teacher.check_endpoint(cfg)  # a re-run of notebook 01 sends nothing
         assert again == {"checked": False, "reason": "answered_before", "record": again["record"]}
         summary = teacher.generate_stage(cfg, 1)  # notebook 02 reuses the checked answer
@@ -58,5 +60,6 @@ def test_a_server_without_logprobs_stops_the_run_at_notebook_01(cfg):
 
 def test_the_local_teacher_has_nothing_to_check(tmp_path, capsys):
     cfg = load_config("demo", run_dir=tmp_path / "run")
-    assert checks.check_teacher(cfg) == {"checked": False, "reason": "local"}
+    assert teacher.check_endpoint(cfg) == {"checked": False, "reason": "local"}
+    checks.check_teacher(cfg)
     assert "Professeur local" in capsys.readouterr().out
