@@ -443,13 +443,13 @@ def setup_notebook(phase: str | None, profile: str | None = None, run_dir: str |
                    form: dict[str, Any] | None = None, repo_url: str | None = None):
     """Return the run's Config for a notebook, after printing where it runs, the GPU, and the run directory.
 
-    On Colab / Kaggle, with ``PROFILE``
-    and ``RUN_DIR`` at None, a notebook after 01 takes the run notebook 01 saved in its settings;
-    notebook 01 (phase ``data``) saves them with ``repo_url`` (the clone's URL), and its ``form``
-    (``TEACHER_URL``, ``TEACHER_MODEL``) completes ``overrides``. On Kaggle the runs attached as
-    input are copied first. Raises NotebookStop when a later notebook's run has no configuration
-    yet, when this notebook's phase needs a GPU that is not there, or when its parameters differ
-    from the run's saved configuration (see :func:`load_notebook_config`).
+    On Colab / Kaggle, with ``PROFILE`` and ``RUN_DIR`` at None, a notebook after 01 takes the run
+    notebook 01 saved in its settings; notebook 01 (phase ``data``) saves them with ``repo_url``
+    (the clone's URL, unless it holds credentials), and its ``form`` (``TEACHER_URL``,
+    ``TEACHER_MODEL``) completes ``overrides``. On Kaggle the runs attached as input are copied
+    first. Raises NotebookStop when a later notebook's run has no configuration yet, when this
+    notebook's phase needs a GPU that is not there, or when its parameters differ from the run's
+    saved configuration (see :func:`load_notebook_config`).
     """
     environment = detect_environment()
     home = settings_home(environment, use_drive)
@@ -490,9 +490,9 @@ def setup_notebook(phase: str | None, profile: str | None = None, run_dir: str |
             print("⚠ REPO_URL contient des identifiants : elle n'est pas enregistrée (les notebooks suivants ne la "
                   "relisent pas). Publiez le dépôt sans identifiants, ou donnez REPO_URL dans chaque notebook.")
             repo_url = None
-        run = cfg.run_dir.resolve()
+        run, root = cfg.run_dir.resolve(), home.resolve()
         path = cloud.write_settings(home, {"repo_url": repo_url or saved.get("repo_url"), "profile": cfg.profile,
-                                           "run_dir": str(run.relative_to(home.resolve()) if run.is_relative_to(home.resolve()) else run)})
+                                           "run_dir": str(run.relative_to(root) if run.is_relative_to(root) else run)})
         if phase == "data":
             print(f"Réglages du run enregistrés dans {path} : les notebooks suivants y relisent l'adresse du dépôt "
                   "et le dossier du run (PROFILE et RUN_DIR laissés à None).")
