@@ -410,7 +410,8 @@ def test_plot_sft_loss_draws_both_stages(tmp_path):
 # --------------------------------------------------------------------------- real model
 @pytest.mark.trains
 def test_demo_stage1_trains_smollm2_on_cpu(tmp_path, smollm2_dir):
-    cfg = load_config("demo", run_dir=tmp_path / "run", overrides={"sft.max_steps": 2, "sft.grad_accum": 1})
+    cfg = load_config("demo", run_dir=tmp_path / "run", overrides={"sft.max_steps": 2, "sft.grad_accum": 1,
+                                                                    "sft.min_learning_steps": 1})
     assert cfg.student.model == SMOLLM2_PYPI
     write_sft_file(cfg, 1, 4)
     manifest = sft.train_stage(cfg, 1)
@@ -477,7 +478,7 @@ def test_two_processes_under_torchrun_train_once_and_write_once(tmp_path, tiny_m
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
         "-m", "dasd_utils", "train", "--profile", "demo", "--run-dir", str(cfg.run_dir),
         "--set", f"student.model={tiny_model_dir}", "--set", "sft.max_steps=2", "--set", "sft.grad_accum=1",
-        "--set", "sft.lora_dropout=0.0",
+        "--set", "sft.per_device_batch_size=2", "--set", "sft.min_learning_steps=1", "--set", "sft.lora_dropout=0.0",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1", HF_HUB_OFFLINE="1")
     repo = Path(__file__).resolve().parents[2]
