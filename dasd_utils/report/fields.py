@@ -32,6 +32,8 @@ REASON_LABELS = {
     "inconsistent_answer": "conclusion différente de la réponse finale",
     "mentions_hint": "cite l'indice",
 }
+#: A rise of the format rate below this (10 points) is "barely", not "the format was learned".
+FORMAT_LEARNED = 0.10
 #: A teacher-sentence ratio without the final-answer line below this share of the ratio with it:
 #: the keep decision rests mostly on that one line (the report and the conclusion say so).
 FINAL_LINE_DOMINANT = 0.5
@@ -145,7 +147,9 @@ def findings(models: Mapping[str, Mapping[str, Any]], comparisons: Iterable[Mapp
         "top_provenance": max(shares, key=shares.get) if analyses.get("provenance", {}).get("available") and shares else None,
         "accuracy_base_stage1": move(base, s1, "accuracy"),
         "accuracy_stage1_stage2": move(s1, s2, "accuracy"),
-        "format_base_stage1": move(base, s1, "format_rate"),
+        # up (by FORMAT_LEARNED or more), slightly_up, same or down
+        "format_base_stage1": "slightly_up" if move(base, s1, "format_rate") == "up"
+        and s1["format_rate"] - base["format_rate"] < FORMAT_LEARNED else move(base, s1, "format_rate"),
         "significant": significant,
         "none_significant": bool(comparisons) and not significant,
         # Models whose lenient extraction finds more letters than the strict "Final Answer" line.

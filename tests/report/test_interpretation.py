@@ -48,6 +48,12 @@ def test_format_gain_is_credited_only_when_accuracy_rose(tmp_path):
                                                        stage1={"accuracy": 0.14, "correct": 7}))
     assert FORMAT_GAIN not in fell and FORMAT_WITHOUT_ACCURACY in fell
     assert "l'élève a appris à écrire la ligne `Final Answer` sans mieux répondre" in fell
+    barely = render(tmp_path / "d", metrics=metrics_with(base={"format_rate": 0.0, "accuracy": 0.18, "correct": 9},
+                                                         stage1={"format_rate": 0.02, "accuracy": 0.14, "correct": 7}))
+    assert FORMAT_GAIN not in barely and "a appris le format" not in barely
+    assert ("Le format progresse à peine : le stage 1 n'a pas appris à écrire la ligne `Final Answer`, et l'exactitude "
+            "baisse.") in barely
+    assert "l'élève n'a pas appris le format, et son exactitude repose sur la lecture en mode tolérant" in barely
     same = render(tmp_path / "c", metrics=metrics_with(stage1={"format_rate": 0.46}))
     assert FORMAT_GAIN not in same and "L'exactitude monte sans que le format progresse" in same
     assert "le stage 1 n'a rien changé au format" in same
