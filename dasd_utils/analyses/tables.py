@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from .. import layout
 from ..jsonl import read_json
-from . import sampling
+from . import compare, sampling
 
 
 #: French names of the provenance labels (DASD paper, section 4), as the report and notebook 08 show them.
@@ -74,7 +74,7 @@ def results_table(results: Mapping[str, Any]):
     rows = {}
     for m in results["models"]:
         c = comparisons.get(m["name"], {})
-        rows[m["label"]] = {
+        rows[compare.label(m["name"]) if "name" in m else m["label"]] = {  # this version's words, as the verdict
             "exactitude": m["accuracy"], "bonnes": f"{m['correct']}/{m['n']}",
             "IC 95 %": f"[{french(m['ci95'][0])} ; {french(m['ci95'][1])}]",
             "DAS seul juste": c.get("only_a_correct"), "variante seule juste": c.get("only_b_correct"),
@@ -88,7 +88,7 @@ def results_table(results: Mapping[str, Any]):
 
 def statistics_table(results: Mapping[str, Any]):
     """Return the sentence statistics of each training set side by side, French row names and cells."""
-    columns = {v["label"]: v["training_set"] for v in results["variants"]}
+    columns = {compare.label(v["name"]) if "name" in v else v["label"]: v["training_set"] for v in results["variants"]}
     keys = list(dict.fromkeys(k for stats in columns.values() for k in stats))
     rows = {STATISTICS_FR.get(k, k): {label: stats.get(k) for label, stats in columns.items()} for k in keys}
     return _table(rows)

@@ -39,7 +39,7 @@ def test_statistics_table_prints_counts_as_integers_and_means_with_decimal_comma
 
 RESULTS = {
     "models": [
-        {"name": "das", "label": "DAS (gardés)", "n": 50, "correct": 7, "accuracy": 0.14, "ci95": [0.0695, 0.2624]},
+        {"name": "das", "label": "DAS (conservés)", "n": 50, "correct": 7, "accuracy": 0.14, "ci95": [0.0695, 0.2624]},
         {"name": "random_s1", "label": "aléatoire (graine 1)", "n": 50, "correct": 9, "accuracy": 0.18,
          "ci95": [0.0977, 0.3080]},
     ],
@@ -56,6 +56,7 @@ RESULTS = {
 def test_results_table_is_french_without_missing_markers():
     table = tables.results_table(RESULTS)
     text = table.to_string()
+    assert "conservés" not in text  # the labels are this version's, not those stored by an older run
     no_raw_values(text)
     assert table.loc["DAS (gardés)", "exactitude"] == "0,14" and table.loc["DAS (gardés)", "p McNemar"] == "—"
     assert table.loc["aléatoire (graine 1)", "IC 95 %"] == "[0,098 ; 0,308]"
