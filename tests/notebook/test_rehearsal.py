@@ -122,7 +122,7 @@ def test_colab_rehearsal(tmp_path, tiny_qwen3_dir, monkeypatch):
     for name, value in {
         "COLAB_RELEASE_TAG": "release-colab-rehearsal", "DASD_DRIVE_MOUNT": str(drive),
         "DASD_REPO_URL": str(source), "DASD_REPO_DIR": str(clone), "DASD_SKIP_PIP": "1",
-        "FAKE_COLAB_SECRETS": str(secrets), "PYTHONPATH": str(STUB), "HF_HUB_OFFLINE": "1",
+        "FAKE_COLAB_SECRETS": str(secrets), "FAKE_COLAB_DOWNLOADS": str(tmp_path / "downloads.txt"), "PYTHONPATH": str(STUB), "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1",
         "OMP_NUM_THREADS": "2", "MPLBACKEND": "Agg",
     }.items():
@@ -211,9 +211,18 @@ def test_colab_rehearsal(tmp_path, tiny_qwen3_dir, monkeypatch):
         run("05")
         run("06")
         nb07 = run("07")
-    shown = _outputs(nb07, 4)
+    shown = _outputs(nb07, 6)
     assert "<iframe srcdoc=" in shown and "rapport.html</a>" in shown and "data:image/png;base64" in shown
     assert (run_dir / "report" / "rapport.html").is_file()
+    # the student's notes: the skeleton copied next to the run on Drive, included by the report
+    assert "notes_etudiant.md (à côté du run) ; c'est encore le squelette" in _outputs(nb07, 3)
+    assert (run_dir / "notes_etudiant.md").is_file()
+    assert "Discussion pas encore écrite" in (run_dir / "report" / "rapport.md").read_text(encoding="utf-8")
+    # the report to hand in: a standalone folder and its zip next to the run, offered for download
+    archive = run_dir / "rapport_colab.zip"
+    assert "rapport_colab.zip" in _outputs(nb07, 8) and archive.is_file()
+    assert (tmp_path / "downloads.txt").read_text(encoding="utf-8").split() == [str(archive)]
+    assert (run_dir / "rapport_colab" / "notes_etudiant.md").is_file()
     # the key never reached the run directory on Drive or any notebook output
     for path in [*run_dir.rglob("*"), *executed.glob("*.ipynb")]:
         if path.is_file() and path.suffix in (".json", ".jsonl", ".md", ".html", ".ipynb", ".txt"):
