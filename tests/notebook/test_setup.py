@@ -299,3 +299,15 @@ def test_bootstrap_says_which_git_step_failed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="git clone a échoué : .*no-such-repo"):
         exec(setup_cell("data"), {"PHASE": "data"})
+
+
+def test_the_default_run_directory_is_the_checkout_s_runs_folder(tmp_path, monkeypatch):
+    # Jupyter (and nbval) start a notebook's kernel in notebooks/: the default run must still be
+    # <checkout>/runs/<profile>, where make demo, check_demo and the reference report look.
+    from dasd_utils.notebook import setup as nb_setup
+
+    monkeypatch.chdir(tmp_path)
+    root = Path(nb_setup.__file__).resolve().parents[2]
+    assert (root / "pyproject.toml").is_file()
+    assert nb_setup.project_root() == root
+    assert nb_setup.resolve_run_dir(None, "demo") == root / "runs" / "demo"
