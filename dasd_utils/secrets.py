@@ -236,6 +236,17 @@ class ScrubFilter(logging.Filter):
 _FACTORY_INSTALLED = False
 
 
+def quiet_http_request_logs() -> None:
+    """Lower httpx's per-request INFO lines to warnings (only where nobody chose a level for its loggers).
+
+    One line per HTTP request would bury the progress bars (hundreds of teacher or evaluation
+    requests); warnings and errors still show.
+    """
+    for name in ("httpx", "httpx2"):
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def install_log_scrubber() -> None:
     """Make every log record created from now on carry scrubbed text (idempotent).
 

@@ -328,6 +328,13 @@ class SftManifest(Summary):
     learning_rate: float
     trainable_parameters: int | None = None
     steps: int
+    #: The step plan made before training (examples, examples per step, steps per epoch, steps,
+    #: warm-up steps, steps at a non-zero learning rate): :mod:`dasd_utils.sft.schedule`.
+    schedule: dict[str, Any] | None = None
+    #: Logged steps whose learning rate was above 0 (None when not every step was logged).
+    learning_steps: int | None = None
+    #: How far the trainable weights moved from the parent adapter (or the fresh LoRA): l2, relative, max_abs.
+    adapter_change: dict[str, float] | None = None
     examples_seen: int | None = None
     epochs: float
     first_loss: float | None

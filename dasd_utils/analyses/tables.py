@@ -94,6 +94,27 @@ def statistics_table(results: Mapping[str, Any]):
     return _table(rows)
 
 
+def training_table(results: Mapping[str, Any]):
+    """Return, per variant, whether its training learned: optimizer steps, steps at a non-zero learning rate, adapter change.
+
+    The change is the L2 norm of the difference between the adapter's weights after and before the
+    training (its parent: the stage-1 adapter, or the stage-2 one for the mixed-policy variants),
+    relative to the parent's norm. A variant equal to its parent is said so in the last row.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for v in results["variants"]:
+        label = compare.label(v["name"]) if "name" in v else v["label"]
+        change = v.get("adapter_change") or {}
+        relative = change.get("relative")
+        for name, value in (("pas d'optimisation", v.get("steps")),
+                            ("pas à taux d'apprentissage non nul", v.get("learning_steps")),
+                            ("déplacement de l'adaptateur (relatif)",
+                             None if relative is None else f"{relative:.2e}".replace(".", ",")),
+                            ("identique à son parent", None if not change else change.get("l2") == 0)):
+            rows.setdefault(name, {})[label] = value
+    return _table(rows)
+
+
 def provenance_table(results: Mapping[str, Any]):
     """Return the share of each provenance label, its area difference Δ and its count, French labels (None when not made)."""
     prov = results.get("provenance") or {}
@@ -239,4 +260,5 @@ def cost_table(cfg):
 
 
 __all__ = ["PROVENANCE_FR", "REASONS_FR", "STATISTICS_FR", "cost_estimate", "cost_table", "french", "mixed_example",
-           "mixed_policy_table", "provenance_table", "results_table", "show_mixed_example", "statistics_table"]
+           "mixed_policy_table", "provenance_table", "results_table", "show_mixed_example", "statistics_table",
+           "training_table"]

@@ -25,6 +25,7 @@ OPERATIONAL_KEYS = frozenset({
     "teacher.local_batch_size", "teacher.local_device", "teacher.local_dtype",
     "das.batch_size", "das.logprob_chunk_tokens", "das.figures", "das.reuse_prompt_prefix",
     "sft.gradient_checkpointing", "sft.logging_steps", "sft.oom_backoff", "sft.checkpoint_steps",
+    "sft.min_learning_steps", "sft.allow_short_training",
     "eval.batch_size", "eval.base_url", "eval.api_key_env", "eval.concurrency", "eval.max_retries", "eval.timeout_s",
     "student.device", "student.attn_implementation",
 })

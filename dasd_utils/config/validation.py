@@ -53,6 +53,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "sft.weight_decay": (0, None, False, False),
     "sft.logging_steps": (1, None, False, False),
     "sft.seed": (0, None, False, False),
+    "sft.min_learning_steps": (0, None, False, False),
     "eval.max_new_tokens": (1, None, False, False),
     "eval.batch_size": (1, None, False, False),
     "eval.qualitative_index": (0, None, False, False),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
 from ..chat import generation_prompt
-from ..prompts import LETTERS, build_messages
+from ..prompts import LETTERS, answer_line_complete, build_messages
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ def chat_prefix_ids(tokenizer, system_prompt: str) -> list[int]:
 
 
 def greedy_batch(
-    model, input_ids, attention_mask, max_new_tokens: int, stop_ids: Sequence[int], prefix_cache=None
+    model, input_ids, attention_mask, max_new_tokens: int, stop_ids: Sequence[int], prefix_cache=None,
+    finished: Callable[[list[int]], bool] | None = None,
 ) -> list[list[int]]:
     """Return the greedy continuation (token ids, stop token included) of each row of a left-padded batch.
 
@@ -92,6 +93,9 @@ def greedy_batch(
     With ``prefix_cache`` (the cache of P shared tokens, batch of one), ``input_ids`` hold only
     what follows the prefix and ``attention_mask`` covers prefix + inputs (P + width columns);
     the padding then sits between the prefix and each row's own tokens, masked out.
+
+    ``finished(tokens)``: a row also leaves the batch once it returns True for the row's tokens so
+    far (the evaluation stops a row at its complete "Final Answer" line).
     """
     import torch
 
@@ -119,7 +123,7 @@ def greedy_batch(
             keep = []
             for k, token in enumerate(tokens.tolist()):
                 generated[rows[k]].append(token)
-                if token not in stop:
+                if token not in stop and not (finished is not None and finished(generated[rows[k]])):
                     keep.append(k)
             if not keep or step == max_new_tokens - 1:
                 break
@@ -146,6 +150,7 @@ def generate_greedy(
     desc: str = "génération",
     progress: bool = True,
     prefix_ids: Sequence[int] | None = None,
+    stop_at_answer: bool = False,
 ) -> list[dict[str, Any]]:
     """Return one ``{"response", "token_ids", "n_new_tokens", "finish_reason"}`` per prompt, in input order.
 
@@ -159,6 +164,11 @@ def generate_greedy(
     reused by every batch; about 60% of a demo prompt is the system prompt, so this cuts prompt
     processing, the dominant cost on a CPU, by as much. Ignored when some prompt does not start
     with them.
+
+    ``stop_at_answer``: a row also stops at the line break that completes its "Final Answer" line
+    (:func:`dasd_utils.prompts.answer_line_complete`), ``finish_reason`` ``"answer"``: a small
+    student often goes on after its answer, and those tokens cost a decoding step each without
+    changing the answer the format asks for.
     """
     import torch
 
@@ -176,6 +186,10 @@ def generate_greedy(
         prefix = []
     prefix_cache = run_prefix(model, prefix, device, logits_to_keep=1) if prefix and encoded else None
     results: list[dict[str, Any] | None] = [None] * len(prompts)
+
+    def answered(tokens: list[int]) -> bool:
+        return answer_line_complete(tokenizer.decode(tokens, skip_special_tokens=True))
+
     bar = progress_bar(len(prompts), desc, progress)
     try:
         for start in range(0, len(order), batch_size):
@@ -189,18 +203,16 @@ def generate_greedy(
                 input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
                 attention[row, len(prefix) + width - len(ids) :] = 1
             outputs = greedy_batch(
-                model, input_ids.to(device), attention.to(device), max_new_tokens, stop_ids, prefix_cache
+                model, input_ids.to(device), attention.to(device), max_new_tokens, stop_ids, prefix_cache,
+                finished=answered if stop_at_answer else None,
             )
             for row, i in enumerate(idx):
                 tokens = outputs[row]
                 stopped = bool(tokens) and tokens[-1] in stop_ids
                 kept = tokens[:-1] if stopped else tokens
-                results[i] = {
-                    "response": tokenizer.decode(kept, skip_special_tokens=True),
-                    "token_ids": tokens,
-                    "n_new_tokens": len(tokens),
-                    "finish_reason": "stop" if stopped else "length",
-                }
+                response = tokenizer.decode(kept, skip_special_tokens=True)
+                reason = "stop" if stopped else ("answer" if stop_at_answer and answer_line_complete(response) else "length")
+                results[i] = {"response": response, "token_ids": tokens, "n_new_tokens": len(tokens), "finish_reason": reason}
             bar.update(len(idx))
     finally:
         bar.close()

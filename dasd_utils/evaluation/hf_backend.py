@@ -45,6 +45,7 @@ class HFBackend:
             "dtype": self.cfg.student.dtype,
             "device": device.split(":")[0],
             "base": base_fingerprint(self.cfg),
+            "stop_at_answer": bool(self.cfg.eval.stop_at_answer),
         }
 
     def prompt_key(self, row: dict[str, Any]) -> str:
@@ -114,6 +115,7 @@ class HFBackend:
                 model, self.tokenizer, prompts, self.cfg.eval.max_new_tokens, self.cfg.eval.batch_size,
                 desc=f"génération {spec.name}", progress=progress,
                 prefix_ids=chat_prefix_ids(self.tokenizer, self.cfg.system_prompt),
+                stop_at_answer=self.cfg.eval.stop_at_answer,
             )
 
     def loglik(self, spec: EvalModel, rows: Sequence[dict[str, Any]]) -> list[list[float]]:

@@ -31,10 +31,11 @@ class OpenAIBackend:
             raise ValueError("eval.backend=openai needs eval.base_url (e.g. http://localhost:8000/v1 for vLLM)")
         from openai import OpenAI
 
-        from ..secrets import MissingAPIKey, get_api_key, install_log_scrubber
+        from ..secrets import MissingAPIKey, get_api_key, install_log_scrubber, quiet_http_request_logs
 
         self.cfg = cfg
         install_log_scrubber()
+        quiet_http_request_logs()  # one INFO line per request would bury the progress bar
         try:  # environment, then .env, then Colab secrets; the value is registered for scrubbing
             key = get_api_key(cfg.eval.api_key_env, getattr(cfg.teacher, "dotenv_path", None))
         except MissingAPIKey:

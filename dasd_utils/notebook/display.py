@@ -254,15 +254,23 @@ def das_table(summary: dict[str, Any] | DasSummary):
 
 
 def sft_facts(manifest: dict[str, Any] | SftManifest) -> dict[str, Any]:
-    """Return the few facts of a trained stage: stage, examples, steps, learning rate, losses rounded to 2 decimals."""
+    """Return the few facts of a trained stage: examples, steps (and how many learned), learning rate, losses, adapter change.
+
+    Did the stage learn? The steps run at a non-zero learning rate, and how far the adapter moved
+    from where the training started (the fresh LoRA for stage 1, the stage-1 adapter for stage 2):
+    the L2 norm of the difference, relative to the starting weights', to two significant digits.
+    """
     m = _typed(manifest, SftManifest)
     losses = {"perte initiale": m.first_loss, "perte finale": m.final_loss}
+    change = (m.adapter_change or {}).get("relative")
     return {
         "stage": m.stage,
         "exemples": m.n_examples,
         "pas d'optimisation": m.steps,
+        "pas à taux d'apprentissage non nul": m.learning_steps,
         "taux d'apprentissage": m.learning_rate,
         **{name: None if value is None else round(value, 2) for name, value in losses.items()},
+        "déplacement de l'adaptateur (relatif)": None if change is None else f"{change:.1e}".replace(".", ","),
     }
 
 

@@ -349,9 +349,10 @@ def trl_config_for_run(cfg: Config, stage: int = 1) -> dict[str, Any]:
         precision=hardware.get("precision", "fp32"), use_cpu=hardware.get("device", "cpu") == "cpu",
         max_length=cfg.sft.cutoff_len,
     )
+    n_examples = (manifest.get("dataset") or {}).get("n_examples") or 1
     with quiet_library():
         args = sft_arguments(settings, hardware.get("per_device_batch_size", cfg.sft.per_device_batch_size),
-                             hardware.get("grad_accum", cfg.sft.grad_accum))
+                             hardware.get("grad_accum", cfg.sft.grad_accum), n_examples, hardware.get("world_size", 1))
     fields = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
               "lr_scheduler_type", "warmup_steps", "weight_decay", "max_length", "bf16", "fp16", "seed")
     return {f: getattr(getattr(args, f), "value", getattr(args, f)) for f in fields}

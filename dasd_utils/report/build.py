@@ -156,7 +156,7 @@ def collect_context(run_dir: str | os.PathLike, config: Mapping[str, Any] | None
         "figures": {name: figure_entries(paths) for name, paths in figures.items()},
         "significance_level": fields.SIGNIFICANCE_LEVEL,
         "labels": {"provenance": PROVENANCE_FR},
-        # The course report's published accuracies beside this run's (dasd_utils.course).
+        # The course report's published accuracies beside this run's (dasd_utils.report.course).
         "course": {
             "teacher": GPT_OSS_120B, "student": QWEN3_4B,
             **course_report_context(metrics.to_dict() if metrics else None, eval_models),

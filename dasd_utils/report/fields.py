@@ -180,6 +180,10 @@ def sft_stage(manifest: SftManifest | None, stage: int) -> dict[str, Any] | None
         "wall_time_s": number(manifest.wall_time_s),
         "learning_rate": number(manifest.learning_rate),
         "epochs": number(manifest.epochs),
+        # Did it learn: steps at a non-zero learning rate, how far the adapter moved from its parent.
+        "learning_steps": number(manifest.learning_steps),
+        "adapter_change": number((manifest.adapter_change or {}).get("relative")),
+        "unchanged": (manifest.adapter_change or {}).get("l2") == 0,
     }
 
 

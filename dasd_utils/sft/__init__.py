@@ -40,7 +40,8 @@ Multi-GPU: ``accelerate launch -m dasd_utils train ...`` runs this same code und
 
 Modules: :mod:`.data` (examples, tokenization and the loss mask), :mod:`.model` (device, precision,
 base model, LoRA), :mod:`.train` (one ``fit`` with TRL: arguments, backoff, checkpoints),
-:mod:`.phase` (stage inputs and reuse, ``train_stage``, ``run_phase``), :mod:`.paths`.
+:mod:`.phase` (stage inputs and reuse, ``train_stage``, ``run_phase``), :mod:`.schedule` (how many steps
+learn: the warm-up rule and the guard against a training that cannot learn), :mod:`.paths`.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ from .phase import (
     stage_inputs,
     train_stage,
 )
+from .schedule import StepPlan, TrainingWouldNotLearn, adapter_change, check_plan, logged_learning_steps, plan, warmup_steps
 from .train import (
     FitResult,
     NonFiniteLoss,
@@ -95,7 +97,14 @@ __all__ = [
     "RECIPE_VERSION",
     "SFTSetupError",
     "STAGES",
+    "StepPlan",
     "TrainingRun",
+    "TrainingWouldNotLearn",
+    "adapter_change",
+    "check_plan",
+    "logged_learning_steps",
+    "plan",
+    "warmup_steps",
     "adapter_sha256",
     "add_lora",
     "build_sft_dataset",
@@ -115,6 +124,7 @@ __all__ = [
     "lora_config",
     "non_finite_loss_guard",
     "plot_loss",
+    "qlora_kwargs",
     "prepare_checkpoints",
     "read_manifest",
     "read_train_log",

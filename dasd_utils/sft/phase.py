@@ -22,6 +22,7 @@ from ..timing import timed_part, timed_phase
 from .data import build_sft_dataset, load_sft_examples
 from .model import add_lora, load_base_model, load_trainable_adapter, resolve_precision, training_device
 from .paths import ADAPTER_FILES, STAGES, checkpoint_dir, figure_path, has_adapter, sft_data_path, stage_dir
+from .schedule import TrainingWouldNotLearn, check_plan, logged_learning_steps, plan
 from .train import TrainingRun, fit, prepare_checkpoints, train_log_records
 
 logger = logging.getLogger(__package__)
@@ -115,6 +116,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def training_name(cfg: Config, stage: int) -> str:
+    """Return how messages name this training: "SFT stage N", or the analyses variant whose folder the run is."""
+    run = Path(cfg.run_dir)
+    if run.parent.name == "analyses":
+        return f"the analyses variant {run.name!r} (its stage-2 training)"
+    return f"SFT stage {stage}"
+
+
 @timed_part("train", lambda stage, force=False: f"stage{stage}")  # the notebooks train stage by stage
 def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
     """Return the manifest of ``stage`` after training it, or the existing one when its inputs did not change.
@@ -122,6 +131,11 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
     Stage 1 adds a fresh LoRA adapter to the student; stage 2 loads the stage-1 adapter as
     trainable and continues with ``sft.lr_stage2``. Writes the adapter, the tokenizer,
     ``train_log.jsonl`` and ``manifest.json`` to ``sft/stage{stage}/`` (main process only).
+
+    Raises :class:`~dasd_utils.sft.schedule.TrainingWouldNotLearn` before loading anything when the
+    stage would make fewer than ``sft.min_learning_steps`` optimizer steps at a non-zero learning
+    rate, and after training when the adapter did not move from its parent (nothing is saved as
+    finished then), unless ``sft.allow_short_training``.
     """
     from ..models import load_tokenizer, resolve_model
 
@@ -154,6 +168,8 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
     tokenizer = load_tokenizer(cfg.student.model, cfg)
     cutoff = min(cfg.sft.cutoff_len, cfg.student.max_context) if cfg.student.max_context else cfg.sft.cutoff_len
     dataset, stats = build_sft_dataset(records, tokenizer, cutoff)
+    step_plan = plan(stats.n_examples, cfg.sft, state.num_processes)
+    check_plan(step_plan, cfg.sft, training_name(cfg, stage))  # before the model is loaded: fail in seconds
 
     device = training_device(cfg.student.device)
     precision = resolve_precision(cfg.sft.precision, device)
@@ -193,6 +209,16 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
             )
     result = fit(model, tokenizer, dataset, run)
     log = train_log_records(result.log_history)
+    learned = logged_learning_steps(log) if cfg.sft.logging_steps == 1 else None
+    change = result.adapter_change or {}
+    if change.get("l2", 0.0) == 0.0 and not cfg.sft.allow_short_training:
+        raise TrainingWouldNotLearn(
+            f"{training_name(cfg, stage)} ended with an adapter equal to its parent (no weight moved: "
+            f"{result.global_step} optimizer step(s), {learned if learned is not None else 'an unknown number'} at a "
+            "non-zero learning rate). Nothing was saved as finished. Raise sft.epochs or lower sft.grad_accum / "
+            "sft.per_device_batch_size so that more steps learn, check the learning rate (sft.lr_stage1 / "
+            "sft.lr_stage2), or set sft.allow_short_training=true to keep it anyway."
+        )
     trainer = result.trainer
     trainer.save_model(str(out))  # adapter + tokenizer, main process only (Trainer checks)
     manifest = {
@@ -220,6 +246,10 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         "learning_rate": learning_rate,
         "trainable_parameters": n_trainable,
         "steps": result.global_step,
+        # Steps that could learn: planned before training, and counted in the log after it.
+        "schedule": step_plan.to_dict(),
+        "learning_steps": learned,
+        "adapter_change": {k: round(v, 6) for k, v in change.items()} if change else None,
         "examples_seen": result.global_step * result.per_device_batch_size * result.grad_accum * state.num_processes,
         "epochs": float(result.metrics.get("epoch", log[-1]["epoch"] if log else 0.0)),
         "first_loss": log[0]["loss"] if log else None,
@@ -269,10 +299,11 @@ def plot_loss(cfg: Config) -> Path | None:
 
 
 def _stage_summary(cfg: Config, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("steps", "epochs", "first_loss", "final_loss", "train_loss", "num_tokens", "tokens_per_s",
-            "train_runtime_s", "wall_time_s", "reused")
+    keys = ("steps", "learning_steps", "epochs", "first_loss", "final_loss", "train_loss", "num_tokens",
+            "tokens_per_s", "train_runtime_s", "wall_time_s", "reused")
     summary = {key: manifest.get(key) for key in keys}
     summary["n_examples"] = manifest.get("dataset", {}).get("n_examples")
+    summary["adapter_change_l2"] = (manifest.get("adapter_change") or {}).get("l2")
     summary["adapter_dir"] = str(stage_dir(cfg, int(manifest["stage"])))
     return summary
 

@@ -62,14 +62,24 @@ class FitResult:
     trainer: Any = None
     #: The checkpoint training resumed from (``checkpoint-<step>``), None for a run from scratch.
     resumed_from: str | None = None
+    #: How far the trainable weights moved from where this training started (the parent adapter or
+    #: the fresh LoRA initialisation): :func:`dasd_utils.sft.schedule.adapter_change`.
+    adapter_change: dict[str, float] | None = None
 
 
-def sft_arguments(run: TrainingRun, per_device_batch_size: int, grad_accum: int):
-    """Return TRL's ``SFTConfig`` for ``run`` with this batch split (the one place TRL's arguments are built)."""
+def sft_arguments(run: TrainingRun, per_device_batch_size: int, grad_accum: int, n_examples: int, world_size: int = 1):
+    """Return TRL's ``SFTConfig`` for ``run`` with this batch split (the one place TRL's arguments are built).
+
+    The warm-up is given as a number of steps, rounded down from ``sft.warmup_ratio``
+    (:func:`dasd_utils.sft.schedule.warmup_steps`): transformers would round it up, and a short
+    run's first step, its only warm-up step, would then run at a learning rate of 0.
+    """
     from trl import SFTConfig
 
+    from .schedule import planned_steps, warmup_steps
+
     settings = run.settings
-    warmup = settings.warmup_ratio
+    total = planned_steps(n_examples, per_device_batch_size, grad_accum, settings.epochs, settings.max_steps, world_size)
     checkpoints = run.checkpoints
     return SFTConfig(
         output_dir=run.checkpoint_dir if checkpoints else run.output_dir,
@@ -79,8 +89,7 @@ def sft_arguments(run: TrainingRun, per_device_batch_size: int, grad_accum: int)
         per_device_train_batch_size=per_device_batch_size,
         gradient_accumulation_steps=grad_accum,
         lr_scheduler_type=settings.lr_scheduler,
-        # transformers 5 takes the warmup ratio as a float in [0, 1) through warmup_steps.
-        warmup_steps=float(warmup) if 0 < warmup < 1 else int(warmup),
+        warmup_steps=warmup_steps(settings.warmup_ratio, total),
         weight_decay=settings.weight_decay,
         bf16=run.precision == "bf16",
         fp16=run.precision == "fp16",
@@ -201,9 +210,16 @@ def fit(model, tokenizer, dataset, run: TrainingRun, callbacks: Sequence[Any] = 
     from accelerate.utils.memory import should_reduce_batch_size
     from trl import SFTTrainer
 
+    from accelerate import PartialState
+
+    from .schedule import adapter_change
+
     settings = run.settings
     effective_batch = settings.per_device_batch_size * settings.grad_accum
-    initial_state = _trainable_state(model) if settings.oom_backoff else None
+    world_size = PartialState().num_processes
+    # Where training starts (the parent adapter, or LoRA's initialisation): restored on an
+    # out-of-memory retry, and compared with the end to measure how far the adapter moved.
+    initial_state = _trainable_state(model)
     backoffs: list[dict[str, int]] = []
     attempts = {"n": 0}
 
@@ -239,12 +255,11 @@ def fit(model, tokenizer, dataset, run: TrainingRun, callbacks: Sequence[Any] = 
                 f"et une accumulation de {grad_accum} (lot effectif {per_device_batch_size * grad_accum})",
                 flush=True,
             )
-            if initial_state is not None:
-                _restore_trainable(model, initial_state)
+            _restore_trainable(model, initial_state)
             clear_checkpoints(run.checkpoint_dir)  # the failed batch split's checkpoints cannot be resumed
         trainer = SFTTrainer(
             model=model,
-            args=sft_arguments(run, per_device_batch_size, grad_accum),
+            args=sft_arguments(run, per_device_batch_size, grad_accum, len(dataset), world_size),
             train_dataset=dataset,
             processing_class=tokenizer,
             callbacks=[non_finite_loss_guard(run.precision), *callbacks],
@@ -290,6 +305,7 @@ def fit(model, tokenizer, dataset, run: TrainingRun, callbacks: Sequence[Any] = 
             tokens_per_s=(num_tokens / runtime) if num_tokens and runtime else None,
             trainer=trainer,
             resumed_from=resume.name if resume is not None else None,
+            adapter_change=adapter_change(initial_state, _trainable_state(model)),
         )
 
     if not settings.oom_backoff:

@@ -41,10 +41,10 @@ import urllib.parse
 from typing import Any, Callable, Mapping, Sequence
 
 from ..config import Config, require_api_endpoint
-from ..secrets import get_api_key, install_log_scrubber, scrub
-from ..token_recovery import TokenDecoder
+from ..secrets import get_api_key, install_log_scrubber, quiet_http_request_logs, scrub
 from .responses import (
     MalformedResponse,
+    TeacherTokenizer,
     TokenizerUnavailable,
     make_token_decoder,
     normalize_logprobs,
@@ -169,8 +169,10 @@ class OpenAITeacher:
         self.top_logprobs: int | None = cfg.teacher.top_logprobs
         #: The last preflight's verdict (``Preflight.to_dict()``), for the stage summary.
         self.last_preflight: dict[str, Any] | None = None
-        self._decoder: TokenDecoder | None = None
-        self._decoder_error: str | None = None
+        self._tokenizer = TeacherTokenizer(
+            cfg.teacher.tokenizer or cfg.teacher.model,
+            "the logprob tokens are 'token_id:N' strings (vLLM's return_tokens_as_token_ids)",
+        )
 
     def _api_key(self) -> str:
         if self._key is None:
@@ -180,23 +182,8 @@ class OpenAITeacher:
         return self._key
 
     def decode_token_id(self, token_id: int) -> bytes | str:
-        """Return the exact bytes of a teacher token id (loads ``teacher.tokenizer`` or the model's on first use)."""
-        if self._decoder is None:
-            if self._decoder_error is not None:
-                raise TokenizerUnavailable(self._decoder_error)
-            name = self.cfg.teacher.tokenizer or self.cfg.teacher.model
-            try:
-                from transformers import AutoTokenizer
-
-                self._decoder = make_token_decoder(AutoTokenizer.from_pretrained(name, trust_remote_code=False))
-            except Exception as exc:  # noqa: BLE001 - offline, unknown name...: said in every note
-                self._decoder_error = scrub(
-                    f"the logprob tokens are 'token_id:N' strings and the teacher tokenizer '{name}' could not be "
-                    f"loaded ({type(exc).__name__}: {short_error(exc, 160)}); set teacher.tokenizer to a local tokenizer "
-                    "folder, or stop return_tokens_as_token_ids"
-                )
-                raise TokenizerUnavailable(self._decoder_error) from None
-        return self._decoder(token_id)
+        """Return the exact bytes of a teacher token id (loads ``teacher.tokenizer`` or the model's on first use, once)."""
+        return self._tokenizer(token_id)
 
     def generate(self, requests: Sequence[Any], on_result: Callable[[Any, dict[str, Any]], None]) -> None:
         """Send every request and call ``on_result(request, raw_result)`` as each one completes.
@@ -210,11 +197,7 @@ class OpenAITeacher:
         if not requests:
             return
         key = self._api_key()
-        # One INFO line per HTTP request would bury the progress bar (hundreds of requests);
-        # warnings and errors still show. Only when nobody chose a level for these loggers.
-        for name in ("httpx", "httpx2"):
-            if logging.getLogger(name).level == logging.NOTSET:
-                logging.getLogger(name).setLevel(logging.WARNING)
+        quiet_http_request_logs()
         coro = self._run_all(list(requests), on_result, key)
         try:
             asyncio.get_running_loop()

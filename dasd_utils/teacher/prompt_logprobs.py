@@ -50,8 +50,8 @@ from ..config import ConfigError, require_api_endpoint
 from ..prompts import build_messages
 from ..secrets import MissingAPIKey, get_api_key, install_log_scrubber, scrub
 from ..token_recovery import REPLACEMENT, TokenDecoder, teacher_token_spans
-from .api import OpenAITeacher, endpoint_host, short_error
-from .responses import MalformedResponse, TokenizerUnavailable
+from .api import endpoint_host, short_error
+from .responses import MalformedResponse, TeacherTokenizer, TokenizerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,10 @@ class PromptScorer:
             raise PromptLogprobsUnavailable(scrub(f"teacher at {self.host}: {exc}")) from None
         install_log_scrubber()
         self.client = openai.OpenAI(api_key=key, base_url=t.base_url, max_retries=t.max_retries, timeout=t.timeout_s)
-        self.decode_id: TokenDecoder = OpenAITeacher(cfg, t.model).decode_token_id
+        # Loaded now, in this thread, before the scoring threads start: vLLM keys prompt_logprobs by
+        # token id and decoded strings of pieces of characters are not exact.
+        self.decode_id: TokenDecoder = TeacherTokenizer(t.tokenizer or t.model, "vLLM's prompt_logprobs are keyed by token id")
+        self.decode_id.load()
 
     def request(self, messages: Sequence[Mapping[str, Any]], answer: str) -> Any:
         """Return the JSON body of one prompt-scoring request (openai's exceptions after its retries)."""

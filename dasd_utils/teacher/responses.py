@@ -61,7 +61,48 @@ def _with_exact_bytes(entries: Sequence[dict[str, Any]], pieces: Sequence[bytes 
 
 
 class TokenizerUnavailable(RuntimeError):
-    """The teacher tokenizer needed to decode ``token_id:N`` logprob tokens cannot be loaded."""
+    """The teacher tokenizer needed to decode token ids cannot be loaded; the message says why it is needed."""
+
+
+class TeacherTokenizer:
+    """The teacher tokenizer's decoder of token ids (exact bytes), loaded once, safely from several threads.
+
+    ``purpose`` says why the ids must be decoded (it goes into the error when the tokenizer cannot be
+    loaded). Loading imports transformers: done under a lock, because a first import of
+    ``transformers`` from several threads at once can fail ("cannot import name 'AutoTokenizer'"),
+    and a failure is kept so that every later call says the same.
+    """
+
+    def __init__(self, name: str, purpose: str) -> None:
+        import threading
+
+        self.name = name
+        self.purpose = purpose
+        self._lock = threading.Lock()
+        self._decoder: TokenDecoder | None = None
+        self._error: str | None = None
+
+    def load(self) -> bool:
+        """Return True when the decoder is (now) available; load it on the first call."""
+        with self._lock:
+            if self._decoder is None and self._error is None:
+                try:
+                    from transformers import AutoTokenizer
+
+                    self._decoder = make_token_decoder(AutoTokenizer.from_pretrained(self.name, trust_remote_code=False))
+                except Exception as exc:  # noqa: BLE001 - offline, unknown name...: said in every note
+                    detail = " ".join(str(exc).split())[:160]
+                    self._error = scrub(
+                        f"{self.purpose}, and the teacher tokenizer '{self.name}' could not be loaded to decode them "
+                        f"({type(exc).__name__}: {detail}); set teacher.tokenizer to a loadable tokenizer "
+                        "(a local folder works offline)"
+                    )
+            return self._decoder is not None
+
+    def __call__(self, token_id: int) -> bytes | str:
+        if not self.load():
+            raise TokenizerUnavailable(self._error)
+        return self._decoder(token_id)  # type: ignore[misc]
 
 
 def make_token_decoder(tokenizer: Any) -> TokenDecoder:
@@ -220,6 +261,7 @@ def parse_completion(data: Any, decode_id: TokenDecoder | None = None) -> dict[s
 
 __all__ = [
     "MalformedResponse",
+    "TeacherTokenizer",
     "TokenizerUnavailable",
     "make_token_decoder",
     "normalize_logprobs",

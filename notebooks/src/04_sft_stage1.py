@@ -8,7 +8,8 @@
 # ce qui rend l'entraînement d'un modèle de 4 milliards de paramètres possible sur un T4 de 16 Go.
 #
 # Le **stage 1** (« burn-in ») utilise toutes les réponses à température 0,3 qui ont passé le filtre
-# de qualité (DAS ne les filtre pas, comme dans le cours) : taux d'apprentissage 2e-4, 3 époques, batch 2 × accumulation 4. La perte n'est
+# de qualité (DAS ne les filtre pas, comme dans le cours) : taux d'apprentissage 2e-4, 3 époques, batch 2 × accumulation 4
+# (profil demo : un exemple par pas d'optimisation, car il n'a qu'une quinzaine d'exemples). La perte n'est
 # calculée que sur la réponse de l'assistant (le prompt système et la question sont masqués), avec
 # le même gabarit de conversation et le même prompt système que la génération et l'évaluation.
 #
@@ -23,6 +24,14 @@ from dasd_utils import sft
 from dasd_utils.notebook import examples
 stage1 = sft.train_stage(cfg, 1, force=FORCE)
 print("adaptateur relu dans sft/stage1 (mêmes entrées)" if stage1.get("reused") else "adaptateur entraîné par cette exécution")
+
+# %% [markdown]
+# **L'entraînement a-t-il appris ?** Le tableau compte les pas d'optimisation faits à un taux
+# d'apprentissage non nul (un échauffement linéaire part de 0 : son premier pas n'apprend rien) et
+# mesure le déplacement de l'adaptateur : la norme de la différence entre ses poids après et avant
+# l'entraînement, rapportée à celle des poids de départ. Un stage qui ferait moins de
+# `sft.min_learning_steps` pas utiles s'arrête avant d'entraîner, en disant quels réglages changer
+# (batch, accumulation, époques, échauffement).
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -17,6 +17,11 @@ from dasd_utils.notebook import examples
 stage2 = sft.train_stage(cfg, 2, force=FORCE)
 print("adaptateur relu dans sft/stage2 (mêmes entrées)" if stage2.get("reused") else "adaptateur entraîné par cette exécution")
 
+# %% [markdown]
+# Le stage 2 a peu d'exemples (ceux que DAS a gardés) : le tableau dit combien de pas ont appris et
+# de combien l'adaptateur s'est éloigné de celui du stage 1. Un stage 2 qui n'aurait pas bougé
+# serait le stage 1 lui-même, et toute comparaison entre les deux comparerait un modèle à lui-même.
+
 # %%
 # NBVAL_CHECK_OUTPUT
 nb.sft_table(stage2)

@@ -50,6 +50,17 @@ analyses.results_table(results)
 analyses.statistics_table(results)
 
 # %% [markdown]
+# **Chaque variante a-t-elle vraiment appris ?** Une variante qui n'aurait fait aucun pas
+# d'optimisation à taux d'apprentissage non nul serait son propre parent (l'adaptateur du stage 1,
+# ou celui du stage 2 pour la politique mixte) : la comparer à DAS comparerait un modèle à lui-même.
+# L'entraînement s'arrête avec une erreur dans ce cas (`sft.min_learning_steps`) ; le tableau donne
+# les pas qui ont appris et le déplacement de l'adaptateur par rapport à son parent.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+analyses.training_table(results)
+
+# %% [markdown]
 # Le verdict est choisi par les statistiques (significatif ou non, et dans quel sens), jamais écrit d'avance.
 
 # %%

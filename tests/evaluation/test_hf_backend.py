@@ -310,3 +310,44 @@ def test_greedy_loop_matches_transformers_generate(model_and_tokenizer, rows):
     assert len(batched[0]) == 3 and len(batched[1]) <= 6
     assert batched == [greedy_batch(model, ids[r:r + 1, width - len(t):], mask[r:r + 1, width - len(t):], 10, stop_ids)[0]
                        for r, t in enumerate(tokenizer_ids)]
+
+
+# --------------------------------------------------------------------------- stopping at the answer line
+@pytest.mark.parametrize("text, complete", [
+    ("Final Answer: C", False),  # the line is not finished: "C" could still be "Cat"
+    ("Final Answer: C\n", True),
+    ("**Final Answer:** (b).\n", True),
+    ("Final Answer: Bank\n", False),
+    ("<reasoning>\nso Final Answer: B\nhmm", False),  # a draft inside the reasoning block
+    ("<reasoning>\nA fits.\n</reasoning>\nFinal Answer: A\nThe end", True),
+    ("The correct answer is E.\n", False),  # no "Final Answer" marker: the model goes on
+])
+def test_answer_line_complete(text, complete):
+    from dasd_utils.prompts import answer_line_complete
+
+    assert answer_line_complete(text) is complete
+
+
+@pytest.mark.model
+def test_stop_at_answer_ends_each_row_at_its_answer_line(tiny_model_dir, monkeypatch):
+    import torch
+
+    from dasd_utils.evaluation import generation
+    from dasd_utils.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    model = __import__("transformers").AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    prompts = [f"<|im_start|>user\nQuestion {k}<|im_end|>\n<|im_start|>assistant\n" for k in range(3)]
+    full = generation.generate_greedy(model, tokenizer, prompts, 12, 3, progress=False)
+    # A stand-in rule (the tiny random model writes blank lines): complete at its 4th character.
+    def complete(text):
+        return len(text or "") >= 4
+
+    monkeypatch.setattr(generation, "answer_line_complete", complete)
+    cut = generation.generate_greedy(model, tokenizer, prompts, 12, 3, progress=False, stop_at_answer=True)
+    for a, b in zip(full, cut):
+        assert b["token_ids"] == a["token_ids"][: len(b["token_ids"])]  # the same tokens, only fewer
+        if b["finish_reason"] == "answer":
+            assert complete(b["response"]) and not complete(tokenizer.decode(b["token_ids"][:-1], skip_special_tokens=True))
+    assert any(b["finish_reason"] == "answer" for b in cut) and sum(b["n_new_tokens"] for b in cut) < sum(
+        a["n_new_tokens"] for a in full)

@@ -55,8 +55,13 @@ def test_profile_specifics():
     assert (colab.teacher.backend, colab.data.source, colab.data.n_train, colab.data.n_eval) == ("openai", "hub", 550, 50)
     assert full.data.n_eval is None  # the whole validation split
     assert full.sft.precision == "bf16"
-    # Only the demo shortens training (its time budget); the GPU profiles keep the course's 3 epochs.
-    assert (demo.sft.epochs, colab.sft.epochs, full.sft.epochs) == (1, 3, 3)
+    # Every profile keeps the course's 3 epochs and learning rates; only the demo takes one example per
+    # optimizer step (it has ~16 stage-1 examples: the course's 2 x 4 would give 6 steps), the GPU
+    # profiles keep the course's batch 2 x accumulation 4 (full: 4 x 4).
+    assert (demo.sft.epochs, colab.sft.epochs, full.sft.epochs) == (3, 3, 3)
+    assert {(p.sft.lr_stage1, p.sft.lr_stage2) for p in (demo, colab, full)} == {(2e-4, 1e-4)}
+    assert (demo.sft.per_device_batch_size, demo.sft.grad_accum) == (1, 1)
+    assert (colab.sft.per_device_batch_size, colab.sft.grad_accum) == (2, 4)
 
 
 def test_unknown_profile():

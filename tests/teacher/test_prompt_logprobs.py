@@ -29,6 +29,7 @@ from dasd_utils.config import load_config
 from dasd_utils.teacher.responses import make_token_decoder
 from dasd_utils.teacher.prompt_logprobs import (
     SCORING_FIELDS,
+    PromptScorer,
     locate_answer,
     prompt_tokens,
     teacher_answer_tokens,
@@ -368,3 +369,49 @@ def test_provenance_stops_before_loading_a_model(tiny_cfg, monkeypatch):
         with pytest.raises(provenance.ProvenanceUnavailable, match="returned no prompt_logprobs"):
             provenance.score_answers(tiny_cfg, predictions, rows, "unused")
     assert len(server.requests) == 1
+
+
+def test_teacher_tokenizer_says_why_ids_must_be_decoded(tmp_path):
+    from dasd_utils.teacher.responses import TeacherTokenizer, TokenizerUnavailable
+
+    missing = TeacherTokenizer(str(tmp_path / "no-tokenizer"), "vLLM's prompt_logprobs are keyed by token id")
+    assert missing.load() is False
+    with pytest.raises(TokenizerUnavailable, match="prompt_logprobs are keyed by token id.*teacher.tokenizer") as exc:
+        missing(5)
+    assert "return_tokens_as_token_ids" not in str(exc.value)  # this route never asked for token ids
+
+
+def test_the_prompt_scorer_loads_its_tokenizer_before_its_threads_start(tmp_path, monkeypatch, gptoss_tokenizer):
+    from support.real_tokenizers import tokenizer_dir
+
+    cfg = load_config("colab", run_dir=tmp_path / "run", overrides={
+        "teacher.base_url": "http://127.0.0.1:9/v1", "teacher.tokenizer": str(tokenizer_dir("gptoss"))})
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-123456")
+    scorer = PromptScorer(cfg)
+    assert scorer.decode_id._decoder is not None  # loaded in __init__, in this thread
+    assert scorer.decode_id(gptoss_tokenizer.convert_tokens_to_ids("<|return|>")) == b"<|return|>"
+
+
+def test_first_use_from_many_threads_in_a_fresh_process_loads_once(tmp_path):
+    # The race seen against a real vLLM: the first import of transformers from several threads at
+    # once failed 1 of 26 answers in 2 of 3 runs. A fresh process, 16 threads, the same first call.
+    import subprocess
+    import sys
+
+    from support.real_tokenizers import tokenizer_dir
+
+    script = (
+        "import threading\n"
+        "from dasd_utils.teacher.responses import TeacherTokenizer\n"
+        f"tok = TeacherTokenizer({str(tokenizer_dir('gptoss'))!r}, 'test')\n"
+        "results, errors = [], []\n"
+        "def use():\n"
+        "    try: results.append(tok(200002))\n"
+        "    except Exception as exc: errors.append(repr(exc))\n"
+        "threads = [threading.Thread(target=use) for _ in range(16)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(len(results), len(set(results)), errors)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "16 1 []"
