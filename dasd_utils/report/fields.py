@@ -130,6 +130,7 @@ def findings(models: Mapping[str, Mapping[str, Any]], comparisons: Iterable[Mapp
         return direction(a.get(field), b.get(field)) if a and b else None
 
     significant = [c for c in comparisons if c.get("significant")]
+    base_stage1 = next((c for c in comparisons if {c.get("a"), c.get("b")} == {"base", "stage1"}), None)
     lenient_only = [m for m in models.values() if m.get("format_rate") is not None and m.get("extracted_rate") is not None
                     and m["extracted_rate"] > m["format_rate"]]
     stage2 = next((s for s in das_stages if s.get("stage") == 2), None)
@@ -146,6 +147,8 @@ def findings(models: Mapping[str, Mapping[str, Any]], comparisons: Iterable[Mapp
         else "worse" if worse else "not_significant",
         "top_provenance": max(shares, key=shares.get) if analyses.get("provenance", {}).get("available") and shares else None,
         "accuracy_base_stage1": move(base, s1, "accuracy"),
+        # None when metrics.json has no base / stage 1 test
+        "accuracy_base_stage1_significant": None if base_stage1 is None else bool(base_stage1.get("significant")),
         "accuracy_stage1_stage2": move(s1, s2, "accuracy"),
         # up (by FORMAT_LEARNED or more), slightly_up, same or down
         "format_base_stage1": "slightly_up" if move(base, s1, "format_rate") == "up"

@@ -41,9 +41,16 @@ FORMAT_WITHOUT_ACCURACY = "Le stage 1 a appris le format sans que l'exactitude s
 
 
 def test_format_gain_is_credited_only_when_accuracy_rose(tmp_path):
-    rose = render(tmp_path / "a")  # base 22 % -> stage 1 34 %, format 46 % -> 88 %
+    metrics = copy.deepcopy(FAKE_METRICS)
+    metrics["comparisons"][0].update(significant=True, mcnemar_p_holm=0.02)  # base vs stage 1
+    rose = render(tmp_path / "a", metrics=metrics)  # base 22 % -> stage 1 34 %, format 46 % -> 88 %
     assert FORMAT_GAIN in rose and FORMAT_WITHOUT_ACCURACY not in rose
-    assert "l'exactitude monte avec lui" in section(rose, "## 7. Conclusion", "## 8.")
+    assert "l'exactitude monte avec lui." in section(rose, "## 7. Conclusion", "## 8.")
+    noise = render(tmp_path / "e")  # the same rise, not significant (p Holm 0,141)
+    assert FORMAT_GAIN not in noise
+    assert ("Format et exactitude montent ensemble, mais l'écart d'exactitude n'est pas significatif : si gain il y a, "
+            "une partie peut venir de l'apprentissage du format.") in noise
+    assert "l'exactitude monte avec lui, sans que l'écart soit significatif." in noise
     fell = render(tmp_path / "b", metrics=metrics_with(base={"accuracy": 0.18, "correct": 9},
                                                        stage1={"accuracy": 0.14, "correct": 7}))
     assert FORMAT_GAIN not in fell and FORMAT_WITHOUT_ACCURACY in fell
@@ -65,8 +72,13 @@ def test_lenient_extraction_is_said_when_it_reads_more_than_the_format(tmp_path)
     assert ("- Base : aucune réponse ne respecte le format, mais une lettre est lue dans 64,0 % d'entre elles en mode "
             "tolérant ; ses 9 bonnes réponses viennent toutes de conclusions sans ligne `Final Answer`") in lenient
     assert "| 0,0 % | 64,0 % |" in lenient
+    partial = render(tmp_path / "c", metrics=metrics_with(stage1={"format_rate": 0.82, "extracted_rate": 0.86}))
+    assert ("- Stage 1 : 82,0 % des réponses respectent le format (mode strict), et une lettre est lue dans 86,0 % "
+            "(mode tolérant) : 4,0 points de réponses ne sont lues que grâce au mode tolérant.") in partial
+    assert "seulement" not in partial
     strict = render(tmp_path / "b", metrics=metrics_with(base={"extracted_rate": 0.46}))
     assert "en mode tolérant ;" not in strict and "mais une lettre est lue" not in strict
+    assert "grâce au mode tolérant" not in strict
     assert "**mode tolérant**, utilisé pour l'exactitude" in strict  # section 2.5 describes both modes anyway
 
 
