@@ -142,10 +142,13 @@ def findings(models: Mapping[str, Mapping[str, Any]], comparisons: Iterable[Mapp
     better = [c for c in randoms if c.get("significant") and (c.get("difference") or 0) > 0]
     worse = [c for c in randoms if c.get("significant") and (c.get("difference") or 0) < 0]
     shares = {t: v for t, v in ((analyses.get("provenance") or {}).get("shares") or {}).items() if number(v) is not None}
+    deltas = {t: v for t, v in ((analyses.get("provenance") or {}).get("delta") or {}).items() if number(v) is not None}
     return {
         "das_vs_random": None if not randoms else "mixed" if better and worse else "better" if better
         else "worse" if worse else "not_significant",
         "top_provenance": max(shares, key=shares.get) if analyses.get("provenance", {}).get("available") and shares else None,
+        # the provenance most over-represented in right answers (largest positive area difference)
+        "top_delta": max((t for t in deltas if deltas[t] > 0), key=deltas.get, default=None),
         "accuracy_base_stage1": move(base, s1, "accuracy"),
         # None when metrics.json has no base / stage 1 test
         "accuracy_base_stage1_significant": None if base_stage1 is None else bool(base_stage1.get("significant")),

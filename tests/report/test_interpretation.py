@@ -91,7 +91,7 @@ def test_conclusion_states_which_differences_are_significant(tmp_path):
     for c in metrics["comparisons"]:
         c.update(significant=False, mcnemar_p_holm=1.0)
     none = section(render(tmp_path / "b", metrics=metrics), "## 7. Conclusion", "## 8.")
-    assert "aucune de ces différences n'est significative (McNemar, Holm) : ce run ne montre ni gain ni perte" in none
+    assert "aucune de ces différences n'est significative (McNemar, Holm) : ce run ne permet d'affirmer ni gain ni perte" in none
     assert "significative :" not in none
 
 
@@ -155,6 +155,8 @@ def test_provenance_is_in_french_with_definitions_and_chosen_sentences(tmp_path)
     assert "La provenance la plus fréquente est « partagée » (81,8 %)" in prov
     assert "Les phrases professeur sont rares" not in prov  # 5,3 % is not below 5 %
     assert "ces écarts reposent sur trop peu de réponses" not in prov  # 18 right, 32 wrong
+    assert ("La provenance la plus présente dans les réponses justes plutôt que fausses est « professeur » (Δ = 0,04) ; "
+            "aucun test ne dit ici si cet écart dépasse le hasard.") in prov
     few = copy.deepcopy(FAKE_ANALYSES)
     few["provenance"].update(correct=7, shares={"teacher": 0.0053, "boosted": 0.0, "shared": 0.877, "student": 0.1177},
                              counts={"teacher": 1, "boosted": 0, "shared": 164, "student": 22})
@@ -162,10 +164,14 @@ def test_provenance_is_in_french_with_definitions_and_chosen_sentences(tmp_path)
     assert "professeur 0,5 % (1 phrase), renforcée 0,0 % (0 phrase)" in prov
     assert "Les phrases professeur sont rares (0,5 %)" in prov
     assert "Avec 7 réponses justes et 43 fausses, ces écarts reposent sur trop peu de réponses" in prov
+    assert "la plus présente dans les réponses justes" not in prov
     student = copy.deepcopy(FAKE_ANALYSES)
     student["provenance"]["shares"] = {"teacher": 0.1, "boosted": 0.0, "shared": 0.3, "student": 0.6}
     md = render(tmp_path / "c", analyses=student)
     assert "La provenance la plus fréquente est « élève » (60,0 %) : le modèle distillé garde surtout" in md
+    student["provenance"]["delta"] = {"teacher": -0.1, "boosted": 0.0, "shared": 0.02, "student": 0.08}
+    md = render(tmp_path / "d", analyses=student)
+    assert "plutôt que fausses est « élève » (Δ = 0,08) ; aucun test" in md
     assert "sont de provenance « élève » (60,0 %), 10,0 % de provenance « professeur »" in md
 
 
