@@ -20,7 +20,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: venv demo test test-fast test-vllm notebooks notebook lab clean-venv help
+.PHONY: venv demo test test-fast test-vllm notebooks notebook lab reference-report check-reference-report clean-venv help
 
 help:
 	@echo "make demo   - create .venv, install, run the whole pipeline on the offline demo profile"
@@ -68,6 +68,17 @@ test: venv
 # tested against them; the servers are stopped by pid at the end. CI runs it after `make test`.
 test-vllm: venv
 	PY=$(PY) bash tools/ci_real_vllm.sh
+
+# The reference report in report/ (rapport.md, rapport.html, figures/): built from the demo run, every
+# phase reused when cached (from an empty run directory this is the whole demo, as long as `make demo`).
+reference-report: venv
+	$(PY) -m dasd_utils all --profile demo --run-dir $(RUN_DIR)
+	$(PY) tools/reference_report.py --run-dir $(RUN_DIR)
+
+# Fails when report/ is not what the current code builds from $(RUN_DIR) (durations and paths masked).
+# CI runs it after `make test`, whose notebooks have just produced runs/demo.
+check-reference-report: venv
+	$(PY) tools/reference_report.py --check --run-dir $(RUN_DIR)
 
 # JupyterLab on notebooks/, with a "python3" kernel that is this venv's Python whatever kernels
 # the user has installed. The notebooks' default RUN_DIR is runs/demo: after `make demo` each

@@ -231,4 +231,9 @@ def report_dir(run_dir) -> Path:
     return _run(run_dir) / "report"
 
 
+def student_notes(run_dir) -> Path:
+    """The student's own discussion kept next to the run (``notes_etudiant.md``): the report includes it."""
+    return _run(run_dir) / "notes_etudiant.md"
+
+
 __all__ = [name for name in dir() if not name.startswith("_") and name not in ("annotations", "os", "re", "Path")]

@@ -222,7 +222,8 @@ def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dic
 
     comparisons = {c["b"]: c for c in results.get("comparisons", [])}
     stats = {v["name"]: v["training_set"] for v in results.get("variants", [])}
-    rows = [dict(m, comparison=comparisons.get(m["name"]), training_set=stats.get(m["name"], {}))
+    # labels in this version's words (as the verdict), not those stored when the phase ran
+    rows = [dict(m, label=compare.label(m["name"]), comparison=comparisons.get(m["name"]), training_set=stats.get(m["name"], {}))
             for m in results["models"]]
     prov = results.get("provenance") or {}
     return {

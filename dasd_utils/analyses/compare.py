@@ -19,7 +19,7 @@ REFERENCE = "das"
 CONTROL = "control_extra_epoch"
 
 #: Display names (French) of the variants.
-LABELS = {"das": "DAS (conservés)", "full": "pool entier", "mixed": "politique mixte",
+LABELS = {"das": "DAS (gardés)", "full": "pool entier", "mixed": "politique mixte",
           "mixed_masked": "politique mixte (préfixe masqué)",
           CONTROL: "témoin : une époque de plus sur DAS seul"}
 
@@ -163,7 +163,7 @@ def plot_comparison(table: Mapping[str, Any], path: str | Path, profile: str = "
     ax.set_ylim(len(models) - 0.5, -0.5)
     ax.set_xlabel("exactitude (génération), IC de Wilson à 95 %" + (f"\n({stand_in_note(profile)})" if stand_in_note(profile) else ""))
     mixed = any(m["name"].startswith("mixed") for m in models)
-    ax.set_title("Étape 2 : DAS, tirage aléatoire à budget égal" + (" et politique mixte" if mixed else ""))
+    ax.set_title("Stage 2 : DAS, tirage aléatoire à budget égal" + (" et politique mixte" if mixed else ""))
     return save(fig, path)
 
 

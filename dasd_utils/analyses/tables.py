@@ -7,43 +7,73 @@ so on a Colab GPU it gives that GPU's figures, and on the demo the CPU's.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import layout
 from ..config import replace
+from ..frenchcells import french
 from ..jsonl import read_json
-from . import sampling
+from . import compare, sampling
+
+#: French names of the provenance labels (DASD paper, section 4), as the report and notebook 08 show them.
+PROVENANCE_FR = {"teacher": "professeur", "boosted": "renforcée", "shared": "partagée", "student": "élève",
+                 "other": "autre"}
+#: French names of the training-set statistics (:func:`sampling.set_statistics`).
+STATISTICS_FR = {
+    "n": "exemples",
+    "n_scored": "exemples notés par DAS",
+    "das_kept": "exemples que DAS garde",
+    "teacher_sentence_ratio": "taux de phrases professeur",
+    "teacher_sentence_ratio_without_final": "taux de phrases professeur sans la ligne finale",
+    "mean_sentences": "phrases par exemple (moyenne)",
+    "mean_chars": "caractères par exemple (moyenne)",
+    "mean_words": "mots par exemple (moyenne)",
+    "mixed_policy_examples": "exemples à politique mixte",
+}
+#: French names of the quality filter's reasons (:mod:`dasd_utils.quality`) and of a student answer's divergence.
+REASONS_FR = {
+    "empty": "vide", "too_short": "trop courte", "no_final_answer": "sans réponse finale", "wrong_answer": "réponse fausse",
+    "repetitive": "répétitive", "too_long": "trop longue", "inconsistent_answer": "conclusion différente de la réponse finale",
+    "mentions_hint": "cite l'indice", "cut_off": "coupée par la limite de longueur", "no_answer": "sans réponse",
+}
+
+
+def _table(rows: Mapping[str, Mapping[str, Any]], digits: int = 3):
+    """Return a DataFrame of French-formatted cells, one row per key of ``rows`` (columns in first-seen order)."""
+    import pandas as pd
+
+    columns = list(dict.fromkeys(c for row in rows.values() for c in row))
+    return pd.DataFrame({c: [french(row.get(c), digits) for row in rows.values()] for c in columns}, index=list(rows))
 
 #: The paper's larger plan (Table 3: several random draws, and the whole pool): an explicit opt-in on one T4.
 LARGER_PLAN_SEEDS = 3
 
 
 def results_table(results: Mapping[str, Any]):
-    """Return one row per variant: accuracy, Wilson interval, discordant counts and p-values against DAS."""
-    import pandas as pd
-
+    """Return one row per variant: accuracy, Wilson interval, discordant counts and p-values against DAS (French cells)."""
     comparisons = {c["b"]: c for c in results.get("comparisons", [])}
-    rows = []
+    rows = {}
     for m in results["models"]:
         c = comparisons.get(m["name"], {})
-        rows.append({
-            "variante": m["label"], "exactitude": round(m["accuracy"], 3), "bonnes": f"{m['correct']}/{m['n']}",
-            "IC95 bas": round(m["ci95"][0], 3), "IC95 haut": round(m["ci95"][1], 3),
+        rows[compare.label(m["name"]) if "name" in m else m["label"]] = {  # this version's words, as the verdict
+            "exactitude": m["accuracy"], "bonnes": f"{m['correct']}/{m['n']}",
+            "IC 95 %": f"[{french(m['ci95'][0])} ; {french(m['ci95'][1])}]",
             "DAS seul juste": c.get("only_a_correct"), "variante seule juste": c.get("only_b_correct"),
-            "p McNemar": c.get("mcnemar_p"), "p Holm": c.get("mcnemar_p_holm"), "significatif": c.get("significant"),
-        })
-    return pd.DataFrame(rows).set_index("variante")
+            "p McNemar": c.get("mcnemar_p"), "p Holm": c.get("mcnemar_p_holm"),
+            "significatif": c.get("significant") if c else None,
+        }
+    table = _table(rows)
+    table.index.name = "variante"
+    return table
 
 
 def statistics_table(results: Mapping[str, Any]):
-    """Return the sentence statistics of each training set side by side (counts as integers, the rest to 3 decimals)."""
-    import pandas as pd
-
-    rows = {v["label"]: {k: (round(x, 3) if isinstance(x, float) else x) for k, x in v["training_set"].items()}
-            for v in results["variants"]}
-    # One column per training set mixes counts and means: object Series (DataFrame(dict, dtype=object)
-    # still casts them to float) keep n = 6 from showing as 6.000.
-    return pd.DataFrame({label: pd.Series(stats, dtype=object) for label, stats in rows.items()})
+    """Return the sentence statistics of each training set side by side, French row names and cells."""
+    columns = {compare.label(v["name"]) if "name" in v else v["label"]: v["training_set"] for v in results["variants"]}
+    keys = list(dict.fromkeys(k for stats in columns.values() for k in stats))
+    rows = {STATISTICS_FR.get(k, k): {label: stats.get(k) for label, stats in columns.items()} for k in keys}
+    return _table(rows)
 
 
 def training_table(results: Mapping[str, Any]):
@@ -53,29 +83,32 @@ def training_table(results: Mapping[str, Any]):
     training (its parent: the stage-1 adapter, or the stage-2 one for the mixed-policy variants),
     relative to the parent's norm. A variant equal to its parent is said so in the last row.
     """
-    import pandas as pd
-
-    columns = {}
+    rows: dict[str, dict[str, Any]] = {}
     for v in results["variants"]:
+        label = compare.label(v["name"]) if "name" in v else v["label"]
         change = v.get("adapter_change") or {}
         relative = change.get("relative")
-        columns[v["label"]] = pd.Series({
-            "pas d'optimisation": v.get("steps"),
-            "pas à taux d'apprentissage non nul": v.get("learning_steps"),
-            "déplacement de l'adaptateur (relatif)": None if relative is None else f"{relative:.2e}".replace(".", ","),
-            "identique à son parent": None if not change else ("oui" if change.get("l2") == 0 else "non"),
-        }, dtype=object)
-    return pd.DataFrame(columns).fillna("—")
+        for name, value in (("pas d'optimisation", v.get("steps")),
+                            ("pas à taux d'apprentissage non nul", v.get("learning_steps")),
+                            ("déplacement de l'adaptateur (relatif)",
+                             None if relative is None else f"{relative:.2e}".replace(".", ",")),
+                            ("identique à son parent", None if not change else change.get("l2") == 0)):
+            rows.setdefault(name, {})[label] = value
+    return _table(rows)
 
 
 def provenance_table(results: Mapping[str, Any]):
-    """Return the share of each provenance label and its area difference Δ (None when the analysis was not made)."""
-    import pandas as pd
-
+    """Return the share of each provenance label, its area difference Δ and its count, French labels (None when not made)."""
     prov = results.get("provenance") or {}
     if not prov.get("available"):
         return None
-    return pd.DataFrame({"part": prov["shares"], "Δ (justes - fausses)": prov["delta"], "phrases": prov["counts"]})
+    labels = list(dict.fromkeys([*prov.get("shares", {}), *prov.get("counts", {})]))
+    rows = {PROVENANCE_FR.get(t, t): {"phrases": (prov.get("counts") or {}).get(t), "part": (prov.get("shares") or {}).get(t),
+                                      "Δ (justes − fausses)": (prov.get("delta") or {}).get(t)}
+            for t in labels}
+    table = _table(rows)
+    table.index.name = "provenance"
+    return table
 
 
 def _number(value: Any) -> float | None:
@@ -137,16 +170,16 @@ def _eval_items(cfg) -> list:
 
 
 _MIXED_LABELS = {
-    "questions": "questions du pool (réponse du professeur à T = 0,9 retenue)",
+    "questions": "questions du pool (réponse du professeur à T = 0,9 gardée)",
     "complete_and_correct": "réponses de l'élève complètes et justes",
     "cut_off": "réponses coupées par la limite de longueur",
     "wrong_or_no_answer": "réponses fausses ou sans réponse",
     "no_cut_point": "divergentes sans point de coupe",
     "continued": "continuées par le professeur",
     "not_continuing": "dont « nouvelle réponse » au lieu d'une suite",
-    "used": "retenues par le filtre de qualité",
+    "used": "gardées par le filtre de qualité",
     "teacher_correct": "dont bonne réponse finale",
-    "off_policy": "exemples hors politique (conservés par DAS)",
+    "off_policy": "exemples hors politique (gardés par DAS)",
     "training_examples": "exemples de l'entraînement supplémentaire",
 }
 
@@ -160,10 +193,10 @@ def mixed_policy_table(results: Mapping[str, Any]):
         return None
     rows = {label: mp.get(key) for key, label in _MIXED_LABELS.items()}
     for reason, n in (mp.get("quality_rejected") or {}).items():
-        rows[f"rejetées par le filtre : {reason}"] = n
+        rows[f"rejetées par le filtre : {REASONS_FR.get(reason, reason)}"] = n
     if mp.get("student_share_chars") is not None:
-        rows["part de l'élève dans les réponses retenues (caractères)"] = f"{mp['student_share_chars']:.0%}"
-    return pd.DataFrame({"nombre": rows})
+        rows["part de l'élève dans les réponses gardées (caractères)"] = f"{french(100 * mp['student_share_chars'], 0)} %"
+    return pd.DataFrame({"nombre": [french(v) for v in rows.values()]}, index=list(rows))
 
 
 def mixed_example(cfg) -> dict[str, Any] | None:
@@ -190,22 +223,22 @@ def show_mixed_example(cfg) -> None:
     if example is None:
         print("Aucune réponse continuée par le professeur dans ce run.")
         return
-    print(f"question {example['question_id']} : réponse de l'élève divergente ({example['divergence']}), "
-          f"{example['student_tokens']} jetons")
+    print(f"question {example['question_id']} : réponse de l'élève divergente "
+          f"({REASONS_FR.get(example['divergence'], example['divergence'])}), {example['student_tokens']} tokens")
     print("\n--- réponse de l'élève distillé ---\n" + example["student_text"])
     print("\n--- exemple d'entraînement : ⟦part de l'élève⟧ puis la suite du professeur ---\n"
           f"⟦{example['prefix']}⟧{example['continuation']}")
-    print(f"\npréfixe + suite == exemple d'entraînement : {example['joined_exactly']}")
+    print(f"\npréfixe + suite == exemple d'entraînement : {french(example['joined_exactly'])}")
     quality = example["quality"]
-    print(f"filtre de qualité : {'retenu' if quality['ok'] else 'rejeté (' + str(quality['reason']) + ')'}, "
-          f"réponse finale {quality.get('answer')}")
+    verdict = "gardé" if quality["ok"] else f"rejeté ({REASONS_FR.get(quality['reason'], quality['reason'])})"
+    print(f"filtre de qualité : {verdict}, réponse finale {quality.get('answer') or 'aucune'}")
 
 
 def cost_table(cfg):
-    """Return :func:`cost_estimate` as a DataFrame."""
-    import pandas as pd
-
-    return pd.DataFrame(cost_estimate(cfg)).set_index("analyse")
+    """Return :func:`cost_estimate` as a table (French cells, « — » where this run has no time to scale from)."""
+    table = _table({row["analyse"]: {k: v for k, v in row.items() if k != "analyse"} for row in cost_estimate(cfg)})
+    table.index.name = "analyse"
+    return table
 
 
 def larger_plan(cfg):
@@ -240,5 +273,6 @@ def plan_costs(cfg):
     return pd.DataFrame(rows).set_index("plan")
 
 
-__all__ = ["LARGER_PLAN_SEEDS", "cost_estimate", "cost_table", "larger_plan", "mixed_example", "mixed_policy_table",
-           "plan_costs", "provenance_table", "results_table", "show_mixed_example", "statistics_table", "training_table"]
+__all__ = ["LARGER_PLAN_SEEDS", "PROVENANCE_FR", "REASONS_FR", "STATISTICS_FR", "cost_estimate", "cost_table", "french",
+           "larger_plan", "mixed_example", "mixed_policy_table", "plan_costs", "provenance_table", "results_table",
+           "show_mixed_example", "statistics_table", "training_table"]

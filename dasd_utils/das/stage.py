@@ -102,10 +102,10 @@ def _student_logprobs(model, examples, cfg: Config, tokenizer, distilled: bool, 
         pad_token_id=tokenizer.pad_token_id, progress=progress, reuse_prefix=cfg.das.reuse_prompt_prefix,
     )
     if not distilled:
-        return batched_token_logprobs(model, examples, desc=f"DAS étape {stage} : élève", **kwargs), None
+        return batched_token_logprobs(model, examples, desc=f"DAS stage {stage} : élève", **kwargs), None
     with model.disable_adapter():
-        student = batched_token_logprobs(model, examples, desc=f"DAS étape {stage} : élève", **kwargs)
-    distilled_lp = batched_token_logprobs(model, examples, desc=f"DAS étape {stage} : élève distillé", **kwargs)
+        student = batched_token_logprobs(model, examples, desc=f"DAS stage {stage} : élève", **kwargs)
+    distilled_lp = batched_token_logprobs(model, examples, desc=f"DAS stage {stage} : élève distillé", **kwargs)
     return student, distilled_lp
 
 

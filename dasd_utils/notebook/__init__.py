@@ -18,12 +18,15 @@ from .display import (
     CONFIG_LABELS,
     course_table,
     das_table,
+    deliver_report,
     featured_label,
     featured_missing_message,
     featured_question,
+    french_table,
     loss_table,
     object_table,
     qualitative,
+    report_summary,
     sft_facts,
     sft_table,
     show_config,
@@ -31,6 +34,7 @@ from .display import (
     show_figure,
     show_report,
     stand_in_banner,
+    student_notes,
     teacher_example,
     teacher_table,
 )
@@ -39,8 +43,9 @@ from .setup import NotebookStop, load_notebook_config, project_root, relative, r
 from .stops import install_stop_handler, notebook_message
 
 __all__ = [
-    "CONFIG_LABELS", "NotebookStop", "check_teacher", "course_table", "install_stop_handler", "notebook_message", "das_table", "featured_label", "featured_missing_message",
-    "featured_question", "load_notebook_config", "loss_table", "object_table", "project_root", "qualitative",
-    "relative", "resolve_run_dir", "setup_notebook", "sft_facts", "sft_table", "show_config", "show_featured_prompt",
-    "show_figure", "show_report", "stand_in_banner", "teacher_example", "teacher_table",
+    "CONFIG_LABELS", "NotebookStop", "check_teacher", "course_table", "das_table", "deliver_report", "featured_label",
+    "featured_missing_message", "featured_question", "french_table", "install_stop_handler", "load_notebook_config",
+    "loss_table", "notebook_message", "object_table", "project_root", "qualitative", "relative", "report_summary",
+    "resolve_run_dir", "setup_notebook", "sft_facts", "sft_table", "show_config", "show_featured_prompt", "show_figure",
+    "show_report", "stand_in_banner", "student_notes", "teacher_example", "teacher_table",
 ]

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Config
+from ..frenchcells import french
 from ..summaries import DasSummary, SftManifest, Summary, TeacherSummary
-from .setup import relative
+from .setup import COLAB, KAGGLE, detect_environment, relative
 
 T = TypeVar("T", bound=Summary)
 
@@ -29,20 +30,29 @@ CONFIG_LABELS = {
 
 
 def object_table(columns: dict[str, dict[str, Any]], missing: Any = ""):
-    """Return a DataFrame whose cells keep their Python type (an integer stays 44, not 44.0), one column per key."""
+    """Return a table of French cells (:func:`french`: an integer stays 44, 0.372 shows 0,372, None shows —), one column per key."""
     import pandas as pd
 
     index = list(dict.fromkeys(k for column in columns.values() for k in column))
-    return pd.DataFrame({name: pd.Series([column.get(k, missing) for k in index], index=index, dtype=object)
+    return pd.DataFrame({name: pd.Series([french(column.get(k, missing)) for k in index], index=index, dtype=object)
                          for name, column in columns.items()})
 
 
+def french_table(table, digits: int = 3):
+    """Return a copy of a DataFrame with every cell written as :func:`french` writes it (decimal comma, « — », oui / non)."""
+    return table.apply(lambda column: column.map(lambda value: french(value, digits)))
+
+
 def show_config(cfg: Config):
-    """Return a one-column table of the settings that identify the run (French labels)."""
-    rows = {CONFIG_LABELS.get(k, k): (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in cfg.summary().items()}
-    if rows.get("époques") is not None and float(rows["époques"]).is_integer():
-        rows["époques"] = int(rows["époques"])
-    return object_table({"valeur": rows})
+    """Return a one-column table of the settings that identify the run (French labels and numbers)."""
+    def shown(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return " / ".join(french(v) for v in value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    return object_table({"valeur": {CONFIG_LABELS.get(k, k): shown(v) for k, v in cfg.summary().items()}})
 
 
 def show_figure(cfg: Config, name: str, width: int | None = 720):
@@ -79,6 +89,88 @@ def show_report(html_path: str | os.PathLike, height: int = 900):
         f'<iframe srcdoc="{html.escape(document, quote=True)}" style="width:100%;height:{int(height)}px;'
         'border:1px solid #ccc"></iframe>'
     )
+
+
+def report_summary(markdown_path: str | os.PathLike, sections: tuple[str, ...] = ("Comparaison quantitative", "Conclusion")):
+    """Return the report's opening warning and the named sections as IPython Markdown, without figures.
+
+    A small rendering that a notebook stores and that GitHub shows (it strips the inline HTML
+    report): the stand-in warning of a demo run, then each section whose title contains one of
+    ``sections``, down to the next title of the same or a higher level.
+    """
+    import re
+
+    from IPython.display import Markdown
+
+    text = Path(markdown_path).read_text(encoding="utf-8")
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)\n+(?:\*[^\n]*\*\n)?", "", text)  # figures and captions stay in the full report
+    lines = text.split("\n")
+    warning = []
+    for line in lines[1:]:
+        if line.startswith("#"):
+            break
+        warning.append(line)
+    kept = ["\n".join(warning).strip()]
+    for i, line in enumerate(lines):
+        heading = re.match(r"^(#+) ", line)
+        if heading and any(name in line for name in sections):
+            end = next((j for j in range(i + 1, len(lines))
+                        if re.match(rf"^#{{1,{len(heading.group(1))}}} ", lines[j])), len(lines))
+            kept.append("\n".join(lines[i:end]).strip())
+    return Markdown("\n\n".join(part for part in kept if part))
+
+
+def student_notes(cfg: Config, environment: str | None = None) -> str:
+    """Return where the report takes the student's discussion from; on Colab / Kaggle, first copy the skeleton next to the run.
+
+    The repository is cloned afresh in every Colab session while the run stays on Drive: the
+    student's notes live next to the run (``notes_etudiant.md``), where they win over the
+    repository's ``report/notes_etudiant.md``.
+    """
+    from ..report.notes import SKELETON_MARK, ensure_run_notes, find_notes
+
+    environment = environment or detect_environment()
+    if environment in (COLAB, KAGGLE):
+        ensure_run_notes(cfg.run_dir)
+    found = find_notes(cfg.run_dir)
+    if found is None:
+        return ("Pas de notes : écrivez votre discussion dans notes_etudiant.md, à côté du run "
+                f"({relative(cfg.run_dir)}), puis relancez ce notebook.")
+    path, origin = found
+    where = "à côté du run" if origin == "run" else "dans le dépôt"
+    state = (" ; c'est encore le squelette (questions à remplacer par votre discussion, puis supprimez la ligne "
+             f"{SKELETON_MARK})" if SKELETON_MARK in path.read_text(encoding="utf-8") else "")
+    return f"Discussion de l'étudiant : {relative(path)} ({where}){state}."
+
+
+def deliver_report(cfg: Config, environment: str | None = None) -> str:
+    """Write the report as a standalone folder and a zip next to the run (Colab / Kaggle) and offer the zip on Colab; return what was done.
+
+    The folder ``<run>/rapport_<run>/`` holds ``rapport.md``, ``rapport.html``, ``figures/`` and the
+    student's notes; ``<run>/rapport_<run>.zip`` is that folder zipped, downloaded by the browser on
+    Colab. Locally nothing is written: the report is in ``<run>/report/``.
+    """
+    import shutil
+
+    from ..layout import report_dir
+    from ..layout import student_notes as notes_path
+    from ..report.export import bundle, export_report
+
+    environment = environment or detect_environment()
+    if environment not in (COLAB, KAGGLE):
+        return f"Rapport : {relative(report_dir(cfg.run_dir) / 'rapport.html')} (et rapport.md)."
+    name = f"rapport_{cfg.run_dir.name}"
+    folder = cfg.run_dir / name
+    export_report(cfg.run_dir, folder)
+    if notes_path(cfg.run_dir).is_file():
+        shutil.copyfile(notes_path(cfg.run_dir), folder / notes_path(cfg.run_dir).name)
+    archive = bundle(folder, cfg.run_dir / name)
+    if environment == COLAB:
+        from google.colab import files
+
+        files.download(str(archive))
+        return f"Rapport à rendre : {relative(archive)} (téléchargement proposé par le navigateur ; aussi sur Drive)."
+    return f"Rapport à rendre : {relative(archive)} (dans /kaggle/working : enregistrez une version du notebook pour le garder)."
 
 
 def stand_in_banner(cfg: Config) -> str:
@@ -151,8 +243,9 @@ def das_table(summary: dict[str, Any] | DasSummary):
             "au-dessus du seuil (gardées)": s.kept,
             "sous le seuil (rejetées)": s.rejected,
             "exemples d'entraînement (SFT)": s.sft_examples,
-            "ratio moyen": None if ratio.get("mean") is None else round(ratio["mean"], 3),
-            "ratio médian": None if ratio.get("median") is None else round(ratio["median"], 3),
+            "taux de phrases professeur, moyen": None if ratio.get("mean") is None else round(ratio["mean"], 3),
+            "taux de phrases professeur, médian": None if ratio.get("median") is None else round(ratio["median"], 3),
+            "taux sans la ligne de réponse finale, moyen": (s.teacher_sentence_ratio_without_final or {}).get("mean"),
             "phrases": s.sentences,
             "phrases professeur": s.sentence_types.get("teacher"),
             "phrases partagées": s.sentence_types.get("shared"),
@@ -206,8 +299,9 @@ def course_table(cfg: Config):
             "ce projet": "non évalué" if r["accuracy"] is None else f"{pct(r['accuracy'])} ({int(r['correct'])}/{int(r['n'])})",
             "IC 95 % (ce projet)": interval(r["ci"]),
         }
-    print(("Mêmes 50 questions que le cours (validation 0-49)." if context["same_items"]
-           else "Attention : ce run n'évalue pas les 50 questions du cours.")
+    print(("Questions de validation 0 à 49 : celles que le cours a vraisemblablement évaluées (il dit seulement "
+           "« un sous-ensemble de validation (50 exemples) » ; son exemple du crabe est la question 49)."
+           if context["same_items"] else "Attention : ce run n'évalue pas les questions de validation 0 à 49.")
           + (" Profil demo : chiffres de substitution, qui ne testent pas l'affirmation du cours." if cfg.profile == "demo" else ""))
     return object_table(rows).T
 
@@ -288,7 +382,8 @@ def qualitative(cfg: Config, which: str = "highlight"):
 
 
 __all__ = [
-    "CONFIG_LABELS", "course_table", "das_table", "featured_label", "featured_missing_message", "featured_question",
-    "loss_table", "object_table", "qualitative", "sft_facts", "sft_table", "show_config", "show_featured_prompt",
-    "show_figure", "show_report", "stand_in_banner", "teacher_example", "teacher_table",
+    "CONFIG_LABELS", "course_table", "das_table", "deliver_report", "featured_label", "featured_missing_message",
+    "featured_question", "french_table", "loss_table", "object_table", "qualitative", "report_summary", "sft_facts",
+    "sft_table", "show_config", "show_featured_prompt", "show_figure", "show_report", "stand_in_banner",
+    "student_notes", "teacher_example", "teacher_table",
 ]

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -179,6 +180,69 @@ def kept_grid(records: Sequence[Mapping[str, Any]], cfg: DASConfig | None = None
             for d in divergences
         }
     return _pd().DataFrame(rows).T
+
+
+#: A concluding sentence that states the answer before the final line ("So the answer is C (dress shop).").
+CONCLUSION_SENTENCE = re.compile(r"\banswer\s+is\b", re.IGNORECASE)
+
+
+def sentence_role(sentence: Mapping[str, Any]) -> str:
+    """Return ``final`` (the "Final Answer: X" line), ``conclusion`` ("... the answer is X") or ``reasoning``."""
+    if sentence.get("final_answer"):
+        return "final"
+    return "conclusion" if CONCLUSION_SENTENCE.search(sentence.get("text") or "") else "reasoning"
+
+
+def final_line_weight(records: Sequence[Mapping[str, Any]], cfg: DASConfig | None = None) -> dict[str, Any]:
+    """Return how much the answer lines weigh in DAS's keep decision for one stage's scored responses.
+
+    The teacher-sentence ratio and the number of kept responses are computed three ways: over
+    every sentence (the course's rule), without the final-answer line, and without it nor the
+    concluding sentence ("So the answer is ..."). Also where the teacher sentences are.
+    """
+    from ..das import keep_example, teacher_sentence_ratio
+
+    cfg = cfg or DASConfig()
+    scored = [r for r in records if r.get("scorable") and r.get("sentences")]
+    ways = {"toutes les phrases (règle du cours)": set(), "sans la ligne finale": {"final"},
+            "sans la ligne finale ni la conclusion": {"final", "conclusion"}}
+    ratios: dict[str, list[float]] = {way: [] for way in ways}
+    kept = {way: 0 for way in ways}
+    for r in scored:
+        for way, left_out in ways.items():
+            types = [s["type"] for s in r["sentences"] if sentence_role(s) not in left_out]
+            ratio = teacher_sentence_ratio(types) if types else 0.0
+            ratios[way].append(ratio)
+            kept[way] += keep_example(ratio, cfg)
+    teacher = [sentence_role(s) for r in scored for s in r["sentences"] if s["type"] == "teacher"]
+    return {
+        "scored": len(scored),
+        "mean_sentences": sum(len(r["sentences"]) for r in scored) / len(scored) if scored else None,
+        "ratio": {way: sum(v) / len(v) if v else None for way, v in ratios.items()},
+        "kept": kept,
+        "teacher_sentences": {role: teacher.count(role) for role in ("final", "conclusion", "reasoning")},
+    }
+
+
+def final_line_table(records_by_stage: Mapping[int, Sequence[Mapping[str, Any]]], cfg: DASConfig | None = None):
+    """Return :func:`final_line_weight` of each stage as one table (French rows and cells)."""
+    from .display import object_table
+
+    columns = {}
+    for stage, records in records_by_stage.items():
+        w = final_line_weight(records, cfg)
+        column: dict[str, Any] = {"réponses notées": w["scored"], "phrases par réponse (moyenne)":
+                                  None if w["mean_sentences"] is None else round(w["mean_sentences"], 1)}
+        for way, ratio in w["ratio"].items():
+            column[f"taux de phrases professeur, {way}"] = None if ratio is None else round(ratio, 3)
+        for way, n in w["kept"].items():
+            column[f"réponses gardées, {way}"] = n
+        names = {"final": "lignes « Final Answer »", "conclusion": "conclusions (« the answer is… »)",
+                 "reasoning": "raisonnement"}
+        for role, n in w["teacher_sentences"].items():
+            column[f"phrases professeur : {names[role]}"] = n
+        columns[f"stage {stage}"] = column
+    return object_table(columns)
 
 
 # -------------------------------------------------------------------------------------- 04 SFT
@@ -347,6 +411,26 @@ def paired_table(correct_a: Sequence[bool], correct_b: Sequence[bool], a: str, b
     )
 
 
+def mcnemar_formula(only_a: int, only_b: int) -> str:
+    """Return the exact McNemar p-value written out on the table's two discordant counts (French decimals).
+
+    With ``n = only_a + only_b`` discordant questions and ``k = min(only_a, only_b)``, under the
+    null hypothesis each discordant question is a fair coin: ``p = min(1, 2·P(Bin(n, ½) ≤ k))``.
+    """
+    from ..stats import mcnemar_exact
+
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = mcnemar_exact(only_a, only_b)
+    if n == 0:
+        return "aucune question discordante (n = 0) : rien ne distingue les deux modèles, p = 1"
+    terms = [math.comb(n, i) for i in range(k + 1)]
+    written = " + ".join(f"C({n},{i})" for i in range(k + 1)) if k < 3 else f"C({n},0) + … + C({n},{k})"
+    value = f"{p:.4f}".rstrip("0").rstrip(".").replace(".", ",")
+    capped = " (plafonnée à 1)" if 2 * sum(terms) > 2 ** n else ""
+    return (f"n = {only_a} + {only_b} = {n} questions discordantes, k = min = {k} : "
+            f"p = 2·P(Bin({n}, ½) ≤ {k}) = 2 × ({written}) / 2^{n} = 2 × {sum(terms)}/{2 ** n} → p = {value}{capped}")
+
+
 def mcnemar_from_table(table) -> float:
     """Return the exact McNemar p-value of a 2 × 2 table: it only reads the two discordant cells."""
     from ..stats import mcnemar_exact
@@ -389,12 +473,16 @@ def show_paired_tables(cfg: Config) -> None:
         same = stored.get((item["a"], item["b"]))
         print(f"--- {item['a']} contre {item['b']} ---")
         print(item["table"].to_string())
-        verdict = "" if same is None else (" (identique à metrics.json)" if math.isclose(same, item["p"]) else f" (metrics.json : {same:.4f})")
-        print(f"p McNemar exact = {item['p']:.4f}{verdict}\n")
+        table = item["table"]
+        print(mcnemar_formula(int(table.iloc[0, 1]), int(table.iloc[1, 0])))
+        verdict = ("" if same is None else "identique à celle de metrics.json" if math.isclose(same, item["p"])
+                   else f"metrics.json dit {same:.4f}".replace(".", ","))
+        print(f"p McNemar exact recalculée : {item['p']:.4f}".replace(".", ",") + (f" ({verdict})" if verdict else "") + "\n")
 
 
 __all__ = [
-    "TYPE_FR", "always_same_letter", "answer_check", "check_rule", "constant_letter", "count_kept", "keep_decision",
+    "CONCLUSION_SENTENCE", "TYPE_FR", "always_same_letter", "answer_check", "check_rule", "constant_letter",
+    "count_kept", "final_line_table", "final_line_weight", "keep_decision", "mcnemar_formula", "sentence_role",
     "kept_by_thresholds", "kept_grid", "lora_for_run", "lora_parameter_table", "loss_mask_for_run", "loss_mask_text",
     "mcnemar_from_table", "paired_table", "paired_tables", "predictions_for_run", "quality_verdicts",
     "question_messages", "scored_sentences", "sentence_table", "show_paired_tables", "stage_start_for_run",

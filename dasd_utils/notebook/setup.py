@@ -144,7 +144,7 @@ def where_message(environment: str, run_dir: Path) -> str:
 # ------------------------------------------------------------------ run directory and configuration
 def project_root() -> Path:
     """Return the repository root (the folder holding pyproject.toml above this package), else the cwd."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # dasd_utils/notebook/setup.py -> the checkout
     if (here / "pyproject.toml").is_file():
         return here
     return Path.cwd()

@@ -22,8 +22,8 @@ TYPE_LABELS = {"teacher": "phrase professeur", "shared": "phrase partagée", "st
                "boosted": "phrase renforcée"}
 PROVENANCE_COLOURS = {**TYPE_COLOURS, "boosted": "#e7298a"}
 STAGE_TITLES = {
-    1: "Étape 1 (température basse)",
-    2: "Étape 2 (température haute)",
+    1: "Stage 1 (température basse)",
+    2: "Stage 2 (température haute)",
 }
 KEPT_COLOUR = "#1b9e77"
 REJECTED_COLOUR = "#bbbbbb"
@@ -62,25 +62,25 @@ def plot_ratio_histogram(
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     bins = np.linspace(0.0, 1.0, 21)
     if filter_applied:
-        low_label, high_label = f"rejetés ({len(rejected)})", f"conservés ({len(kept)})"
+        low_label, high_label = f"rejetés ({len(rejected)})", f"gardés ({len(kept)})"
     else:
         low_label, high_label = f"au seuil ou en dessous ({len(rejected)})", f"au-dessus du seuil ({len(kept)})"
     if scored:
         ax.hist([rejected, kept], bins=bins, stacked=True, color=[REJECTED_COLOUR, KEPT_COLOUR],
                 edgecolor="white", label=[low_label, high_label])
     else:
-        ax.text(0.5, 0.5, "aucun exemple évaluable", transform=ax.transAxes, ha="center", va="center")
+        ax.text(0.5, 0.5, "aucune réponse notée", transform=ax.transAxes, ha="center", va="center")
     ax.axvline(threshold, color="#d95f02", linestyle="--", linewidth=1.5,
-               label=f"seuil de conservation ({_fr(threshold)})")
+               label=f"seuil de DAS ({_fr(threshold)})")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("Part de phrases « professeur » dans la réponse (teacher_sentence_ratio)")
+    ax.set_xlabel("Taux de phrases professeur dans la réponse (teacher_sentence_ratio)")
     ax.set_ylabel("Nombre d'exemples")
-    verb = "conservés" if filter_applied else "au-dessus du seuil"
-    title = f"DAS, {STAGE_TITLES.get(stage, f'étape {stage}')} : {len(kept)} {verb} sur {len(scored)} évalués"
+    verb = "gardées" if filter_applied else "au-dessus du seuil"
+    title = f"DAS, {STAGE_TITLES.get(stage, f'stage {stage}')} : {len(kept)} {verb} sur {len(scored)} notées"
     if n_unscorable:
-        title += f"\n({n_unscorable} non évaluables, exclus)" if filter_applied else f"\n({n_unscorable} non évaluables)"
+        title += f"\n({n_unscorable} non notables, exclues)" if filter_applied else f"\n({n_unscorable} non notables)"
     if not filter_applied:
-        title += "\nfiltre non appliqué à cette étape : le SFT utilise toutes les réponses retenues par le contrôle qualité"
+        title += "\nfiltre non appliqué à ce stage : le SFT utilise toutes les réponses gardées par le filtre de qualité"
     ax.set_title(title, fontsize=10 if not filter_applied else None)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, loc="upper right")
@@ -137,7 +137,7 @@ def plot_scatter(
         ax.set_aspect("equal")
         ax.set_xlabel("P_T : probabilité de la phrase pour le professeur")
         ax.set_ylabel("P_S : probabilité de la phrase pour l'élève")
-        ax.set_title(STAGE_TITLES.get(stage, f"Étape {stage}"))
+        ax.set_title(STAGE_TITLES.get(stage, f"Stage {stage}"))
         ax.grid(alpha=0.3)
         if sentences:
             ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, 0.93))
@@ -195,10 +195,10 @@ def plot_profile(record: Mapping[str, Any] | None, path: str | Path, profile: st
     ax.set_xticklabels([f"{i}. {t}" for i, t in zip(x, labels)], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("Probabilité de la phrase (moyenne géométrique)")
     ratio = record.get("teacher_sentence_ratio")
-    verdict = "conservé" if record.get("keep") else "rejeté"
+    verdict = "gardée" if record.get("keep") else "rejetée"
     ax.set_title(
-        f"Profil phrase par phrase d'une réponse (étape {record.get('stage')}, question {record.get('question_id', '')[:8]}) : "
-        f"part professeur {_fr(ratio or 0.0)}, {verdict}",
+        f"Profil phrase par phrase d'une réponse (stage {record.get('stage')}, question {record.get('question_id', '')[:8]}) : "
+        f"taux de phrases professeur {_fr(ratio or 0.0)}, {verdict}",
         fontsize=10,
     )
     present = [k for k in colours if any(s[key] == k for s in sentences)]

@@ -8,8 +8,8 @@ from typing import Any, Mapping, Sequence
 from . import MODEL_COLOURS, save, stand_in_note
 
 STAGE_LABELS = {
-    "stage1": "Étape 1 : réponses à basse température",
-    "stage2": "Étape 2 : réponses à haute température retenues par DAS",
+    "stage1": "Stage 1 : réponses à basse température",
+    "stage2": "Stage 2 : réponses à haute température gardées par DAS",
 }
 
 
@@ -53,10 +53,10 @@ def plot_sft_loss(logs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | P
             offset = steps[-1]
         elif offset:
             ax.axvline(offset + 0.5, color="#555555", linestyle="--", linewidth=1,
-                       label="Début de l'étape 2 (repart de l'adaptateur de l'étape 1)")
-    ax.set_xlabel("Pas d'optimisation (étape 2 à la suite de l'étape 1)")
+                       label="Début du stage 2 (repart de l'adaptateur du stage 1)")
+    ax.set_xlabel("Pas d'optimisation (stage 2 à la suite du stage 1)")
     ax.set_ylabel("Perte (entropie croisée sur la réponse)")
-    ax.set_title("Perte d'entraînement du SFT LoRA en deux étapes")
+    ax.set_title("Perte d'entraînement du SFT LoRA en deux stages")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     note = stand_in_note(profile)

@@ -18,7 +18,7 @@ from . import figures_dir, save, stand_in_note
 
 #: French labels for the bars (the figure goes into the French report).
 REASON_LABELS = {
-    "kept": "conservées",
+    "kept": "gardées",
     "quality_ok_not_kept": "valides (doublon best-of-n)",
     "empty": "vide",
     "too_short": "trop courte",
@@ -81,7 +81,7 @@ def plot_teacher_quality(cfg: Any, summary: Mapping[str, Any], records: Mapping[
     ax_bar.set_yticks(range(len(stages)), labels)
     ax_bar.invert_yaxis()
     ax_bar.set_xlabel("requêtes au professeur")
-    ax_bar.set_title("Filtre qualité par étape")
+    ax_bar.set_title("Filtre de qualité par stage")
     ax_bar.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
 
     bins = [i / 20 for i in range(21)]

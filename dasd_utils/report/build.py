@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from .. import layout
 from ..analyses import report_context as analyses_report_context
+from ..analyses.tables import PROVENANCE_FR
 from ..config import GPT_OSS_120B, QWEN3_4B, Config, EvalConfig, settings_drift
 from ..hashing import file_sha256
 from ..reuse import inputs_key, reusable, save_manifest
@@ -22,6 +23,7 @@ from .figures import caption, classify_figures, loss_curves_fallback, run_figure
 from .files import read_json, read_typed
 from .format import FILTERS
 from .html import markdown_to_html
+from .notes import notes_context, notes_fingerprint
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The template ships inside the package (dasd_utils/templates/), so an installed package builds the report.
@@ -96,6 +98,7 @@ def collect_context(run_dir: str | os.PathLike, config: Mapping[str, Any] | None
         ("SFT", bool(sft_stages)),
         ("évaluation", bool(eval_models)),
     )
+    analyses = analyses_report_context(run_dir, figures)  # takes its own figures out of the groups
     return {
         "run": facts,
         "run_name": run_dir.resolve().name,
@@ -145,9 +148,14 @@ def collect_context(run_dir: str | os.PathLike, config: Mapping[str, Any] | None
             "is_course_example": bool(featured) and featured.get("index") == EvalConfig().qualitative_index
             and facts["data"].get("eval_split", "validation") == "validation",
         },
-        "analyses": analyses_report_context(run_dir, figures),
+        # What the numbers say, for the sentences that interpret them (section 4.2, conclusion).
+        "findings": fields.findings({m["key"]: m for m in eval_models}, comparisons, das_stages, analyses),
+        "analyses": analyses,
+        # The student's own discussion (report/notes_etudiant.md, or notes_etudiant.md next to the run).
+        "notes": notes_context(run_dir),
         "figures": {name: figure_entries(paths) for name, paths in figures.items()},
         "significance_level": fields.SIGNIFICANCE_LEVEL,
+        "labels": {"provenance": PROVENANCE_FR},
         # The course report's published accuracies beside this run's (dasd_utils.report.course).
         "course": {
             "teacher": GPT_OSS_120B, "student": QWEN3_4B,
@@ -203,13 +211,14 @@ def _collapse_blank_lines(text: str) -> str:
 
 # ================================================================================ the phase
 def report_inputs(run_dir: Path, config: Mapping[str, Any] | None, template_dir: Path) -> dict[str, Any]:
-    """Return what the report depends on: the config, the run files it reads, the template and its own code."""
+    """Return what the report depends on: the config, the run files it reads, the student's notes, the template and its own code."""
     code = sorted(PACKAGE_DIR.glob("*.py")) + [PACKAGE_DIR.parent / "summaries.py"]
-    template = template_dir / TEMPLATE_NAME
     return {
         "config": config,
         "files": {p.relative_to(run_dir).as_posix(): file_sha256(p) for p in _input_files(run_dir)},
-        "template": file_sha256(template) if template.is_file() else None,
+        "notes": notes_fingerprint(run_dir),
+        # rapport.md.j2 and the templates it includes (analyses.md.j2)
+        "template": {p.name: file_sha256(p) for p in sorted(template_dir.glob("*.j2"))} or None,
         "code": {p.name: file_sha256(p) for p in code if p.is_file()},
     }
 

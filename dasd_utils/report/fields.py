@@ -32,6 +32,11 @@ REASON_LABELS = {
     "inconsistent_answer": "conclusion différente de la réponse finale",
     "mentions_hint": "cite l'indice",
 }
+#: A rise of the format rate below this (10 points) is "barely", not "the format was learned".
+FORMAT_LEARNED = 0.10
+#: A teacher-sentence ratio without the final-answer line below this share of the ratio with it:
+#: the keep decision rests mostly on that one line (the report and the conclusion say so).
+FINAL_LINE_DOMINANT = 0.5
 UNSCORABLE_LABELS = {
     "no_logprobs": "sans logprobs",
     "invalid_logprob": "logprob invalide",
@@ -91,6 +96,7 @@ def das_stage(summary: DasSummary | None, stage: int) -> dict[str, Any] | None:
         "rejected": number(s.rejected),
         "ratio_mean": number(ratio.get("mean")),
         "ratio_median": number(ratio.get("median")),
+        "ratio_without_final_mean": number((s.teacher_sentence_ratio_without_final or {}).get("mean")),
         "n_sentences": number(s.sentences),
         "sentence_types": [(t, int(types[t])) for t in ("teacher", "shared", "student") if number(types.get(t)) is not None],
         "mean_p_teacher": number(s.mean_p_teacher),
@@ -98,6 +104,65 @@ def das_stage(summary: DasSummary | None, stage: int) -> dict[str, Any] | None:
         "sft_examples": number(s.sft_examples),
         # the statistic a distilled adapter adds (das.distilled_adapter), shown under its own name
         "statistics": [("mean_p_distilled", number(s.mean_p_distilled))] if number(s.mean_p_distilled) is not None else [],
+    }
+
+
+def direction(before: float | None, after: float | None) -> str | None:
+    """Return ``up``, ``down`` or ``same`` from ``before`` to ``after`` (None when either is missing)."""
+    if before is None or after is None:
+        return None
+    return "up" if after > before + 1e-12 else "down" if after < before - 1e-12 else "same"
+
+
+def findings(models: Mapping[str, Mapping[str, Any]], comparisons: Iterable[Mapping[str, Any]],
+             das_stages: Iterable[Mapping[str, Any]], analyses: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return what the run's numbers say, for the sentences that interpret them (section 4.2 and the conclusion).
+
+    ``models``: evaluated models by key (:func:`eval_model`); ``comparisons``: :func:`eval_comparisons`;
+    ``das_stages``: :func:`das_stage` of each stage; ``analyses``: the analyses section's values
+    (``rows`` with their ``comparison`` against DAS, ``provenance``). Every interpretive sentence of
+    the template is chosen by one of these values, never written in advance.
+    """
+    base, s1, s2 = models.get("base"), models.get("stage1"), models.get("stage2")
+    comparisons, das_stages = list(comparisons), list(das_stages)
+
+    def move(a, b, field):
+        return direction(a.get(field), b.get(field)) if a and b else None
+
+    significant = [c for c in comparisons if c.get("significant")]
+    base_stage1 = next((c for c in comparisons if {c.get("a"), c.get("b")} == {"base", "stage1"}), None)
+    lenient_only = [m for m in models.values() if m.get("format_rate") is not None and m.get("extracted_rate") is not None
+                    and m["extracted_rate"] > m["format_rate"]]
+    stage2 = next((s for s in das_stages if s.get("stage") == 2), None)
+    with_final = stage2.get("ratio_mean") if stage2 else None
+    without_final = stage2.get("ratio_without_final_mean") if stage2 else None
+    analyses = analyses or {}
+    randoms = [r.get("comparison") or {} for r in analyses.get("rows") or [] if str(r.get("name", "")).startswith("random")]
+    # "difference" of a comparison against DAS: positive when DAS is right more often.
+    better = [c for c in randoms if c.get("significant") and (c.get("difference") or 0) > 0]
+    worse = [c for c in randoms if c.get("significant") and (c.get("difference") or 0) < 0]
+    shares = {t: v for t, v in ((analyses.get("provenance") or {}).get("shares") or {}).items() if number(v) is not None}
+    deltas = {t: v for t, v in ((analyses.get("provenance") or {}).get("delta") or {}).items() if number(v) is not None}
+    return {
+        "das_vs_random": None if not randoms else "mixed" if better and worse else "better" if better
+        else "worse" if worse else "not_significant",
+        "top_provenance": max(shares, key=shares.get) if analyses.get("provenance", {}).get("available") and shares else None,
+        # the provenance most over-represented in right answers (largest positive area difference)
+        "top_delta": max((t for t in deltas if deltas[t] > 0), key=deltas.get, default=None),
+        "accuracy_base_stage1": move(base, s1, "accuracy"),
+        # None when metrics.json has no base / stage 1 test
+        "accuracy_base_stage1_significant": None if base_stage1 is None else bool(base_stage1.get("significant")),
+        "accuracy_stage1_stage2": move(s1, s2, "accuracy"),
+        # up (by FORMAT_LEARNED or more), slightly_up, same or down
+        "format_base_stage1": "slightly_up" if move(base, s1, "format_rate") == "up"
+        and s1["format_rate"] - base["format_rate"] < FORMAT_LEARNED else move(base, s1, "format_rate"),
+        "significant": significant,
+        "none_significant": bool(comparisons) and not significant,
+        # Models whose lenient extraction finds more letters than the strict "Final Answer" line.
+        "lenient_only": lenient_only,
+        "das_stage2": stage2,
+        "final_line_dominant": with_final is not None and without_final is not None and with_final > 0
+        and without_final < FINAL_LINE_DOMINANT * with_final,
     }
 
 
@@ -147,6 +212,8 @@ def eval_model(metrics: EvalMetrics | None, key: str) -> dict[str, Any] | None:
         "ci_width": (float(ci[1]) - float(ci[0])) if ci else None,
         "ci_source": ci_source,
         "format_rate": number(m.format_rate),
+        # lenient extraction: a letter found in the "Final Answer" line or, without one, in "the answer is C"...
+        "extracted_rate": number(m.extracted_rate),
         "loglik_accuracy": number(m.loglik_accuracy),
         "answer_distribution": [(str(k), int(v)) for k, v in m.answer_distribution.items() if number(v) is not None],
     }

@@ -23,13 +23,13 @@ FIGURE_SECTIONS = (
     ("teacher", ("teacher", "quality", "confidence", "generation")),
 )
 FIGURE_CAPTIONS = (
-    ("teacher_quality", "Filtre de qualité : réponses du professeur gardées et rejetées (par raison) pour chaque étape, "
+    ("teacher_quality", "Filtre de qualité : réponses du professeur gardées et rejetées (par raison) pour chaque stage, "
                         "et distribution de sa confiance (probabilité moyenne des tokens)."),
-    ("das_stage1", "Distribution du taux de phrases professeur, étape 1 : exemples gardés et rejetés, avec le seuil."),
-    ("das_stage2", "Distribution du taux de phrases professeur, étape 2 : exemples gardés et rejetés, avec le seuil."),
+    ("das_stage1", "Distribution du taux de phrases professeur, stage 1 : réponses gardées et rejetées, avec le seuil."),
+    ("das_stage2", "Distribution du taux de phrases professeur, stage 2 : réponses gardées et rejetées, avec le seuil."),
     ("scatter", "P_T contre P_S pour chaque phrase ; zones ombrées : phrases professeur (orange) et élève (vert), les autres sont partagées."),
     ("profile", "Profil d'un exemple phrase par phrase : P_T et P_S le long de la réponse, fond coloré par type de phrase."),
-    ("loss", "Courbes de perte d'entraînement des deux étapes."),
+    ("loss", "Courbes de perte d'entraînement des deux stages."),
     ("confusion", "Matrice de confusion : lettre prédite contre lettre correcte."),
     ("format", "Taux de réponses au format demandé, par modèle."),
     ("accuracy", "Exactitude par modèle, avec son intervalle de confiance."),

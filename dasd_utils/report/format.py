@@ -71,6 +71,19 @@ def fmt_duration(value: Any) -> str:
     return f"{fmt_num(value / 60, 1)} min"
 
 
+def plural(value: Any, singular: str, plural_form: str | None = None) -> str:
+    """Return ``singular`` or its plural for a count: plural from 2 on, as in French (« 1 époque », « 1,5 époque », « 3 époques »)."""
+    value = number(value)
+    many = value is not None and abs(value) >= 2
+    return (plural_form or singular + "s") if many else singular
+
+
+def fmt_count(value: Any, singular: str, plural_form: str | None = None) -> str:
+    """Return a count with its noun, agreed in number: ``1 époque``, ``3 époques``, ``1,5 époque``."""
+    shown = fmt_int(value) if number(value) is not None and float(value).is_integer() else fmt_g(value)
+    return f"{shown} {plural(value, singular, plural_form)}"
+
+
 def md_escape(text: Any) -> str:
     """Return ``text`` with Markdown / HTML special characters escaped, on one line."""
     if text is None:
@@ -120,5 +133,5 @@ def display_model(name: Any) -> str | None:
 #: The Jinja2 filters of the template.
 FILTERS = {
     "num": fmt_num, "g": fmt_g, "int": fmt_int, "pct": fmt_pct, "ci": fmt_ci, "pval": fmt_p, "sci": fmt_sci,
-    "duration": fmt_duration, "md": md_escape, "code": md_code, "alt": md_alt, "fence": fence,
+    "duration": fmt_duration, "count": fmt_count, "plural": plural, "md": md_escape, "code": md_code, "alt": md_alt, "fence": fence,
 }

@@ -184,7 +184,7 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
     n_total = sum(p.numel() for p in model.parameters())
     if state.is_main_process:
         print(
-            f"[SFT] étape {stage} : {stats.n_examples} exemples ({stats.n_supervised_tokens} jetons supervisés), "
+            f"[SFT] stage {stage} : {stats.n_examples} exemples ({stats.n_supervised_tokens} tokens supervisés), "
             f"{n_trainable:,} paramètres LoRA entraînables sur {n_total:,}, précision {precision}, "
             f"appareil {device}, lr {learning_rate:g}",
             flush=True,
@@ -203,7 +203,7 @@ def train_stage(cfg: Config, stage: int, force: bool = False) -> dict[str, Any]:
         planned = cfg.sft.max_steps * cfg.sft.per_device_batch_size * cfg.sft.grad_accum * state.num_processes
         if planned < stats.n_examples * cfg.sft.epochs:
             print(
-                f"[SFT] étape {stage} : sft.max_steps={cfg.sft.max_steps} limite l'entraînement à environ {planned} "
+                f"[SFT] stage {stage} : sft.max_steps={cfg.sft.max_steps} limite l'entraînement à environ {planned} "
                 f"exemples vus sur {stats.n_examples} x {cfg.sft.epochs:g} époque(s)",
                 flush=True,
             )

@@ -11,8 +11,10 @@
 # un raisonnement pas à pas ; l'élève (un petit modèle) apprendra à reproduire ce raisonnement.
 #
 # * Profil `colab` / `full` : questions d'entraînement tirées du split *train* du Hub
-#   (`tau/commonsense_qa`), évaluation sur les 50 premières questions de *validation* (comme le
-#   rapport du cours ; `data.n_eval=-1` pour les 1 221).
+#   (`tau/commonsense_qa`), évaluation sur les questions 0 à 49 de *validation* (`data.n_eval=-1`
+#   pour les 1 221). Le rapport du cours dit seulement « un sous-ensemble de validation (50
+#   exemples) » ; que ce soient les 50 premières est une déduction : sa question du crabe est la
+#   question de validation 49.
 # * Profil `demo` (hors ligne) : seul le split de validation est livré avec le projet (licence MIT).
 #   On entraîne sur les items 50 et suivants et on évalue sur les items 0-49 : les deux ensembles
 #   ne se recouvrent jamais (le code le vérifie).
@@ -38,6 +40,32 @@ TEACHER_MODEL = "openai/gpt-oss-120b"  # @param {type:"string"}
 # Le profil demo (local ou PROFILE = "demo") n'utilise ni TEACHER_URL ni TEACHER_MODEL : son professeur est local.
 
 # %% dasd_setup="data"
+
+# %% [markdown]
+# **Glossaire.** Un terme par notion, le même dans les notebooks et le rapport (`docs/glossaire.md`).
+#
+# | terme | sens | à ne pas écrire |
+# | :--- | :--- | :--- |
+# | professeur | le grand modèle qui rédige les raisonnements (`openai/gpt-oss-120b` dans le cours) | teacher, enseignant |
+# | élève | le petit modèle qu'on entraîne (`Qwen3-4B-Instruct-2507` dans le cours) | student, étudiant |
+# | modèle distillé | l'élève après les deux stages (base + adaptateur du stage 2) | |
+# | stage 1, stage 2 | les deux entraînements successifs de DASD et leurs jeux de données : stage 1 à température 0,3, stage 2 à 0,9 filtré par DAS (le mot du cours, des fichiers et du code) | étape, phase |
+# | phase | une partie de la chaîne, un notebook : données, génération, DAS, SFT, évaluation, analyses, rapport | stage |
+# | gardée | une réponse du professeur qui passe le filtre de qualité (au plus une par question) ; un exemple que DAS garde | conservée, retenue |
+# | notée / non notable | une réponse dont DAS a calculé P_T et P_S phrase par phrase / qu'il a dû écarter (tokens qui ne reconstituent pas le texte, pas de logprobs…) | évaluée, non évaluable (l'évaluation est la phase du notebook 06) |
+# | token | l'unité de texte d'un tokenizer | jeton |
+# | P_T, P_S, P_D | probabilité d'une phrase (moyenne géométrique des probabilités de ses tokens) pour le professeur, l'élève de départ, le modèle distillé | |
+# | phrase professeur / élève / partagée | P_T > 0,6 et P_T − P_S > 0,2 / le cas symétrique / toutes les autres | phrase teacher, student, shared |
+# | taux de phrases professeur | part des phrases professeur d'une réponse ; DAS garde la réponse au-dessus de 0,3 | ratio, part de phrases « professeur » |
+# | provenance | d'où vient une phrase du modèle distillé : professeur, élève, partagée, ou renforcée (ni P_T ni P_S ne la favorisaient, P_D si) | teacher, student, shared, boosted |
+# | exactitude | part des bonnes réponses (lettre lue en mode tolérant) | accuracy, précision |
+# | respect du format | part des réponses avec une unique ligne `Final Answer: X` (mode strict) | |
+# | mode strict / mode tolérant | lecture de la lettre : la ligne `Final Answer` seule / aussi « The answer is C », « Answer: C » | |
+# | intervalle de Wilson | intervalle de confiance à 95 % d'une exactitude | |
+# | test de McNemar | test exact apparié de deux modèles sur les mêmes questions, à partir des questions que l'un seul réussit | |
+# | article | l'article DASD (arXiv 2601.09088) | papier |
+# | rapport du cours | le rapport TP4 que ce projet refait | |
+# | profil `demo` | petits modèles de substitution (SmolLM2-135M joue le professeur et l'élève) sur CPU : des chiffres qui vérifient la chaîne, pas des résultats | |
 
 # %%
 from dasd_utils import data

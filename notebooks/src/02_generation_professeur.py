@@ -9,7 +9,7 @@
 #   d'abord le format (`<reasoning>…</reasoning>` puis `Final Answer: X`) et les raisonnements les
 #   plus probables du professeur ;
 # * **Stage 2, température 0,9** : des réponses plus variées qui couvrent davantage de la
-#   distribution du professeur. Le papier DASD montre qu'apprendre d'abord à basse température puis
+#   distribution du professeur. L'article DASD montre qu'apprendre d'abord à basse température puis
 #   à haute température stabilise l'entraînement et améliore la généralisation.
 #
 # Pour chaque réponse, l'API renvoie la **log-probabilité de chaque token** (`logprobs=True`) : c'est
@@ -17,7 +17,7 @@
 #
 # Un **filtre de qualité** écarte, avec une raison : les réponses vides ou de moins de 30
 # caractères, sans réponse finale claire, fausses (le cours ne vérifiait pas ce point), répétitives
-# (n-grammes répétés, comme le papier) ou plus longues que le contexte de l'élève.
+# (n-grammes répétés, comme l'article) ou plus longues que le contexte de l'élève.
 #
 # Les appels sont **mis en cache** : chaque requête est écrite sur disque dès son arrivée ; une
 # réexécution ne renvoie rien à l'API (les appels coûtent de l'argent). La clé d'API vient de

@@ -21,8 +21,8 @@
 #   phrase improbable pour les deux est donc « partagée »), ou des probabilités trop proches.
 #
 # « Supérieur » est strict : une valeur égale au seuil (à $10^{-9}$ près) ne le dépasse pas. Un
-# exemple est gardé quand **plus de 30 %** de ses phrases sont des phrases professeur (ratio
-# strictement supérieur à 0,3). Comme dans le cours, ce filtre ne sert qu'au stage 2 : le stage 1
+# exemple est gardé quand **plus de 30 %** de ses phrases sont des phrases professeur (son **taux de
+# phrases professeur** est strictement supérieur à 0,3). Comme dans le cours, ce filtre ne sert qu'au stage 2 : le stage 1
 # s'entraîne sur toutes les réponses qui passent le filtre de qualité (`das.filter_stage1`).
 #
 # *Temps attendu sur un T4 (profil `colab`) : environ 10 min, chargement de Qwen3-4B compris ;
@@ -32,8 +32,8 @@
 # peut pas compter les tokens. Tout est aligné sur les **positions de caractères** dans le texte de
 # la réponse : chaque phrase est un intervalle de caractères, chaque token (professeur ou élève) est
 # rattaché aux phrases par ses positions. Une réponse dont les tokens ne reconstituent pas
-# exactement le texte est écartée avec une raison comptée, jamais complétée par une valeur par
-# défaut.
+# exactement le texte est **non notable** : écartée avec une raison comptée, jamais complétée par une
+# valeur par défaut.
 
 # %% dasd_setup="das"
 
@@ -56,7 +56,7 @@ nb.das_table(das_summary)
 # NBVAL_CHECK_OUTPUT
 records = {stage: das.load_das_records(cfg, stage) for stage in (1, 2)}
 example = next(r for r in records[1] if r["scorable"])
-examples.sentence_table(example)
+nb.french_table(examples.sentence_table(example))
 
 # %% [markdown]
 # **La règle de classification, écrite en entier.** Modifiez-la (un seuil, une inégalité) : la cellule suivante la compare à `das.classify_sentence` sur **toutes** les phrases du run.
@@ -87,14 +87,34 @@ print(f"même type que celui enregistré par la phase DAS : {check['same_as_stor
 assert check["same_as_package"] == check["sentences"], check["disagreements"][:5]
 
 # %% [markdown]
-# **Le ratio et la décision** pour cette réponse : la part de phrases professeur, comparée au seuil de 0,3, recalculée ici à côté de la décision enregistrée.
+# **Le taux et la décision** pour cette réponse : la part de phrases professeur, comparée au seuil de 0,3, recalculée ici à côté de la décision enregistrée.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-examples.keep_decision(example, cfg.das)
+nb.object_table({"valeur": examples.keep_decision(example, cfg.das)})
 
 # %% [markdown]
-# **Et si on changeait les seuils ?** Nombre de réponses du stage 2 gardées pour d'autres valeurs du seuil de ratio (les phrases gardent leur type), puis pour d'autres seuils de confiance et d'écart (les phrases sont reclassées depuis $P_T$ et $P_S$, ratio 0,3).
+# ### Le poids de la ligne finale
+#
+# Pour DAS, la ligne `Final Answer: X` est une phrase comme les autres. Le professeur l'écrit avec
+# certitude ($P_T$ proche de 1) ; l'élève de départ, qui ne connaît ni le format ni la bonne lettre,
+# lui donne une probabilité faible : c'est presque toujours une **phrase professeur**, comme souvent
+# la phrase qui l'annonce (« So the answer is C »). Dans une réponse courte (les trois à cinq phrases
+# du professeur de substitution du profil `demo`), ces deux phrases font à elles seules la moitié du
+# taux de phrases professeur, ou plus, et suffisent à passer le seuil de 0,3 : DAS garde alors les
+# réponses qui **concluent** nettement, pas celles dont le raisonnement diverge de ce que l'élève
+# écrirait. Dans les réponses de gpt-oss, longues de dizaines de phrases, la ligne finale pèse peu.
+#
+# Le tableau recalcule, pour chaque stage, le taux moyen de phrases professeur et le nombre de
+# réponses gardées avec toutes les phrases (la règle du cours, celle du pipeline), sans la ligne
+# finale, puis sans elle ni la conclusion ; et où sont les phrases professeur.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+examples.final_line_table(records, cfg.das)
+
+# %% [markdown]
+# **Et si on changeait les seuils ?** Nombre de réponses du stage 2 gardées pour d'autres valeurs du seuil de taux (les phrases gardent leur type), puis pour d'autres seuils de confiance et d'écart (les phrases sont reclassées depuis $P_T$ et $P_S$, seuil de taux 0,3).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -105,7 +125,7 @@ examples.kept_by_thresholds(records[2], cfg.das)
 examples.kept_grid(records[2], cfg.das)
 
 # %% [markdown]
-# **Distribution du ratio de phrases professeur**, exemples gardés et rejetés, avec le seuil de 0,3 (figure analogue à celles du rapport du cours).
+# **Distribution du taux de phrases professeur**, exemples gardés et rejetés, avec le seuil de 0,3 (figure analogue à celles du rapport du cours).
 
 # %%
 nb.show_figure(cfg, "das_stage1.png")
@@ -127,7 +147,7 @@ for stage in (1, 2):
 nb.show_figure(cfg, "das_scatter.png")
 
 # %% [markdown]
-# **Profil d'une réponse** phrase par phrase ($P_T$ et $P_S$ le long du texte, fond coloré par type de phrase), comme la figure 5 du papier DASD.
+# **Profil d'une réponse** phrase par phrase ($P_T$ et $P_S$ le long du texte, fond coloré par type de phrase), comme la figure 5 de l'article DASD.
 
 # %%
 nb.show_figure(cfg, "das_profile.png")

@@ -5,7 +5,7 @@
 #
 # Le **stage 2** repart de l'adaptateur du stage 1 (chargé comme entraînable, on ne repart pas
 # de zéro) et l'entraîne sur les réponses à température 0,9 **gardées par DAS**, avec un taux
-# d'apprentissage plus faible (1e-4). C'est l'apprentissage « programmé en température » du papier
+# d'apprentissage plus faible (1e-4). C'est l'apprentissage « programmé en température » de l'article
 # DASD : d'abord les raisonnements les plus probables du professeur, puis une couverture plus large
 # de sa distribution, limitée aux exemples où l'élève a encore à apprendre.
 #

@@ -15,6 +15,12 @@
 # génération : l'exactitude par **log-vraisemblance** des lettres A-E (formulation de
 # lm-evaluation-harness).
 #
+# **Lire la lettre : deux modes.** Le *mode strict* ne lit que la ligne `Final Answer: X` (une seule
+# lettre) : c'est le respect du format. Le *mode tolérant*, celui de l'exactitude, lit aussi une
+# conclusion sans cette ligne, comme « The correct answer is E » ou « Answer: E »
+# (`prompts.extract_answer`). Un modèle de base qui n'écrit jamais la ligne peut donc avoir de bonnes
+# réponses : la colonne « format respecté » le montre à côté de l'exactitude.
+#
 # *Temps attendu sur un T4 (profil `colab`, 50 questions, 3 modèles) : 15 à 30 min ;
 # **estimation**, la vitesse d'un T4 n'a pas été mesurée (docs/performance.md).*
 
@@ -28,11 +34,11 @@ for name in metrics["model_order"]:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-evaluation.metrics_table(metrics)
+nb.french_table(evaluation.metrics_table(metrics))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-evaluation.comparisons_table(metrics)
+nb.french_table(evaluation.comparisons_table(metrics), digits=4)
 
 # %% [markdown]
 # ### Une question, de bout en bout
@@ -49,10 +55,14 @@ for message in examples.question_messages(cfg, "eval", 0):
 predictions = examples.predictions_for_run(cfg)
 answer = next(p for p in predictions["stage2"] if p["question_id"] == question["id"])
 print(f"=== réponse de stage2 ===\n{answer['response']}\n")
-examples.answer_check(answer)
+nb.object_table({"valeur": examples.answer_check(answer)})
 
 # %% [markdown]
-# **Les tableaux 2 × 2 derrière chaque test de McNemar.** Le test n'utilise que les deux cases où les modèles diffèrent (l'un juste, l'autre faux) ; la p-valeur est recalculée ici et comparée à celle de `metrics.json`.
+# **Les tableaux 2 × 2 derrière chaque test de McNemar.** Le test n'utilise que les deux cases où les modèles diffèrent : $b$ questions où seul A est juste, $c$ où seul B l'est. Si les deux modèles se valent, chacune de ces $n = b + c$ questions discordantes penche d'un côté ou de l'autre à pile ou face ; la p-valeur exacte est la probabilité d'un partage au moins aussi déséquilibré, des deux côtés :
+#
+# $$p = \min\Big(1,\; 2\,P\big(\mathrm{Bin}(n, \tfrac12) \le k\big)\Big) = \min\Big(1,\; 2 \sum_{i=0}^{k} \binom{n}{i} \big/ 2^n\Big), \qquad k = \min(b, c).$$
+#
+# Par exemple $b = 1$, $c = 3$ : $p = 2\,P(\mathrm{Bin}(4, \tfrac12) \le 1) = 2 \times (1 + 4)/16 = 0{,}625$. Ci-dessous, la formule sur les tableaux de ce run ; la p-valeur est recalculée et comparée à celle de `metrics.json`.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -6,22 +6,22 @@
 # Du stage 1 au stage 2, tout change à la fois : les données, la température, la quantité
 # d'entraînement et le filtre DAS. Pour isoler l'effet du **filtre**, on refait le stage 2 (même
 # adaptateur de stage 1, même recette) sur des ensembles de **même taille** tirés du **même pool**
-# de réponses à T = 0,9 retenues par le filtre de qualité (papier DASD, tableau 3) :
+# de réponses à T = 0,9 gardées par le filtre de qualité (article DASD, tableau 3) :
 #
-# * **(a) DAS** : les exemples conservés par DAS, c'est le stage 2 du run (réutilisé, pas réentraîné) ;
+# * **(a) DAS** : les exemples gardés par DAS, c'est le stage 2 du run (réutilisé, pas réentraîné) ;
 # * **(b) tirage aléatoire** : autant d'exemples tirés au hasard dans le pool (graine fixée, donc
 #   reproductible ; `analyses.random_seeds`, une graine sur les profils `demo` et `colab`) ;
 # * **(c) pool entier** (optionnel, `analyses.full_pool` : le plan étendu ci-dessous, ou le profil `full`) ;
-# * **(d) politique mixte** (papier, sections 5 et 6.4.2 ; `analyses.mixed_policy`) : l'élève
+# * **(d) politique mixte** (article, sections 5 et 6.4.2 ; `analyses.mixed_policy`) : l'élève
 #   distillé répond lui-même, le professeur termine ses réponses divergentes, et une époque de plus
 #   part de l'adaptateur du stage 2 (variante masquée en option : `analyses.mixed_masked` ; témoin
 #   entraîné la même époque sans les réponses mixtes : `analyses.mixed_control`, activé sur `colab`).
 #
 # Chaque variante répond aux mêmes questions d'évaluation ; DAS est comparé à chaque autre par le
 # **test exact de McNemar** (p-valeurs corrigées de Holm). Puis la **provenance** des phrases du
-# modèle distillé (papier, section 4) : chaque phrase de ses réponses est notée par le professeur
-# (P_T), l'élève avant distillation (P_S) et l'élève distillé (P_D), puis classée *teacher*,
-# *boosted*, *shared* ou *student*.
+# modèle distillé (article, section 4) : chaque phrase de ses réponses est notée par le professeur
+# (P_T), l'élève avant distillation (P_S) et l'élève distillé (P_D), puis classée *professeur*,
+# *renforcée*, *partagée* ou *élève* (définitions plus bas).
 #
 # Le tableau ci-dessous estime le temps que chaque analyse ajoute, à partir des durées mesurées
 # dans **ce** run (entraînement du stage 2, évaluation) : sur Colab, c'est du temps de GPU.
@@ -40,7 +40,7 @@ analyses.cost_table(cfg)
 
 # %% [markdown]
 # **Quel plan ?** Le plan par défaut (profils `demo` et `colab`) tient dans une session T4 : une
-# graine aléatoire, sans le pool entier. Le plan étendu du papier (trois graines aléatoires et le
+# graine aléatoire, sans le pool entier. Le plan étendu de l’article (trois graines aléatoires et le
 # pool entier, soit trois entraînements et trois évaluations de plus) se choisit ici, après avoir lu
 # son coût estimé à partir des durées de ce run. Avant tout calcul sur GPU, le professeur est
 # interrogé une fois pour chaque analyse qui a besoin de lui (continuer une réponse, noter un texte
@@ -58,12 +58,14 @@ results = analyses.run_phase(plan, force=FORCE)
 # Exactitude de chaque variante avec son intervalle de Wilson à 95 %, et comparaison appariée avec DAS (questions réussies par un seul des deux modèles).
 
 # %%
+# NBVAL_CHECK_OUTPUT
 analyses.results_table(results)
 
 # %% [markdown]
-# Les ensembles d'entraînement : nombre d'exemples, part de phrases « professeur » (le critère de DAS), longueurs.
+# Les ensembles d'entraînement : nombre d'exemples, taux de phrases professeur (le critère de DAS, avec et sans la ligne de réponse finale), longueurs.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 analyses.statistics_table(results)
 
 # %% [markdown]
@@ -85,9 +87,17 @@ print(results["verdict"])
 nb.show_figure(cfg, "analyses_das_vs_random.png")
 
 # %% [markdown]
-# **Provenance des phrases** du modèle distillé, selon leur position dans la réponse, pour les réponses justes et fausses ; Δ est l'écart d'aire entre les deux courbes. Avec un professeur par API, P_T vient des `prompt_logprobs` d'un serveur vLLM ; un fournisseur qui ne les renvoie pas (OpenAI, Infomaniak…) arrête l'analyse, qui dit pourquoi.
+# **Provenance des phrases** du modèle distillé (l'élève après les deux stages). Chaque phrase de ses réponses aux questions d'évaluation est notée, en *teacher forcing*, par trois modèles : le professeur ($P_T$), l'élève de départ ($P_S$, adaptateur désactivé) et le modèle distillé lui-même ($P_D$ : la moyenne géométrique des probabilités de ses tokens sous l'adaptateur du stage 2). Avec les seuils de DAS :
+#
+# * **professeur** : $P_T > 0{,}6$ et $P_T - P_S > 0{,}2$ : le professeur l'écrirait, l'élève de départ non ; le modèle distillé l'a apprise du professeur ;
+# * **élève** : le cas symétrique ; la manière propre de l'élève de départ, restée après l'entraînement ;
+# * **renforcée** : ni l'une ni l'autre, mais $P_D > 0{,}6$ et $P_D - \max(P_T, P_S) > 0{,}2$ : aucun des deux ne la favorisait, c'est l'entraînement qui l'a rendue probable ;
+# * **partagée** : toutes les autres.
+#
+# Le tableau donne le nombre et la part de chaque provenance, et Δ, l'écart d'aire entre les réponses justes et fausses selon la position de la phrase (Δ > 0 : plus fréquente dans les réponses justes). Avec un professeur par API, $P_T$ vient des `prompt_logprobs` d'un serveur vLLM ; un fournisseur qui ne les renvoie pas (OpenAI, Infomaniak…) arrête l'analyse, qui dit pourquoi.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 prov = results["provenance"]
 if prov["available"]:
     display(analyses.provenance_table(results))
@@ -96,7 +106,7 @@ else:
     print("Provenance non calculée :", prov["reason"])
 
 # %% [markdown]
-# **Distillation à politique mixte** (papier, sections 5 et 6.4.2). L'entraînement hors
+# **Distillation à politique mixte** (article, sections 5 et 6.4.2). L'entraînement hors
 # politique n'apprend à l'élève que des textes du professeur ; à l'inférence, l'élève lit ses propres
 # phrases, et une erreur l'emmène là où il n'a jamais été guidé. Ici :
 #
@@ -110,7 +120,7 @@ else:
 #    première requête, et l'analyse s'arrête en disant pourquoi ;
 # 4. la réponse jointe (début de l'élève + suite du professeur, exactement) passe le filtre de
 #    qualité, puis une époque d'entraînement part de l'adaptateur du stage 2, sur ces réponses
-#    mêlées aux exemples hors politique (ceux que DAS a conservés).
+#    mêlées aux exemples hors politique (ceux que DAS a gardés).
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -171,7 +171,7 @@ def test_report_section_present_or_absent(demo_cfg, monkeypatch):
     results = analyses.run_phase(demo_cfg)
     present = report.render_markdown(report.collect_context(demo_cfg.run_dir, demo_cfg.to_dict()))
     assert "Phase `analyses` non exécutée" not in present
-    assert "DAS (conservés)" in present and "aléatoire (graine 1)" in present
+    assert "DAS (gardés)" in present and "aléatoire (graine 1)" in present
     assert "ne peuvent pas trancher" in present and "Oui, sur ces items" in present
     assert present.count("analyses_das_vs_random.png)") == 1  # in this section only, not among the DAS figures
     assert "Analyse de provenance non faite" in present

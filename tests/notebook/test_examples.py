@@ -116,5 +116,53 @@ def test_stage_start_table_checks_the_parent_adapter():
     }
     table = teaching.stage_start_table(manifests, "abc")
     assert table.loc["part de", "stage 2"] == "adaptateur sft/stage1"
-    assert table.loc["parent = adaptateur actuel du stage 1", "stage 2"] is True
-    assert table.loc["exemples", "stage 1"] == 44
+    assert table.loc["parent = adaptateur actuel du stage 1", "stage 2"] == "oui"
+    assert table.loc["exemples", "stage 1"] == "44" and table.loc["taux d'apprentissage", "stage 1"] == "2e-04"
+
+
+# ------------------------------------------------------------------------------ 03: the final-answer line
+def _answer(*sentences, keep=None):
+    """A scored response from (text, P_T, P_S, final?) tuples."""
+    out = []
+    for text, p_t, p_s, final in sentences:
+        out.append(dict(_sentence(text, p_t, p_s), final_answer=final))
+    return {"scorable": True, "sentences": out, "keep": keep}
+
+
+def test_final_line_weight_recomputes_the_ratio_without_the_answer_lines():
+    short = _answer(("Shops sell dresses.", 0.4, 0.1, False), ("So the answer is C.", 0.7, 0.15, False),
+                    ("Final Answer: C", 0.93, 0.15, True))
+    reasoned = _answer(("A crab lives in water.", 0.9, 0.2, False), ("Fishmongers sell crabs.", 0.3, 0.3, False),
+                       ("Final Answer: C", 0.95, 0.1, True))
+    w = teaching.final_line_weight([short, reasoned, {"scorable": False}], DASConfig())
+    assert w["scored"] == 2 and w["mean_sentences"] == 3
+    ratios = list(w["ratio"].values())
+    assert ratios[0] == pytest.approx(2 / 3) and ratios[1] == pytest.approx(0.5) and ratios[2] == pytest.approx(0.25)
+    assert list(w["kept"].values()) == [2, 2, 1]  # without the answer lines, only the reasoned answer stays
+    assert w["teacher_sentences"] == {"final": 2, "conclusion": 1, "reasoning": 1}
+    table = teaching.final_line_table({2: [short, reasoned]}, DASConfig())
+    assert table.loc["réponses gardées, sans la ligne finale ni la conclusion", "stage 2"] == "1"
+    assert table.loc["taux de phrases professeur, toutes les phrases (règle du cours)", "stage 2"] == "0,667"
+
+
+def test_sentence_role():
+    assert teaching.sentence_role({"text": "Final Answer: C", "final_answer": True}) == "final"
+    assert teaching.sentence_role({"text": "The correct answer is E (bored)."}) == "conclusion"
+    assert teaching.sentence_role({"text": "A crab is an animal."}) == "reasoning"
+
+
+# ------------------------------------------------------------------------------ 06: McNemar written out
+@pytest.mark.parametrize("b, c, p", [(1, 3, "0,625"), (0, 9, "0,0039"), (2, 2, "1"), (3, 4, "1"), (0, 1, "1")])
+def test_mcnemar_formula_gives_the_package_p_value(b, c, p):
+    from dasd_utils.stats import mcnemar_exact
+
+    text = teaching.mcnemar_formula(b, c)
+    assert text.endswith(f"p = {p}") or f"p = {p} (plafonnée à 1)" in text
+    assert float(p.replace(",", ".")) == pytest.approx(mcnemar_exact(b, c), abs=5e-5)
+    assert f"Bin({b + c}, ½) ≤ {min(b, c)}" in text
+
+
+def test_mcnemar_formula_on_the_issue_example_and_without_discordant_questions():
+    assert teaching.mcnemar_formula(1, 3) == ("n = 1 + 3 = 4 questions discordantes, k = min = 1 : p = 2·P(Bin(4, ½) ≤ 1) "
+                                              "= 2 × (C(4,0) + C(4,1)) / 2^4 = 2 × 5/16 → p = 0,625")
+    assert "n = 0" in teaching.mcnemar_formula(0, 0) and teaching.mcnemar_formula(0, 0).endswith("p = 1")

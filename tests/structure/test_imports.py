@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "dasd_utils"
 #: Layers, lowest first: a module may import modules of its own layer or of lower ones. A module
 #: is placed by the longest prefix of its dotted name that appears here.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("config", "jsonl", "hashing", "layout", "stats", "secrets", "devices", "timing", "reuse",
+    ("foundation", ("config", "jsonl", "hashing", "frenchcells", "layout", "stats", "secrets", "devices", "timing", "reuse",
                     "summaries", "prompts", "quality", "segment", "align", "token_recovery", "chat", "kvcache")),
     ("model helpers", ("models", "scoring", "plots")),
     ("data phase", ("data",)),

@@ -35,6 +35,7 @@ FAKE_DAS = {
         "2": {"scored": 38, "unscorable": {"no_logprobs": 1, "invalid_logprob": 0, "tokens_mismatch": 0}, "n_unscorable": 1,
               "kept": 17, "rejected": 21, "keep_rate": 0.4474,
               "teacher_sentence_ratio": {"mean": 0.3314, "median": 0.3077, "min": 0.0, "max": 0.9},
+              "teacher_sentence_ratio_without_final": {"mean": 0.2418, "median": 0.2222},
               "sentences": 361, "sentence_types": {"teacher": 120, "shared": 219, "student": 22},
               "mean_p_teacher": 0.6633, "mean_p_student": 0.4971, "sft_examples": 17},
     },
@@ -95,6 +96,28 @@ FAKE_QUALITATIVE = {
                      "stage2": {"response": "Final Answer: A", "extracted": "A", "correct": True, "format_ok": True}}},
     ],
 }
+FAKE_ANALYSES = {
+    "profile": "demo", "n_items": 50,
+    "models": [
+        {"name": "das", "label": "DAS (gardés)", "n": 50, "correct": 18, "accuracy": 0.36, "ci95": [0.2414, 0.4986]},
+        {"name": "random_s1", "label": "aléatoire (graine 1)", "n": 50, "correct": 16, "accuracy": 0.32,
+         "ci95": [0.2081, 0.4578]},
+    ],
+    "comparisons": [{"a": "das", "b": "random_s1", "label_b": "aléatoire (graine 1)", "n": 50, "only_a_correct": 5,
+                     "only_b_correct": 3, "difference": 0.04, "mcnemar_p": 0.7266, "mcnemar_p_holm": 0.7266,
+                     "significant": False}],
+    "variants": [
+        {"name": "das", "label": "DAS (gardés)", "training_set": {"n": 17, "teacher_sentence_ratio": 0.4118, "mean_words": 52.3}},
+        {"name": "random_s1", "label": "aléatoire (graine 1)",
+         "training_set": {"n": 17, "teacher_sentence_ratio": 0.2871, "mean_words": 61.8}},
+    ],
+    "significance": 0.05,
+    "provenance": {"available": True, "sentences": 187, "scored": 50, "correct": 18,
+                   "shares": {"teacher": 0.0535, "boosted": 0.0107, "shared": 0.8182, "student": 0.1176},
+                   "delta": {"teacher": 0.0412, "boosted": 0.0, "shared": -0.0633, "student": 0.0221},
+                   "counts": {"teacher": 10, "boosted": 2, "shared": 153, "student": 22}},
+    "mixed_policy": {"available": False, "reason": "analyses.mixed_policy=false"},
+}
 FIGURE_NAMES = ["teacher_quality.png", "das_stage1.png", "das_stage2.png", "das_scatter.png", "das_profile.png",
                 "sft_loss.png", "eval_accuracy.png", "eval_format.png", "eval_confusion.png", "mystery_plot.png"]
 
@@ -120,8 +143,11 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=1), encoding="utf-8")
 
 
-def make_fake_run(root: Path, profile: str = "demo", skip: tuple[str, ...] = (), metrics=None) -> Path:
-    """Write a clearly-labelled fake run (invented numbers) and return its directory."""
+def make_fake_run(root: Path, profile: str = "demo", skip: tuple[str, ...] = (), metrics=None, analyses=None) -> Path:
+    """Write a clearly-labelled fake run (invented numbers) and return its directory.
+
+    ``analyses``: the content of ``analyses/results.json`` (e.g. :data:`FAKE_ANALYSES`); none by default.
+    """
     run_dir = root / f"FAKE_TEST_RUN_{profile}"
     cfg = load_config(profile, run_dir=run_dir)
     if "config" not in skip:
@@ -141,6 +167,8 @@ def make_fake_run(root: Path, profile: str = "demo", skip: tuple[str, ...] = (),
         write_json(run_dir / "eval" / "metrics.json", metrics if metrics is not None else dict(FAKE_METRICS, profile=profile))
     if "qualitative" not in skip:
         write_json(run_dir / "eval" / "qualitative.json", FAKE_QUALITATIVE)
+    if analyses is not None:
+        write_json(run_dir / "analyses" / "results.json", analyses)
     if "figures" not in skip:
         for name in FIGURE_NAMES:
             if not ("sft" in skip and "loss" in name) and not ("das" in skip and "das" in name):

@@ -1,3 +1,3 @@
 """Stand-in for ``google.colab`` (tests only): Drive is a directory, secrets are a JSON file."""
 
-from . import drive, userdata  # noqa: F401
+from . import drive, files, userdata  # noqa: F401
