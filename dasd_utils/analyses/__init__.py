@@ -4,8 +4,9 @@
    stage 2 is trained on (a) the DAS-kept high-temperature responses (the run's own stage 2,
    reused), (b) random subsets of the same size drawn from the same quality-kept pool
    (``analyses.random_seeds``) and optionally (c) the whole pool (``analyses.full_pool``), with
-   the same recipe; every variant answers the same evaluation items; the DAS variant is compared
-   with each other one by McNemar's exact test, Holm-adjusted (:mod:`.compare`).
+   the same recipe; every variant answers the same evaluation items. One planned test answers the
+   question, DAS against the random subsets pooled over their seeds; the mixed policy has its own
+   planned test against its control; every other comparison is descriptive (:mod:`.compare`).
 2. **Sentence provenance** of the distilled model's answers (:mod:`.provenance`).
 3. **Mixed-policy distillation** (paper, sections 5 and 6.4.2; ``analyses.mixed_policy``): the
    teacher continues the distilled student's diverging answers, and one more training from the
@@ -37,11 +38,12 @@ from .paths import analyses_dir, comparison_figure, manifest_file, provenance_fi
 from .sampling import das_kept, pool_records, random_subset, set_statistics
 from .tables import (cost_table, mixed_policy_table, provenance_table, results_table, show_mixed_example, training_table,
                      statistics_table)
+from .tables import tests_table
 
 log = logging.getLogger(__name__)
 
 #: Bumped when the analyses' results change meaning, so that older results are recomputed.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: separate statistical families, provenance without the gold hint, harmony route
 
 
 def build_variants(cfg: Config) -> list[variants.Variant]:
@@ -140,11 +142,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     todo += mixed_variants
     evaluated = variants.evaluate(cfg, todo, rows, force=force)
     predictions = {name: r["predictions"] for name, r in evaluated.items()}
-    table = comparison_table(predictions)
-    if "mixed" in predictions and compare.CONTROL in predictions:
-        # One planned comparison: the extra epoch with the mixed-policy answers against the same epoch without them.
-        table["mixed_vs_control"] = compare.paired_comparison("mixed", predictions["mixed"], compare.CONTROL,
-                                                              predictions[compare.CONTROL])
+    table = comparison_table(predictions)  # the planned tests in table["families"], the rest descriptive
     figure = compare.plot_comparison(table, comparison_figure(cfg.run_dir), cfg.profile)
     results = {
         "profile": cfg.profile,
@@ -163,7 +161,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         "verdict": verdict(table, cfg.profile),
         "mixed_policy": mixed_summary,
         "mixed_verdict": mixed_verdict(table, cfg.profile) if mixed_variants else None,
-        "mixed_vs_control": table.get("mixed_vs_control"),
+        "mixed_vs_control": table["families"].get("mixed_vs_control"),
         "figure": str(figure),
         "provenance": _provenance(cfg, todo[0], predictions["das"], rows),
         "settings": inputs["settings"],
@@ -199,6 +197,7 @@ def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dic
         "profile": results.get("profile"),
         "n_items": results.get("n_items"),
         "rows": rows,
+        "families": results.get("families") or {},
         "verdict": verdict(results, results.get("profile") or ""),  # from the stored tests, in this version's words
         "mixed_policy": results.get("mixed_policy") or {"available": False},
         "mixed_verdict": mixed_verdict(results, results.get("profile") or ""),
@@ -209,4 +208,4 @@ def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dic
 
 __all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "cost_table", "mixed", "mixed_policy_table",
            "mixed_verdict", "paths", "phase_inputs", "provenance", "provenance_table", "report_context", "results_table",
-           "run_phase", "sampling", "show_mixed_example", "statistics_table", "tables", "training_table", "variants", "verdict"]
+           "run_phase", "sampling", "show_mixed_example", "statistics_table", "tables", "tests_table", "training_table", "variants", "verdict"]

@@ -15,7 +15,7 @@ from . import sampling
 
 
 def results_table(results: Mapping[str, Any]):
-    """Return one row per variant: accuracy, Wilson interval, discordant counts and p-values against DAS."""
+    """Return one row per variant: accuracy, Wilson interval, discordant counts and McNemar's p against DAS (descriptive)."""
     import pandas as pd
 
     comparisons = {c["b"]: c for c in results.get("comparisons", [])}
@@ -26,9 +26,33 @@ def results_table(results: Mapping[str, Any]):
             "variante": m["label"], "exactitude": round(m["accuracy"], 3), "bonnes": f"{m['correct']}/{m['n']}",
             "IC95 bas": round(m["ci95"][0], 3), "IC95 haut": round(m["ci95"][1], 3),
             "DAS seul juste": c.get("only_a_correct"), "variante seule juste": c.get("only_b_correct"),
-            "p McNemar": c.get("mcnemar_p"), "p Holm": c.get("mcnemar_p_holm"), "significatif": c.get("significant"),
+            "p McNemar (descriptif)": c.get("mcnemar_p"),
         })
     return pd.DataFrame(rows).set_index("variante")
+
+
+#: French names of the planned tests (:func:`dasd_utils.analyses.compare.comparison_table`'s ``families``).
+FAMILY_LABELS = {"das_vs_random": "DAS contre les tirages aléatoires réunis (la question)",
+                 "mixed_vs_control": "politique mixte contre son témoin"}
+
+
+def tests_table(results: Mapping[str, Any]):
+    """Return one row per planned test (its own family, no correction needed): what is compared, the gap, p, the verdict."""
+    import pandas as pd
+
+    rows = []
+    for key, test in (results.get("families") or {}).items():
+        other = test["b"] if isinstance(test["b"], str) else f"{len(test['b'])} tirage(s) aléatoire(s), moyenne"
+        rows.append({
+            "test prévu": FAMILY_LABELS.get(key, key),
+            "comparaison": f"{test['a']} contre {other}",
+            "méthode": "McNemar exact" if test["test"] == "mcnemar_exact" else "exact apparié (contraste, graines réunies)",
+            "items": test["n"], "écart (points)": round(100 * test["difference"], 1), "p": test["p"],
+            "significatif (5 %)": test["significant"],
+        })
+    if not rows:
+        return None
+    return pd.DataFrame(rows).set_index("test prévu")
 
 
 def statistics_table(results: Mapping[str, Any]):
@@ -204,5 +228,5 @@ def cost_table(cfg):
     return pd.DataFrame(cost_estimate(cfg)).set_index("analyse")
 
 
-__all__ = ["cost_estimate", "cost_table", "mixed_example", "mixed_policy_table", "provenance_table", "results_table", "training_table",
+__all__ = ["FAMILY_LABELS", "tests_table", "cost_estimate", "cost_table", "mixed_example", "mixed_policy_table", "provenance_table", "results_table", "training_table",
            "show_mixed_example", "statistics_table"]

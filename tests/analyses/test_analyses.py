@@ -14,7 +14,7 @@ from dasd_utils import analyses, das, report
 from dasd_utils.analyses import compare, provenance, sampling, variants
 from dasd_utils.config import DASConfig, load_config
 from dasd_utils.data import write_jsonl
-from dasd_utils.stats import holm_adjust, mcnemar_exact
+from dasd_utils.stats import mcnemar_exact
 from support.analyses_records import SYSTEM, pool_record, pool_records, predictions
 
 # --------------------------------------------------------------------------- sampling
@@ -58,7 +58,7 @@ def test_build_variants_uses_the_seeds_and_the_full_pool_flag(demo_cfg):
 
 
 # --------------------------------------------------------------------------- statistics
-def test_mcnemar_holm_table_from_stored_predictions():
+def test_comparison_table_keeps_the_families_apart():
     rng = random.Random(0)
     ref = [rng.random() < 0.6 for _ in range(50)]
     rand = [rng.random() < 0.4 for _ in range(50)]
@@ -68,29 +68,56 @@ def test_mcnemar_holm_table_from_stored_predictions():
     only_a = sum(a and not b for a, b in zip(ref, rand))
     only_b = sum(b and not a for a, b in zip(ref, rand))
     assert by["random_s1"]["only_a_correct"] == only_a and by["random_s1"]["only_b_correct"] == only_b
-    raw = [mcnemar_exact(only_a, only_b), 1.0]
-    assert [by["random_s1"]["mcnemar_p_holm"], by["full"]["mcnemar_p_holm"]] == holm_adjust(raw)
+    # Every pairwise comparison is descriptive: its raw p, no correction, no "significant" flag.
+    assert all(c["role"] == "descriptive" and "significant" not in c and "mcnemar_p_holm" not in c for c in by.values())
     assert by["full"]["difference"] == 0 and by["full"]["mcnemar_p"] == 1.0
+    # One planned test for the question; with one seed it is McNemar's exact test of that seed.
+    planned = table["families"]["das_vs_random"]
+    assert planned["b"] == ["random_s1"] and planned["p"] == pytest.approx(mcnemar_exact(only_a, only_b))
+    assert "mixed_vs_control" not in table["families"]
     das_row = table["models"][0]
     assert das_row["correct"] == sum(ref) and das_row["ci95"][0] < das_row["accuracy"] < das_row["ci95"][1]
     with pytest.raises(ValueError):
         compare.comparison_table({"das": predictions(ref), "random_s1": predictions(rand)[:-1]})
 
 
-def test_verdict_follows_the_statistics():
-    same = compare.comparison_table({"das": predictions([True] * 20 + [False] * 30),
-                                     "random_s1": predictions([True] * 19 + [False] * 31)})
+def test_the_planned_test_does_not_change_with_the_mixed_variants():
+    ref = [True] * 30 + [False] * 20
+    preds = {"das": predictions(ref), "random_s1": predictions([True] * 22 + [False] * 28),
+             "random_s2": predictions([True] * 24 + [False] * 26)}
+    alone = compare.comparison_table(preds)["families"]["das_vs_random"]
+    many = compare.comparison_table({**preds, **{f"mixed{i}": predictions([True] * 10 + [False] * 40) for i in range(4)},
+                                     "mixed": predictions(ref), compare.CONTROL: predictions(ref)})
+    assert many["families"]["das_vs_random"] == alone  # Holm over every comparison used to move it
+    assert alone["seeds"] == 2 and alone["test"] == "exact_contrast"
+    assert alone["difference"] == pytest.approx((30 - 23) / 50)
+    assert many["families"]["mixed_vs_control"]["p"] == 1.0 and many["families"]["mixed_vs_control"]["planned"]
+
+
+def test_verdict_follows_the_planned_test_not_the_best_seed():
+    ref = [True] * 20 + [False] * 30
+    # Seed 1 far below DAS (its own McNemar p < 0.05), seed 2 above it: pooled, no conclusion.
+    one_bad_seed = compare.comparison_table({"das": predictions(ref),
+                                             "random_s1": predictions([False] * 20 + [True] * 2 + [False] * 28),
+                                             "random_s2": predictions([True] * 20 + [True] * 12 + [False] * 18)})
+    by = {c["b"]: c for c in one_bad_seed["comparisons"]}
+    assert by["random_s1"]["mcnemar_p"] < 0.05
+    assert compare.verdict(one_bad_seed).startswith("On ne peut pas conclure")
+    assert "descriptives" in compare.verdict(one_bad_seed)
+    same = compare.comparison_table({"das": predictions(ref), "random_s1": predictions([True] * 19 + [False] * 31)})
     better = compare.comparison_table({"das": predictions([True] * 40 + [False] * 10),
                                        "random_s1": predictions([False] * 40 + [True] * 2 + [False] * 8)})
     worse = compare.comparison_table({"das": predictions([False] * 40 + [True] * 2 + [False] * 8),
                                       "random_s1": predictions([True] * 40 + [False] * 10)})
-    assert not same["comparisons"][0]["significant"] and better["comparisons"][0]["significant"]
+    assert not same["families"]["das_vs_random"]["significant"] and better["families"]["das_vs_random"]["significant"]
     assert compare.verdict(same).startswith("On ne peut pas conclure")
     assert compare.verdict(better).startswith("Oui")
     assert compare.verdict(worse).startswith("Non")
     assert len({compare.verdict(t) for t in (same, better, worse)}) == 3
     assert "ne peuvent pas trancher" in compare.verdict(better, "demo")
     assert "ne peuvent pas trancher" not in compare.verdict(better, "colab")
+    old = {"comparisons": [dict(c, mcnemar_p_holm=c["mcnemar_p"], significant=True) for c in better["comparisons"]]}
+    assert "version antérieure" in compare.verdict(old)  # stored by an older version: never read as a verdict
 
 
 # --------------------------------------------------------------------------- provenance
@@ -175,7 +202,7 @@ def test_report_section_present_or_absent(demo_cfg, monkeypatch):
     assert "ne peuvent pas trancher" in present and "Oui, sur ces items" in present
     assert present.count("analyses_das_vs_random.png)") == 1  # in this section only, not among the DAS figures
     assert "Analyse de provenance non faite" in present
-    assert results["comparisons"][0]["significant"]
+    assert results["families"]["das_vs_random"]["significant"]
 
 
 def test_config_profiles_set_the_analyses():
