@@ -37,6 +37,8 @@ from ..prompts import build_messages
 log = logging.getLogger(__name__)
 
 N_BINS = 5
+#: Absolute positions shown: the first this many sentences of each answer (the paper plots sentence indices).
+FIRST_SENTENCES = 8
 TYPES = das.PROVENANCE_TYPES
 
 
@@ -113,7 +115,9 @@ def score_answers(cfg, predictions: Sequence[Mapping[str, Any]], rows: Sequence[
     contents = [t[1] for t in todo]
     student_msgs = [build_messages(t[3], cfg.system_prompt) for t in todo]
     local_teacher = api_tokens is None
-    teacher_msgs = [teacher_messages(t[3], cfg.system_prompt, cfg.teacher.local_few_shot, cfg.teacher.local_gold_hint)
+    # Never the gold hint, even for the stand-in teacher that generated with it: P_T would then read
+    # the very outcome (correct or not) that Δ compares, and lean by construction.
+    teacher_msgs = [teacher_messages(t[3], cfg.system_prompt, cfg.teacher.local_few_shot, gold_hint=False)
                     for t in todo] if local_teacher else []
     s_examples, d_lp = _logprobs(model, tokenizer, student_msgs, contents, cfg, "provenance : élève distillé")
     with model.disable_adapter():
@@ -153,65 +157,119 @@ def reclassify(records: Sequence[Mapping[str, Any]], cfg: DASConfig | None = Non
             for r in records if r.get("sentences")]
 
 
-def position_shares(records: Sequence[Mapping[str, Any]], correct: bool, n_bins: int = N_BINS) -> dict[str, list[float | None]]:
-    """Return, per label, its share among the sentences in each relative-position bin (answers of one correctness)."""
-    counts = [[0] * len(TYPES) for _ in range(n_bins)]
-    for r in records:
-        sentences = r.get("sentences") or []
-        if bool(r.get("correct")) != correct:
-            continue
-        for k, s in enumerate(sentences):
-            b = min(n_bins - 1, int((k + 0.5) / len(sentences) * n_bins))
-            counts[b][TYPES.index(s["provenance"])] += 1
+def _shares(counts: Sequence[Sequence[int]]) -> dict[str, list[float | None]]:
     return {t: [(c[i] / sum(c)) if sum(c) else None for c in counts] for i, t in enumerate(TYPES)}
 
 
+def _kept(sentences: Sequence[Mapping[str, Any]], with_final: bool) -> list[Mapping[str, Any]]:
+    return [s for s in sentences if with_final or not s.get("final_answer")]
+
+
+def position_shares(records: Sequence[Mapping[str, Any]], correct: bool, n_bins: int = N_BINS,
+                    with_final: bool = True) -> dict[str, list[float | None]]:
+    """Return, per label, its share among the sentences in each relative-position bin (answers of one correctness).
+
+    Sentence ``k`` of ``n`` sits at ``(k + 0.5) / n``; ``with_final=False`` leaves the final-answer
+    sentence out (positions are then counted among the others).
+    """
+    counts = [[0] * len(TYPES) for _ in range(n_bins)]
+    for r in records:
+        if bool(r.get("correct")) != correct:
+            continue
+        sentences = _kept(r.get("sentences") or [], with_final)
+        for k, s in enumerate(sentences):
+            b = min(n_bins - 1, int((k + 0.5) / len(sentences) * n_bins))
+            counts[b][TYPES.index(s["provenance"])] += 1
+    return _shares(counts)
+
+
+def index_shares(records: Sequence[Mapping[str, Any]], correct: bool, first: int = FIRST_SENTENCES,
+                 with_final: bool = True) -> dict[str, list[float | None]]:
+    """Return, per label, its share among the 1st, 2nd, ... ``first``-th sentences (absolute index, as in the paper)."""
+    counts = [[0] * len(TYPES) for _ in range(first)]
+    for r in records:
+        if bool(r.get("correct")) != correct:
+            continue
+        for k, s in enumerate(_kept(r.get("sentences") or [], with_final)[:first]):
+            counts[k][TYPES.index(s["provenance"])] += 1
+    return _shares(counts)
+
+
 def area_difference(correct: Sequence[float | None], incorrect: Sequence[float | None]) -> float | None:
-    """Return Δ = Σ (share in correct − share in incorrect) × bin width over the bins both sides have."""
+    """Return Δ = Σ (share in correct − share in incorrect) × position width (1 / number of positions), over the
+    positions both sides have (None when they share none)."""
     pairs = [(a, b) for a, b in zip(correct, incorrect) if a is not None and b is not None]
     return sum(a - b for a, b in pairs) / len(correct) if pairs else None
 
 
-def summarize(records: Sequence[Mapping[str, Any]], n_bins: int = N_BINS) -> dict[str, Any]:
-    """Return counts, overall shares, the per-position shares for correct / incorrect answers and Δ per label."""
+def _curves(scored, shares, **kwargs) -> tuple[dict[str, Any], dict[str, float | None]]:
+    good, bad = shares(scored, True, **kwargs), shares(scored, False, **kwargs)
+    return {"correct": good, "incorrect": bad}, {t: area_difference(good[t], bad[t]) for t in TYPES}
+
+
+def summarize(records: Sequence[Mapping[str, Any]], n_bins: int = N_BINS, first: int = FIRST_SENTENCES) -> dict[str, Any]:
+    """Return counts, shares, the positions' shares for correct / incorrect answers and Δ per label.
+
+    Positions two ways, each with and without the final-answer sentence (a line both models
+    predict well, whose place is fixed): relative bins (``by_position``, ``delta``;
+    ``..._without_final``) and the absolute index of the first ``first`` sentences (``by_index``,
+    ``delta_by_index``; ``..._without_final``).
+    """
     scored = [r for r in records if r.get("sentences")]
     sentences = [s for r in scored for s in r["sentences"]]
-    good, bad = position_shares(scored, True, n_bins), position_shares(scored, False, n_bins)
-    return {
+    unscorable: dict[str, int] = {}
+    for r in records:
+        if not r.get("sentences"):
+            reason = r.get("unscorable_reason") or "no_sentences"
+            unscorable[reason] = unscorable.get(reason, 0) + 1
+    out: dict[str, Any] = {
         "answers": len(records),
         "scored": len(scored),
+        "unscorable": dict(sorted(unscorable.items())),
         "correct": sum(1 for r in scored if r["correct"]),
         "sentences": len(sentences),
+        "final_answer_sentences": sum(1 for s in sentences if s.get("final_answer")),
         "counts": {t: sum(1 for s in sentences if s["provenance"] == t) for t in TYPES},
         "shares": {t: (sum(1 for s in sentences if s["provenance"] == t) / len(sentences)) if sentences else None
                    for t in TYPES},
         "n_bins": n_bins,
-        "by_position": {"correct": good, "incorrect": bad},
-        "delta": {t: area_difference(good[t], bad[t]) for t in TYPES},
+        "first_sentences": first,
     }
+    for suffix, with_final in (("", True), ("_without_final", False)):
+        out["by_position" + suffix], out["delta" + suffix] = _curves(scored, position_shares, n_bins=n_bins,
+                                                                      with_final=with_final)
+        out["by_index" + suffix], out["delta_by_index" + suffix] = _curves(scored, index_shares, first=first,
+                                                                           with_final=with_final)
+    return out
 
 
 def plot(summary: Mapping[str, Any], path, profile: str = ""):
-    """Write the share of each label by position, correct (solid) vs incorrect (dashed) answers; return the path."""
+    """Write the share of each label by position (relative bins, then the first sentences by index), correct (solid)
+    vs incorrect (dashed) answers; return the path."""
     from ..plots import TYPE_COLOURS, plt, save, stand_in_note
 
-    colours = {**TYPE_COLOURS, "boosted": "#e7298a"}
-    n = summary["n_bins"]
-    x = [(b + 0.5) / n for b in range(n)]
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for t in TYPES:
-        delta = summary["delta"][t]
-        for kind, style in (("correct", "-"), ("incorrect", "--")):
-            ys = summary["by_position"][kind][t]
-            ax.plot(x, [y if y is not None else float("nan") for y in ys], style, marker="o", color=colours[t],
-                    label=f"{t} ({'juste' if kind == 'correct' else 'faux'})" + (f", Δ={delta:+.2f}" if kind == "correct" and delta is not None else ""))
-    ax.set_xlabel("position relative de la phrase dans la réponse" + (f"\n({stand_in_note(profile)})" if stand_in_note(profile) else ""))
-    ax.set_ylabel("part des phrases")
-    ax.set_ylim(0, 1)
-    ax.set_title("Provenance des phrases du modèle distillé")
-    ax.legend(fontsize=7, ncol=2)
+    colours = {**TYPE_COLOURS, "boosted": "#e7298a", "other": "#999999"}
+    n, first = summary["n_bins"], summary.get("first_sentences", FIRST_SENTENCES)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), sharey=True)
+    panels = ((axes[0], [(b + 0.5) / n for b in range(n)], "by_position", "delta",
+               "position relative de la phrase dans la réponse"),
+              (axes[1], list(range(1, first + 1)), "by_index", "delta_by_index", "rang de la phrase (les premières)"))
+    for ax, x, curves, deltas, xlabel in panels:
+        for t in TYPES:
+            delta = summary[deltas][t]
+            for kind, style in (("correct", "-"), ("incorrect", "--")):
+                ys = summary[curves][kind][t]
+                ax.plot(x, [y if y is not None else float("nan") for y in ys], style, marker="o", color=colours[t],
+                        label=f"{t} ({'juste' if kind == 'correct' else 'faux'})"
+                        + (f", Δ={delta:+.2f}" if kind == "correct" and delta is not None else ""))
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=6, ncol=2)
+    note = stand_in_note(profile)
+    axes[0].set_ylabel("part des phrases")
+    fig.suptitle("Provenance des phrases du modèle distillé" + (f"\n({note})" if note else ""), fontsize=10)
     return save(fig, path)
 
 
-__all__ = ["N_BINS", "ProvenanceUnavailable", "TYPES", "area_difference", "check_teacher", "plot", "position_shares",
+__all__ = ["FIRST_SENTENCES", "N_BINS", "ProvenanceUnavailable", "TYPES", "area_difference", "check_teacher", "index_shares", "plot", "position_shares",
            "reclassify", "score_answers", "summarize"]

@@ -89,13 +89,21 @@ def training_table(results: Mapping[str, Any]):
 
 
 def provenance_table(results: Mapping[str, Any]):
-    """Return the share of each provenance label and its area difference Δ (None when the analysis was not made)."""
+    """Return, per provenance label, its sentences, share and area differences Δ (correct minus incorrect answers):
+    by relative position and by rank, each with and without the final-answer sentence (None when not made)."""
     import pandas as pd
 
     prov = results.get("provenance") or {}
     if not prov.get("available"):
         return None
-    return pd.DataFrame({"part": prov["shares"], "Δ (justes - fausses)": prov["delta"], "phrases": prov["counts"]})
+    columns = {"phrases": prov["counts"], "part": prov["shares"], "Δ (positions relatives)": prov["delta"]}
+    # The same Δ without the final-answer line, and by absolute rank (the paper's sentence index); absent
+    # from results stored by an older version.
+    for key, name in (("delta_without_final", "Δ sans la phrase finale"), ("delta_by_index", "Δ par rang"),
+                      ("delta_by_index_without_final", "Δ par rang, sans la phrase finale")):
+        if key in prov:
+            columns[name] = prov[key]
+    return pd.DataFrame(columns)
 
 
 def _number(value: Any) -> float | None:

@@ -151,7 +151,7 @@ class DASConfig:
     filter_stage1: bool = False
     #: Optional third model for the paper's provenance analysis: a PEFT adapter directory (e.g.
     #: ``runs/<run>/sft/stage2``) on top of ``student.model``. Each sentence then also gets
-    #: ``p_distilled`` and a four-way ``provenance`` (teacher / boosted / shared / student).
+    #: ``p_distilled`` and a ``provenance`` (teacher / boosted / shared / student / other).
     distilled_adapter: str | None = None
     #: Write the four DAS figures (histograms per stage, P_T vs P_S scatter, one sentence profile).
     figures: bool = True
@@ -258,7 +258,7 @@ class AnalysesConfig:
     random_seeds: list[int] = field(default_factory=lambda: [1])
     #: Also train stage 2 on the whole quality-kept pool (one more training, the largest).
     full_pool: bool = False
-    #: Sentence provenance of the distilled model's evaluation answers (teacher / boosted / shared / student).
+    #: Sentence provenance of the distilled model's evaluation answers (teacher / boosted / shared / student / other).
     provenance: bool = True
     #: Mixed-policy distillation (paper, sections 5 and 6.4.2): the distilled student answers the
     #: pool's training questions again, the teacher continues its diverging answers from a point

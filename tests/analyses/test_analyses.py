@@ -122,12 +122,12 @@ def test_verdict_follows_the_planned_test_not_the_best_seed():
 
 # --------------------------------------------------------------------------- provenance
 def _prov_records() -> list[dict]:
-    def s(pt, ps, pd, label):
-        return {"p_teacher": pt, "p_student": ps, "p_distilled": pd, "provenance": label}
+    def s(pt, ps, pd, label, final=False):
+        return {"p_teacher": pt, "p_student": ps, "p_distilled": pd, "provenance": label, "final_answer": final}
     return [
-        {"question_id": "a", "correct": True, "sentences": [s(0.9, 0.1, 0.9, "teacher"), s(0.3, 0.3, 0.9, "boosted")]},
-        {"question_id": "b", "correct": False, "sentences": [s(0.1, 0.9, 0.5, "student"), s(0.5, 0.5, 0.5, "shared")]},
-        {"question_id": "c", "correct": False, "scorable": False},
+        {"question_id": "a", "correct": True, "sentences": [s(0.9, 0.1, 0.9, "teacher"), s(0.3, 0.3, 0.9, "boosted", True)]},
+        {"question_id": "b", "correct": False, "sentences": [s(0.1, 0.9, 0.5, "student"), s(0.5, 0.5, 0.5, "shared", True)]},
+        {"question_id": "c", "correct": False, "scorable": False, "unscorable_reason": "tokens_mismatch"},
     ]
 
 
@@ -135,7 +135,8 @@ def test_provenance_classes_recomputed_from_stored_probabilities():
     records = _prov_records()
     assert provenance.reclassify(records) == [[s["provenance"] for s in r["sentences"]] for r in records[:2]]
     strict = DASConfig(teacher_prob_threshold=0.95)  # other thresholds, other labels
-    assert provenance.reclassify(records, strict) == [["shared", "shared"], ["shared", "shared"]]
+    # Nothing is teacher / student / boosted above 0.95; only the sentence where all three agree is shared, the rest "other".
+    assert provenance.reclassify(records, strict) == [["other", "other"], ["other", "shared"]]
 
 
 def test_provenance_positions_and_area_difference():
@@ -146,6 +147,17 @@ def test_provenance_positions_and_area_difference():
     assert bad["student"] == [1.0, 0.0] and bad["shared"] == [0.0, 1.0]
     assert summary["delta"]["teacher"] == pytest.approx(0.5) and summary["delta"]["student"] == pytest.approx(-0.5)
     assert provenance.area_difference([None, 0.5], [0.2, 0.1]) == pytest.approx(0.2)
+    assert summary["unscorable"] == {"tokens_mismatch": 1} and summary["final_answer_sentences"] == 2
+    # Absolute index: sentence 1 then sentence 2 (the first FIRST_SENTENCES; positions without sentences are None).
+    by_index = summary["by_index"]["correct"]
+    assert by_index["teacher"][:3] == [1.0, 0.0, None] and by_index["boosted"][:2] == [0.0, 1.0]
+    assert len(by_index["teacher"]) == provenance.FIRST_SENTENCES
+    assert summary["delta_by_index"]["teacher"] == pytest.approx(1 / provenance.FIRST_SENTENCES)
+    # Without the final-answer sentence only the first sentences are left: the boosted / shared ones go.
+    # (a single sentence sits at relative position 0.5: the second of two bins)
+    assert summary["by_position_without_final"]["correct"]["boosted"] == [None, 0.0]
+    assert summary["delta_without_final"]["teacher"] == pytest.approx(0.5)
+    assert summary["delta_without_final"]["boosted"] == 0.0 and summary["delta"]["boosted"] == pytest.approx(0.5)
 
 
 def test_provenance_stops_for_an_api_teacher(demo_cfg, monkeypatch):
@@ -234,6 +246,35 @@ def test_provenance_scores_answers_with_the_das_code(tiny_cfg, tmp_path):
     assert provenance.reclassify(scored, tiny_cfg.das) == [[s["provenance"] for s in r["sentences"]] for r in scored]
     summary = provenance.summarize(records)
     assert summary["sentences"] == sum(len(r["sentences"]) for r in scored)
+
+
+@pytest.mark.model
+def test_provenance_with_the_local_teacher_never_reads_the_gold_answer(tiny_cfg, tmp_path, monkeypatch):
+    """The demo's stand-in teacher generated with the gold hint; its P_T of the distilled model's answers must not."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from dasd_utils.teacher import local
+
+    adapter = tmp_path / "adapter"
+    model = AutoModelForCausalLM.from_pretrained(tiny_cfg.student.model)
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(str(adapter))
+    assert tiny_cfg.teacher.backend == "local" and tiny_cfg.teacher.local_gold_hint  # the demo's setting
+    choices = {"label": list("ABCDE"), "text": ["a cat", "a dog", "a fish", "a bird", "a stone"]}
+    answer = "<reasoning>\nDogs bark. Cats do not.\n</reasoning>\nFinal Answer: B"
+    seen = []
+    real = local.teacher_messages
+    monkeypatch.setattr(local, "teacher_messages", lambda *a, **k: seen.append(k) or real(*a, **k))
+    p_teacher = {}
+    for gold in "BC":  # the answer is right, then wrong: only the label changes
+        rows = [{"id": "e0", "question": "Which one barks?", "choices": choices, "answerKey": gold}]
+        records = provenance.score_answers(tiny_cfg, [{"question_id": "e0", "correct": gold == "B", "response": answer}],
+                                           rows, str(adapter))
+        p_teacher[gold] = [s["p_teacher"] for s in records[0]["sentences"]]
+    assert seen and all(k.get("gold_hint") is False for k in seen)
+    assert p_teacher["B"] == p_teacher["C"]  # P_T does not depend on the gold label
+    hinted = local.teacher_messages(rows[0], tiny_cfg.system_prompt, tiny_cfg.teacher.local_few_shot, gold_hint=True)
+    assert "Hint" in hinted[-1]["content"]  # what generation sent, and what the score no longer reads
 
 
 def test_prepare_writes_the_training_set_and_links_the_stage1_adapter(demo_cfg):

@@ -77,13 +77,17 @@ def test_keep_threshold_from_config():
         (0.9, 0.1, 0.95, "teacher"),
         (0.1, 0.9, 0.95, "student"),
         (0.3, 0.3, 0.9, "boosted"),
-        (0.5, 0.4, 0.7, "shared"),  # P_D - max(P_T, P_S) exactly 0.2: not above
+        (0.5, 0.4, 0.7, "other"),  # P_D - max(P_T, P_S) exactly 0.2: not boosted; P_D - P_S 0.3: not all close
         (0.5, 0.4, 0.7000001, "boosted"),
-        (0.3, 0.2, 0.6, "shared"),  # P_D exactly 0.6: not above
+        (0.3, 0.2, 0.6, "other"),  # P_D exactly 0.6: not above, and too far from P_S to be shared
+        (0.3, 0.2, 0.4, "shared"),  # all three within 0.2
         (0.9, 0.85, 0.99, "shared"),
+        (0.5, 0.2, 0.5, "other"),  # P_T - P_S above 0.2 but P_T not above 0.6: neither teacher nor close
+        (0.6, 0.6, 0.1, "other"),  # the distilled student moved away from both: counted, not called shared
+        (0.1, 0.2, 0.95, "boosted"),
     ],
 )
-def test_four_way_provenance_with_a_distilled_student(p_t, p_s, p_d, expected):
+def test_provenance_with_a_distilled_student(p_t, p_s, p_d, expected):
     assert das.provenance(p_t, p_s, p_d, CFG) == expected
     assert das.classify_sentences([p_t], [p_s], CFG, p_distilled=[p_d]) == [expected]
 
