@@ -130,6 +130,10 @@ class QualityConfig:
     repetition_max_ratio: float = 0.3
     #: Reject responses whose full chat (prompt + response) exceeds the student's context.
     check_student_context: bool = True
+    #: Reject responses whose reasoning talks about the answer format (tags, "Final Answer:", "the format").
+    reject_format_talk: bool = True
+    #: Reject responses longer, in student tokens, than ``eval.max_new_tokens`` (the student could not write them).
+    check_student_generation: bool = True
 
 
 @dataclass
