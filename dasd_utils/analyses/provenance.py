@@ -2,26 +2,40 @@
 
 The distilled student's answers are its greedy answers to the evaluation questions (the DAS
 variant's ``predictions_stage2.jsonl``). Each answer is cut into sentences and every sentence is
-scored by teacher forcing under three models, with the DAS phase's own code
-(:func:`dasd_utils.das.score_example` with ``distilled_logprobs``, :func:`dasd_utils.das.provenance`):
-the teacher (``P_T``, in the context it generated in: for the demo's stand-in teacher its
-few-shot examples and gold hint), the student before distillation (``P_S``, adapter disabled)
-and the distilled student (``P_D``). Labels: teacher / boosted / shared / student.
+scored under three models, with the DAS phase's own code (:func:`dasd_utils.das.score_example`
+with ``distilled_logprobs``, :func:`dasd_utils.das.provenance`): the teacher (``P_T``), the
+student before distillation (``P_S``, adapter disabled) and the distilled student (``P_D``).
+Labels: teacher / boosted / shared / student / other (rules in :mod:`dasd_utils.das.rules`:
+this project's reading of the paper).
 
-Then, by relative position in the answer (``(k + 0.5) / n`` for sentence ``k`` of ``n``, in
-:data:`N_BINS` bins), the share of each label among the sentences of correct and of incorrect
-answers, and ``Δ`` = the area between the two curves (correct minus incorrect; positive: the
-label is more frequent in correct answers).
+Then the share of each label among the sentences of correct and of incorrect answers, by
+position, two ways: relative (``(k + 0.5) / n`` for sentence ``k`` of ``n``, :data:`N_BINS` bins)
+and absolute (the first :data:`FIRST_SENTENCES` sentences, as the paper plots them), each with
+and without the final-answer sentence; ``Δ`` = the area between the two curves (correct minus
+incorrect; positive: the label is more frequent in correct answers). Descriptive, not a test.
 
-``P_T`` of text the teacher did not write needs the teacher's probabilities of given text
-(teacher forcing). The local teacher gives them directly. An API teacher (``teacher.backend=openai``)
-is asked for them with the messages it was sent in phase ``generate``
-(:func:`dasd_utils.prompts.build_messages`) followed by the answer, through a server that returns
-prompt log-probabilities (vLLM's ``prompt_logprobs``, :mod:`dasd_utils.teacher.prompt_logprobs`);
-P_S and P_D stay local. Its first request is a preflight: an endpoint that refuses the parameters
-or returns no ``prompt_logprobs`` (OpenAI, Infomaniak...) stops the analysis with a message naming
-the host, what it lacks and the way out (:class:`ProvenanceUnavailable`), before any model is
-loaded; never a stand-in P_T.
+**P_T is conditioned like DAS's, and never on the answer's outcome.** The route
+(:func:`dasd_utils.teacher.routes.decide`):
+
+* ``local``: teacher forcing in the local teacher's prompt (its few-shot examples), *without* the
+  gold hint the demo's stand-in generated with: a hint would feed the very outcome Δ compares
+  (correct or not) into P_T;
+* ``harmony`` (gpt-oss behind vLLM): a raw prompt on ``/v1/completions``
+  (:mod:`dasd_utils.teacher.raw_completions`), the conversation rendered as the teacher's own
+  requests were (:func:`dasd_utils.teacher.routes.check_rendering` compares with the server). With
+  ``teacher.reasoning_source=analysis`` DAS read P_T inside the analysis channel: the answer's
+  reasoning goes in the analysis channel, its "Final Answer" line in the final channel after it
+  (the day of the stage-2 generation in the system message). With ``content`` DAS read the
+  final channel after the teacher's own analysis: the answer goes in the final channel after the
+  analysis the teacher writes for that evaluation question (one generation per question, stored
+  in ``analyses/provenance_teacher.jsonl``, its day in the system message);
+* ``chat`` (a chat-template model behind vLLM): ``prompt_logprobs`` of the answer as the last
+  assistant message (:mod:`dasd_utils.teacher.prompt_logprobs`).
+
+The first request is a preflight: an endpoint that cannot give prompt log-probabilities
+(OpenAI, Infomaniak...) stops the analysis with a message naming the host, what it lacks and the
+way out (:class:`ProvenanceUnavailable`), before any model is loaded; never a stand-in P_T.
+After it, an answer whose P_T cannot be read is counted unscorable with its reason.
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ import logging
 from typing import Any, Mapping, Sequence
 
 from .. import das
-from ..align import UnscorableError
+from ..align import TeacherTokens, UnscorableError
 from ..config import DASConfig
 from ..prompts import build_messages
 
@@ -49,20 +63,151 @@ class ProvenanceUnavailable(RuntimeError):
 def check_teacher(cfg) -> None:
     """Raise ProvenanceUnavailable when the teacher cannot give P_T of the distilled model's text.
 
-    The local teacher always can. An API teacher is asked: one prompt-scoring request
-    (:func:`dasd_utils.teacher.prompt_logprobs.probe`), and the server's answer decides.
+    The local teacher always can. An API teacher is asked by its route: on the harmony route the
+    server's rendering is compared with the route's, then one prompt-scoring request goes out
+    (:func:`dasd_utils.teacher.prompt_logprobs.probe` on the chat route); the server's answers decide.
     """
     if cfg.teacher.backend == "local":
         return
     if cfg.teacher.backend != "openai":
         raise ProvenanceUnavailable(f"teacher.backend={cfg.teacher.backend}: no way to score given text with it; "
                                     "use teacher.backend=local or openai, or analyses.provenance=false")
-    from ..teacher.prompt_logprobs import PromptLogprobsUnavailable, probe
+    from ..teacher.prompt_logprobs import PROBE_ANSWER, PROBE_ROW, PromptLogprobsUnavailable, probe
+    from ..teacher.routes import check_rendering, decide
 
     try:
-        probe(cfg)
+        if decide(cfg).kind != "harmony":
+            probe(cfg)
+            return
+        from ..teacher.harmony import assistant_turn, reasoning_effort, render_chat
+        from ..teacher.raw_completions import HarmonyScorer
+
+        rendering = check_rendering(cfg, ProvenanceUnavailable)
+        conversation = render_chat(build_messages(PROBE_ROW, cfg.system_prompt), rendering.get("server_date"),
+                                   reasoning_effort(cfg.teacher.extra_body))
+        body, _ = answer_parts(PROBE_ANSWER)
+        HarmonyScorer(cfg).preflight(assistant_turn(conversation, [("analysis", PROBE_ANSWER[body[0]:body[1]], "body")]))
     except PromptLogprobsUnavailable as exc:
         raise ProvenanceUnavailable(str(exc)) from None
+
+
+def answer_parts(answer: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """Return the character spans of an answer's reasoning (inside its ``<reasoning>`` tags) and of its "Final Answer"
+    line; None for a part it does not have."""
+    from ..token_recovery import final_answer_line
+
+    line = final_answer_line(answer)
+    end = line[0] if line else len(answer)
+    opening = answer.find("<reasoning>", 0, end)
+    start = opening + len("<reasoning>") if opening >= 0 else 0
+    closing = answer.find("</reasoning>", start, end)
+    stop = closing if closing >= 0 else end
+    while start < stop and answer[start].isspace():
+        start += 1
+    while stop > start and answer[stop - 1].isspace():
+        stop -= 1
+    return ((start, stop) if stop > start else None), line
+
+
+def generation_day(run_dir) -> str | None:
+    """Return the day most stage-2 teacher answers were received (the date vLLM wrote in their system message)."""
+    from collections import Counter
+
+    from ..teacher.harmony import record_date
+    from .mixed import stage2_answers
+
+    days = Counter(d for d in (record_date(r) for r in stage2_answers(run_dir).values()) if d)
+    return days.most_common(1)[0][0] if days else None
+
+
+def teacher_analyses(cfg, rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Return the teacher's own answer to each evaluation question (its analysis conditions P_T of a final channel).
+
+    The stage-2 request of each question (same messages, temperature, ``teacher.extra_body``),
+    sent once and stored in ``analyses/provenance_teacher.jsonl`` (a re-run sends nothing).
+    """
+    from .. import config as config_mod
+    from .. import teacher
+    from ..teacher.api import TeacherFatalError
+    from .paths import provenance_teacher_file
+
+    cfg = config_mod.replace(cfg, **{"teacher.require_logprobs": False})  # only the analysis text is used
+    requests = teacher.build_requests(cfg, 2, rows)[0]
+    try:
+        records = teacher.send_requests(cfg, requests, provenance_teacher_file(cfg.run_dir),
+                                        desc="provenance : analyses du professeur")
+    except TeacherFatalError as exc:
+        raise ProvenanceUnavailable(str(exc)) from None
+    return {r.question_id: records[r.request_hash] for r in requests if r.request_hash in records}
+
+
+def _harmony_prompt(cfg, content: str, row: Mapping[str, Any], date: str | None, source: Mapping[str, Any] | None):
+    """Return (raw prompt, offset of each scored text in the answer), or the UnscorableError saying why there is none."""
+    from ..teacher.harmony import assistant_turn, reasoning_effort, record_date, render_chat
+
+    effort = reasoning_effort(cfg.teacher.extra_body)
+    try:
+        if cfg.teacher.reasoning_source == "analysis":
+            body, line = answer_parts(content)
+            if body is None:
+                return UnscorableError("no_reasoning", "the answer has no reasoning to read in the analysis channel")
+            messages = [("analysis", content[body[0]:body[1]], "body")]
+            messages += [("final", content[line[0]:line[1]], "line")] if line else []
+            conversation = render_chat(build_messages(row, cfg.system_prompt), date, effort)
+            return assistant_turn(conversation, messages), {"body": body[0], "line": line[0] if line else 0}
+        analysis = (source or {}).get("reasoning") or ""
+        if not analysis.strip() or record_date(source or {}) is None:
+            detail = (source or {}).get("error") or "the teacher's answer to this question has no analysis"
+            return UnscorableError("no_reasoning", f"no teacher analysis to condition the final channel on ({detail})")
+        conversation = render_chat(build_messages(row, cfg.system_prompt), record_date(source), effort)
+        lead = len(content) - len(content.lstrip())
+        return assistant_turn(conversation, [("analysis", analysis, None), ("final", content.strip(), "answer")]), {"answer": lead}
+    except ValueError as exc:  # the answer holds a harmony marker
+        return UnscorableError("tokens_mismatch", str(exc))
+
+
+def _combine(found, offsets) -> TeacherTokens:
+    """Return the scored texts' tokens as one TeacherTokens over the answer (offsets shifted, in text order)."""
+    import numpy as np
+
+    parts = sorted(found, key=lambda name: offsets[name])
+    return TeacherTokens(
+        np.concatenate([found[n].starts + offsets[n] for n in parts]).astype(np.int64),
+        np.concatenate([found[n].ends + offsets[n] for n in parts]).astype(np.int64),
+        np.concatenate([found[n].logprobs for n in parts]), "harmony",
+        "; ".join(f"{n}: {found[n].note}" for n in parts if found[n].note) or None)
+
+
+def harmony_teacher_tokens(cfg, answers: Sequence[tuple[str, Mapping[str, Any]]]) -> list[TeacherTokens | UnscorableError]:
+    """Return, per ``(answer text, question row)``, the teacher's tokens over the answer on the harmony route, or why
+    it has none (UnscorableError); raise ProvenanceUnavailable when the endpoint cannot give them."""
+    from ..teacher.prompt_logprobs import PromptLogprobsUnavailable
+    from ..teacher.raw_completions import score_prompts
+    from ..teacher.routes import check_rendering
+
+    check_rendering(cfg, ProvenanceUnavailable)
+    if cfg.teacher.reasoning_source == "analysis":
+        day = generation_day(cfg.run_dir)
+        if day is None:
+            raise ProvenanceUnavailable("no stage-2 teacher record tells the day of the teacher's generation: the harmony "
+                                        "prompt's date (part of P_T's context) is unknown")
+        built = [_harmony_prompt(cfg, content, row, day, None) for content, row in answers]
+    else:
+        sources = teacher_analyses(cfg, [row for _, row in answers])
+        built = [_harmony_prompt(cfg, content, row, None, sources.get(row["id"])) for content, row in answers]
+    ready = [b for b in built if not isinstance(b, UnscorableError)]
+    try:
+        scored = iter(score_prompts(cfg, [prompt for prompt, _ in ready]))
+    except PromptLogprobsUnavailable as exc:
+        raise ProvenanceUnavailable(str(exc)) from None
+    out = []
+    for item in built:
+        if isinstance(item, UnscorableError):
+            out.append(item)
+            continue
+        found = next(scored)
+        out.append(found if isinstance(found, UnscorableError) else _combine(found, item[1]))
+    return out
 
 
 def _api_teacher_tokens(cfg, todo) -> list:
@@ -110,7 +255,13 @@ def score_answers(cfg, predictions: Sequence[Mapping[str, Any]], rows: Sequence[
     if not todo:
         return records
     # An API teacher first: its preflight may stop the analysis before any model is loaded.
-    api_tokens = _api_teacher_tokens(cfg, todo) if cfg.teacher.backend == "openai" else None
+    api_tokens = None
+    if cfg.teacher.backend == "openai":
+        from ..teacher.routes import decide
+
+        harmony = decide(cfg).kind == "harmony"
+        api_tokens = (harmony_teacher_tokens(cfg, [(t[1], t[3]) for t in todo]) if harmony
+                      else _api_teacher_tokens(cfg, todo))
     model, tokenizer = das.load_scoring_model(cfg, distilled_adapter=adapter)
     contents = [t[1] for t in todo]
     student_msgs = [build_messages(t[3], cfg.system_prompt) for t in todo]
@@ -271,5 +422,6 @@ def plot(summary: Mapping[str, Any], path, profile: str = ""):
     return save(fig, path)
 
 
-__all__ = ["FIRST_SENTENCES", "N_BINS", "ProvenanceUnavailable", "TYPES", "area_difference", "check_teacher", "index_shares", "plot", "position_shares",
-           "reclassify", "score_answers", "summarize"]
+__all__ = ["FIRST_SENTENCES", "N_BINS", "ProvenanceUnavailable", "TYPES", "answer_parts", "area_difference", "check_teacher",
+           "generation_day", "harmony_teacher_tokens", "index_shares", "plot", "position_shares", "reclassify", "score_answers", "summarize",
+           "teacher_analyses"]

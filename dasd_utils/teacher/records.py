@@ -118,6 +118,8 @@ def finalize_record(request: TeacherRequest, raw: Mapping[str, Any], judge: Qual
         "gold_hint": request.gold_hint,
         "messages": request.messages,
         **({"prefill": request.prefill} if request.prefill is not None else {}),
+        # The harmony route (analyses): endpoint, raw prompt and text as received, what was wrong with it.
+        **({"route": raw["route"]} if raw.get("route") else {}),
         "content": content,
         "reasoning": raw.get("reasoning"),
         "tokens": tokens,

@@ -180,6 +180,9 @@ def api_cfg(tmp_path, tiny_model_dir, monkeypatch):
         "data.source": "bundled", "data.train_split": "validation", "data.train_offset": 50, "data.n_train": 3,
         "data.n_eval": 2, "student.model": str(tiny_model_dir), "teacher.max_retries": 0, "teacher.timeout_s": 5.0,
         "teacher.base_url": "http://127.0.0.1:9/v1",
+        # A chat-template teacher (the chat route: continue_final_message); gpt-oss takes the harmony
+        # route, tested in test_harmony_route.py.
+        "teacher.model": "chat-template-teacher",
     })
     data.run_phase(cfg)
     return cfg
