@@ -31,6 +31,7 @@ from ..config import Config, phase_settings
 from ..data import load_run_questions, write_jsonl
 from ..hashing import adapter_sha256, file_sha256
 from ..jsonl import read_json, write_json_atomic
+from ..secrets import redact_url
 from ..timing import timed_phase
 from . import compare, mixed, paths, provenance, sampling, tables, variants
 from .compare import comparison_table, mixed_verdict, verdict
@@ -74,8 +75,14 @@ def phase_inputs(cfg: Config) -> dict[str, Any]:
         "adapters": {f"stage{s}": adapter_sha256(p) if (p / "adapter_config.json").is_file() else None
                      for s, p in stages.items()},
         "settings": phase_settings(cfg, "analyses"),
-        "teacher": [cfg.teacher.backend, cfg.teacher.model, cfg.teacher.local_few_shot, cfg.teacher.local_gold_hint,
-                    cfg.teacher.temperature_stage2, cfg.teacher.max_tokens, cfg.teacher.seed],
+        # Everything that decides the teacher's answers and the route to it (P_T, continuations): the
+        # endpoint (without credentials) and the extra body (reasoning_effort changes gpt-oss's prompt).
+        "teacher": {"backend": cfg.teacher.backend, "model": cfg.teacher.model, "base_url": redact_url(cfg.teacher.base_url),
+                    "extra_body": cfg.teacher.extra_body, "tokenizer": cfg.teacher.tokenizer,
+                    "reasoning_source": cfg.teacher.reasoning_source, "local_few_shot": cfg.teacher.local_few_shot,
+                    "local_gold_hint": cfg.teacher.local_gold_hint, "temperature_stage2": cfg.teacher.temperature_stage2,
+                    "max_tokens": cfg.teacher.max_tokens, "seed": cfg.teacher.seed},
+        "teacher_stage2_sha256": sha(layout.teacher_records(cfg.run_dir, 2)),
         "seed": cfg.seed,
     }
 
@@ -91,7 +98,7 @@ def _provenance(cfg: Config, das_variant, predictions, rows) -> dict[str, Any]:
     write_jsonl(paths.provenance_file(cfg.run_dir), records)
     summary = provenance.summarize(records)
     figure = provenance.plot(summary, provenance_figure(cfg.run_dir), cfg.profile) if summary["sentences"] else None
-    return {"available": True, **summary, "figure": str(figure) if figure else None}
+    return {"available": True, **summary, "route": provenance.route_info(cfg), "figure": str(figure) if figure else None}
 
 
 def _mixed_policy(cfg: Config, das_variant: variants.Variant, force: bool) -> tuple[list[variants.Variant], dict[str, Any]]:

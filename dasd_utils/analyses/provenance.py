@@ -91,6 +91,24 @@ def check_teacher(cfg) -> None:
         raise ProvenanceUnavailable(str(exc)) from None
 
 
+#: How P_T was conditioned, per route (and reasoning source), as results.json records it.
+CONDITIONING = {
+    "local": "local_prompt_without_gold_hint",
+    ("harmony", "analysis"): "analysis_channel_then_final_line",
+    ("harmony", "content"): "final_channel_after_teacher_analysis",
+    "chat": "chat_template_last_assistant_message",
+}
+
+
+def route_info(cfg) -> dict[str, Any]:
+    """Return the route P_T was read by (:func:`dasd_utils.teacher.routes.decide`) and how it was conditioned."""
+    from ..teacher.routes import decide
+
+    route = decide(cfg)
+    conditioning = CONDITIONING.get(route.kind) or CONDITIONING[(route.kind, cfg.teacher.reasoning_source)]
+    return {**route.to_dict(), "conditioning": conditioning, "reasoning_source": cfg.teacher.reasoning_source}
+
+
 def answer_parts(answer: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
     """Return the character spans of an answer's reasoning (inside its ``<reasoning>`` tags) and of its "Final Answer"
     line; None for a part it does not have."""
@@ -423,5 +441,5 @@ def plot(summary: Mapping[str, Any], path, profile: str = ""):
 
 
 __all__ = ["FIRST_SENTENCES", "N_BINS", "ProvenanceUnavailable", "TYPES", "answer_parts", "area_difference", "check_teacher",
-           "generation_day", "harmony_teacher_tokens", "index_shares", "plot", "position_shares", "reclassify", "score_answers", "summarize",
+           "CONDITIONING", "generation_day", "harmony_teacher_tokens", "route_info", "index_shares", "plot", "position_shares", "reclassify", "score_answers", "summarize",
            "teacher_analyses"]

@@ -199,6 +199,13 @@ def test_phase_writes_results_and_reuses_them(demo_cfg, monkeypatch):
     assert second["reused"] is True and calls == ["das", "random_s1"]
     demo_cfg.analyses.random_seeds = [5]  # other inputs: recomputed
     assert analyses.run_phase(demo_cfg)["reused"] is False
+    # The teacher's endpoint and extra body decide P_T and the continuations: part of the key too.
+    for key, value in (("extra_body", {"reasoning_effort": "high"}), ("base_url", "http://user:pw@other:8000/v1")):
+        setattr(demo_cfg.teacher, key, value)
+        assert analyses.run_phase(demo_cfg)["reused"] is False
+        assert analyses.run_phase(demo_cfg)["reused"] is True
+    manifest = (demo_cfg.run_dir / "analyses" / "manifest.json").read_text(encoding="utf-8")
+    assert "other:8000" in manifest and "pw@" not in manifest  # the key's inputs are saved without credentials
     timings = json.loads((demo_cfg.run_dir / "timings.json").read_text(encoding="utf-8"))
     assert "analyses" in timings["phases"]
 
