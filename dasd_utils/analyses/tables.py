@@ -171,7 +171,8 @@ _MIXED_LABELS = {
     "wrong_or_no_answer": "réponses fausses ou sans réponse",
     "no_cut_point": "divergentes sans point de coupe",
     "continued": "continuées par le professeur",
-    "not_continuing": "dont « nouvelle réponse » au lieu d'une suite",
+    "not_continuing": "dont pas une suite (refus, nouveau tour, texte répété...)",
+    "new_turn": "dont nouveau tour (jamais entraîné)",
     "used": "retenues par le filtre de qualité",
     "teacher_correct": "dont bonne réponse finale",
     "off_policy": "exemples hors politique (conservés par DAS)",
@@ -189,6 +190,11 @@ def mixed_policy_table(results: Mapping[str, Any]):
     rows = {label: mp.get(key) for key, label in _MIXED_LABELS.items()}
     for reason, n in (mp.get("quality_rejected") or {}).items():
         rows[f"rejetées par le filtre : {reason}"] = n
+    paper = mp.get("paper_subset") or {}
+    if paper:  # divergence by truncation only, as in the paper: counted on its own
+        rows["fidèle au papier (coupées par la limite seulement) : divergentes"] = paper.get("diverging")
+        rows["fidèle au papier : continuées"] = paper.get("continued")
+        rows["fidèle au papier : retenues"] = paper.get("used")
     if mp.get("student_share_chars") is not None:
         rows["part de l'élève dans les réponses retenues (caractères)"] = f"{mp['student_share_chars']:.0%}"
     return pd.DataFrame({"nombre": rows})

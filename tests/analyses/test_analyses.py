@@ -299,3 +299,28 @@ def test_prepare_writes_the_training_set_and_links_the_stage1_adapter(demo_cfg):
     assert link.is_symlink() and link.resolve() == stage1.resolve()
     variants.prepare(demo_cfg, variants.Variant("random_s3", subset, seed=3))  # a re-run keeps the link
     assert link.resolve() == stage1.resolve()
+
+
+def test_report_states_the_route_the_families_and_the_departures(demo_cfg, monkeypatch):
+    from dasd_utils.analyses import mixed
+    from dasd_utils.jsonl import write_json_atomic
+
+    _fake_phase(demo_cfg, monkeypatch, [True] * 30 + [False] * 20, [True] * 28 + [False] * 22)
+    results = analyses.run_phase(demo_cfg)
+    summary = provenance.summarize(_prov_records())
+    results["provenance"] = {"available": True, **summary, "route": provenance.route_info(demo_cfg)}
+    items = [{"question_id": "q1", "divergence": "cut_off", "prefix": "<reasoning>\nA", "joined": "x", "used": True,
+              "gold": "A", "teacher_answer": "A", "quality": {"ok": True, "reason": None}},
+             {"question_id": "q2", "divergence": "wrong_answer", "prefix": "<reasoning>\nB", "joined": "y", "used": False,
+              "new_turn": True, "continuation_error": "new turn: ...", "gold": "A", "quality": {"ok": True, "reason": None}}]
+    results["mixed_policy"] = dict(mixed.summarize(items, 3), length_cap=1.5, epochs=1.0, masked_variant=False)
+    write_json_atomic(demo_cfg.run_dir / "analyses" / "results.json", {k: v for k, v in results.items() if k != "reused"})
+    text = report.render_markdown(report.collect_context(demo_cfg.run_dir, demo_cfg.to_dict()))
+    assert "un seul test prévu" in text and "**Test prévu.** DAS contre 1 tirage(s)" in text
+    assert "sans l'indice de la bonne réponse" in text  # the demo's local teacher: how P_T was conditioned
+    assert "Règles (lecture du papier propre à ce projet" in text and "*other*" in text
+    assert "Δ sans la phrase finale" in text and "Δ par rang" in text
+    assert "**nouveau tour**" in text and ": 1, jamais entraînées" in text
+    assert "fidèle au papier** (réponses coupées par la limite de longueur seulement) : 1 divergentes" in text
+    assert "**Écarts au papier.**" in text
+    assert "p Holm" not in text and "Holm" not in text.split("### 4.3")[1]
