@@ -206,6 +206,11 @@ def analyses_provenance(run_dir) -> Path:
     return analyses_dir(run_dir) / "provenance.jsonl"
 
 
+def analyses_provenance_teacher(run_dir) -> Path:
+    """The teacher's own answers to the evaluation questions, whose analysis P_T of gpt-oss's final channel follows."""
+    return analyses_dir(run_dir) / "provenance_teacher.jsonl"
+
+
 def mixed_policy_dir(run_dir) -> Path:
     """Mixed-policy distillation's data: the student's new answers, the teacher's continuations, the items."""
     return analyses_dir(run_dir) / "mixed_policy"

@@ -279,6 +279,7 @@ class DasStage(Summary):
     sft_das_filtered: bool | None = None
     mean_p_distilled: float | None = None
     provenance: dict[str, int] | None = None
+    target_quality_rejected: dict[str, int] | None = None
 
 
 @dataclass(kw_only=True)

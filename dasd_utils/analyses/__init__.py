@@ -4,8 +4,9 @@
    stage 2 is trained on (a) the DAS-kept high-temperature responses (the run's own stage 2,
    reused), (b) random subsets of the same size drawn from the same quality-kept pool
    (``analyses.random_seeds``) and optionally (c) the whole pool (``analyses.full_pool``), with
-   the same recipe; every variant answers the same evaluation items; the DAS variant is compared
-   with each other one by McNemar's exact test, Holm-adjusted (:mod:`.compare`).
+   the same recipe; every variant answers the same evaluation items. One planned test answers the
+   question, DAS against the random subsets pooled over their seeds; the mixed policy has its own
+   planned test against its control; every other comparison is descriptive (:mod:`.compare`).
 2. **Sentence provenance** of the distilled model's answers (:mod:`.provenance`).
 3. **Mixed-policy distillation** (paper, sections 5 and 6.4.2; ``analyses.mixed_policy``): the
    teacher continues the distilled student's diverging answers, and one more training from the
@@ -30,18 +31,19 @@ from ..config import Config, phase_settings
 from ..data import load_run_questions, write_jsonl
 from ..hashing import adapter_sha256, file_sha256
 from ..jsonl import read_json, write_json_atomic
+from ..secrets import redact_url
 from ..timing import timed_phase
 from . import compare, mixed, paths, provenance, sampling, tables, variants
 from .compare import comparison_table, mixed_verdict, verdict
 from .paths import analyses_dir, comparison_figure, manifest_file, provenance_figure, results_file
 from .sampling import das_kept, pool_records, random_subset, set_statistics
 from .tables import (cost_table, larger_plan, mixed_policy_table, plan_costs, provenance_table, results_table,
-                     show_mixed_example, statistics_table, training_table)
+                     show_mixed_example, statistics_table, tests_table, training_table)
 
 log = logging.getLogger(__name__)
 
 #: Bumped when the analyses' results change meaning, so that older results are recomputed.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: separate statistical families, provenance without the gold hint, harmony route
 
 
 def build_variants(cfg: Config) -> list[variants.Variant]:
@@ -72,8 +74,14 @@ def phase_inputs(cfg: Config) -> dict[str, Any]:
         "adapters": {f"stage{s}": adapter_sha256(p) if (p / "adapter_config.json").is_file() else None
                      for s, p in stages.items()},
         "settings": phase_settings(cfg, "analyses"),
-        "teacher": [cfg.teacher.backend, cfg.teacher.model, cfg.teacher.local_few_shot, cfg.teacher.local_gold_hint,
-                    cfg.teacher.temperature_stage2, cfg.teacher.max_tokens, cfg.teacher.seed],
+        # Everything that decides the teacher's answers and the route to it (P_T, continuations): the
+        # endpoint (without credentials) and the extra body (reasoning_effort changes gpt-oss's prompt).
+        "teacher": {"backend": cfg.teacher.backend, "model": cfg.teacher.model, "base_url": redact_url(cfg.teacher.base_url),
+                    "extra_body": cfg.teacher.extra_body, "tokenizer": cfg.teacher.tokenizer,
+                    "reasoning_source": cfg.teacher.reasoning_source, "local_few_shot": cfg.teacher.local_few_shot,
+                    "local_gold_hint": cfg.teacher.local_gold_hint, "temperature_stage2": cfg.teacher.temperature_stage2,
+                    "max_tokens": cfg.teacher.max_tokens, "seed": cfg.teacher.seed},
+        "teacher_stage2_sha256": sha(layout.teacher_records(cfg.run_dir, 2)),
         "seed": cfg.seed,
     }
 
@@ -116,7 +124,7 @@ def _provenance(cfg: Config, das_variant, predictions, rows, unavailable: str | 
     write_jsonl(paths.provenance_file(cfg.run_dir), records)
     summary = provenance.summarize(records)
     figure = provenance.plot(summary, provenance_figure(cfg.run_dir), cfg.profile) if summary["sentences"] else None
-    return {"available": True, **summary, "figure": str(figure) if figure else None}
+    return {"available": True, **summary, "route": provenance.route_info(cfg), "figure": str(figure) if figure else None}
 
 
 def _mixed_policy(cfg: Config, das_variant: variants.Variant, force: bool,
@@ -171,11 +179,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
     todo += mixed_variants
     evaluated = variants.evaluate(cfg, todo, rows, force=force)
     predictions = {name: r["predictions"] for name, r in evaluated.items()}
-    table = comparison_table(predictions)
-    if "mixed" in predictions and compare.CONTROL in predictions:
-        # One planned comparison: the extra epoch with the mixed-policy answers against the same epoch without them.
-        table["mixed_vs_control"] = compare.paired_comparison("mixed", predictions["mixed"], compare.CONTROL,
-                                                              predictions[compare.CONTROL])
+    table = comparison_table(predictions)  # the planned tests in table["families"], the rest descriptive
     figure = compare.plot_comparison(table, comparison_figure(cfg.run_dir), cfg.profile)
     results = {
         "profile": cfg.profile,
@@ -194,7 +198,7 @@ def run_phase(cfg: Config, force: bool = False) -> dict[str, Any]:
         "verdict": verdict(table, cfg.profile),
         "mixed_policy": mixed_summary,
         "mixed_verdict": mixed_verdict(table, cfg.profile) if mixed_variants else None,
-        "mixed_vs_control": table.get("mixed_vs_control"),
+        "mixed_vs_control": table["families"].get("mixed_vs_control"),
         "figure": str(figure),
         "provenance": _provenance(cfg, todo[0], predictions["das"], rows, capabilities["provenance"]),
         "settings": inputs["settings"],
@@ -231,6 +235,7 @@ def report_context(run_dir, figures: dict[str, list[Path]] | None = None) -> dic
         "profile": results.get("profile"),
         "n_items": results.get("n_items"),
         "rows": rows,
+        "families": results.get("families") or {},
         "verdict": verdict(results, results.get("profile") or ""),  # from the stored tests, in this version's words
         "mixed_policy": results.get("mixed_policy") or {"available": False},
         "mixed_verdict": mixed_verdict(results, results.get("profile") or ""),
@@ -243,4 +248,4 @@ __all__ = ["FORMAT_VERSION", "build_variants", "compare", "comparison_table", "c
            "mixed_policy_table", "plan_costs",
            "mixed_verdict", "paths", "phase_inputs", "provenance", "provenance_table", "report_context", "results_table",
            "run_phase", "sampling", "show_mixed_example", "statistics_table", "tables", "teacher_capabilities",
-           "training_table", "variants", "verdict"]
+           "tests_table", "training_table", "variants", "verdict"]

@@ -18,6 +18,7 @@ analyses_dir = layout.analyses_dir
 results_file = layout.analyses_results
 manifest_file = layout.analyses_manifest
 provenance_file = layout.analyses_provenance
+provenance_teacher_file = layout.analyses_provenance_teacher
 
 
 def variant_dir(run_dir, name: str) -> Path:

@@ -3,6 +3,8 @@
 The *pool* is every quality-kept stage-2 (high-temperature) teacher response the DAS phase
 selected, one per question: ``das/stage2.jsonl``, whether DAS kept it or not, scorable or not
 (an unscorable response has text and passed the quality filter; only DAS could not judge it).
+With ``teacher.reasoning_source=analysis`` a response whose analysis target failed the quality
+filter is not in the pool: nothing would train on it.
 The DAS set is the pool's ``keep`` records, i.e. exactly ``das/stage2_sft.jsonl``. A random
 subset draws as many records as the DAS set holds, from the same pool, with ``random.Random(seed)``:
 the same seed always gives the same subset, so the comparison is at equal budget and reproducible.
@@ -23,7 +25,8 @@ def pool_records(run_dir) -> list[dict[str, Any]]:
     path = layout.das_records(run_dir, 2)
     if not path.is_file():
         raise layout.MissingPhaseOutput(path, "das")
-    return [r for r in read_jsonl(path) if isinstance(r.get("content"), str) and r["content"]]
+    return [r for r in read_jsonl(path)
+            if isinstance(r.get("content"), str) and r["content"] and not das.target_rejected(r)]
 
 
 def das_kept(pool: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -51,7 +51,7 @@ LARGER_PLAN_SEEDS = 3
 
 
 def results_table(results: Mapping[str, Any]):
-    """Return one row per variant: accuracy, Wilson interval, discordant counts and p-values against DAS (French cells)."""
+    """Return one row per variant: accuracy, Wilson interval, discordant counts and McNemar's p against DAS (descriptive; French cells)."""
     comparisons = {c["b"]: c for c in results.get("comparisons", [])}
     rows = {}
     for m in results["models"]:
@@ -60,11 +60,33 @@ def results_table(results: Mapping[str, Any]):
             "exactitude": m["accuracy"], "bonnes": f"{m['correct']}/{m['n']}",
             "IC 95 %": f"[{french(m['ci95'][0])} ; {french(m['ci95'][1])}]",
             "DAS seul juste": c.get("only_a_correct"), "variante seule juste": c.get("only_b_correct"),
-            "p McNemar": c.get("mcnemar_p"), "p Holm": c.get("mcnemar_p_holm"),
-            "significatif": c.get("significant") if c else None,
+            "p McNemar (descriptif)": c.get("mcnemar_p"),
         }
     table = _table(rows)
     table.index.name = "variante"
+    return table
+
+
+#: French names of the planned tests (:func:`dasd_utils.analyses.compare.comparison_table`'s ``families``).
+FAMILY_LABELS = {"das_vs_random": "DAS contre les tirages aléatoires réunis (la question)",
+                 "mixed_vs_control": "politique mixte contre son témoin"}
+
+
+def tests_table(results: Mapping[str, Any]):
+    """Return one row per planned test (its own family, no correction needed): what is compared, the gap, p, the verdict."""
+    rows = {}
+    for key, test in (results.get("families") or {}).items():
+        other = test["b"] if isinstance(test["b"], str) else f"{len(test['b'])} tirage(s) aléatoire(s), moyenne"
+        rows[FAMILY_LABELS.get(key, key)] = {
+            "comparaison": f"{test['a']} contre {other}",
+            "méthode": "McNemar exact" if test["test"] == "mcnemar_exact" else "exact apparié (contraste, graines réunies)",
+            "items": test["n"], "écart (points)": round(100 * test["difference"], 1), "p": test["p"],
+            "significatif (5 %)": test["significant"],
+        }
+    if not rows:
+        return None
+    table = _table(rows)
+    table.index.name = "test prévu"
     return table
 
 
@@ -98,15 +120,21 @@ def training_table(results: Mapping[str, Any]):
 
 
 def provenance_table(results: Mapping[str, Any]):
-    """Return the share of each provenance label, its area difference Δ and its count, French labels (None when not made)."""
+    """Return, per provenance label (French names), its sentences, share and area differences Δ (correct minus
+    incorrect answers): by relative position and by rank, each with and without the final-answer sentence (None when not made)."""
     prov = results.get("provenance") or {}
     if not prov.get("available"):
         return None
-    labels = list(dict.fromkeys([*prov.get("shares", {}), *prov.get("counts", {})]))
-    rows = {PROVENANCE_FR.get(t, t): {"phrases": (prov.get("counts") or {}).get(t), "part": (prov.get("shares") or {}).get(t),
-                                      "Δ (justes − fausses)": (prov.get("delta") or {}).get(t)}
-            for t in labels}
-    table = _table(rows)
+    columns = {"phrases": prov.get("counts") or {}, "part": prov.get("shares") or {},
+               "Δ (positions relatives)": prov.get("delta") or {}}
+    # The same Δ without the final-answer line, and by absolute rank (the article's sentence index); absent
+    # from results stored by an older version.
+    for key, name in (("delta_without_final", "Δ sans la phrase finale"), ("delta_by_index", "Δ par rang"),
+                      ("delta_by_index_without_final", "Δ par rang, sans la phrase finale")):
+        if key in prov:
+            columns[name] = prov[key]
+    labels = list(dict.fromkeys([*columns["phrases"], *columns["part"]]))
+    table = _table({PROVENANCE_FR.get(t, t): {name: values.get(t) for name, values in columns.items()} for t in labels})
     table.index.name = "provenance"
     return table
 
@@ -176,7 +204,8 @@ _MIXED_LABELS = {
     "wrong_or_no_answer": "réponses fausses ou sans réponse",
     "no_cut_point": "divergentes sans point de coupe",
     "continued": "continuées par le professeur",
-    "not_continuing": "dont « nouvelle réponse » au lieu d'une suite",
+    "not_continuing": "dont pas une suite (refus, nouveau tour, texte répété...)",
+    "new_turn": "dont nouveau tour (jamais entraîné)",
     "used": "gardées par le filtre de qualité",
     "teacher_correct": "dont bonne réponse finale",
     "off_policy": "exemples hors politique (gardés par DAS)",
@@ -194,6 +223,11 @@ def mixed_policy_table(results: Mapping[str, Any]):
     rows = {label: mp.get(key) for key, label in _MIXED_LABELS.items()}
     for reason, n in (mp.get("quality_rejected") or {}).items():
         rows[f"rejetées par le filtre : {REASONS_FR.get(reason, reason)}"] = n
+    paper = mp.get("paper_subset") or {}
+    if paper:  # divergence by truncation only, as in the article: counted on its own
+        rows["fidèle à l'article (coupées par la limite seulement) : divergentes"] = paper.get("diverging")
+        rows["fidèle à l'article : continuées"] = paper.get("continued")
+        rows["fidèle à l'article : gardées"] = paper.get("used")
     if mp.get("student_share_chars") is not None:
         rows["part de l'élève dans les réponses gardées (caractères)"] = f"{french(100 * mp['student_share_chars'], 0)} %"
     return pd.DataFrame({"nombre": [french(v) for v in rows.values()]}, index=list(rows))
@@ -273,6 +307,6 @@ def plan_costs(cfg):
     return pd.DataFrame(rows).set_index("plan")
 
 
-__all__ = ["LARGER_PLAN_SEEDS", "PROVENANCE_FR", "REASONS_FR", "STATISTICS_FR", "cost_estimate", "cost_table", "french",
-           "larger_plan", "mixed_example", "mixed_policy_table", "plan_costs", "provenance_table", "results_table",
-           "show_mixed_example", "statistics_table", "training_table"]
+__all__ = ["FAMILY_LABELS", "LARGER_PLAN_SEEDS", "PROVENANCE_FR", "REASONS_FR", "STATISTICS_FR", "cost_estimate",
+           "cost_table", "french", "larger_plan", "mixed_example", "mixed_policy_table", "plan_costs", "provenance_table",
+           "results_table", "show_mixed_example", "statistics_table", "tests_table", "training_table"]

@@ -130,6 +130,10 @@ class QualityConfig:
     repetition_max_ratio: float = 0.3
     #: Reject responses whose full chat (prompt + response) exceeds the student's context.
     check_student_context: bool = True
+    #: Reject responses whose reasoning talks about the answer format (tags, "Final Answer:", "the format").
+    reject_format_talk: bool = True
+    #: Reject responses longer, in student tokens, than ``eval.max_new_tokens`` (the student could not write them).
+    check_student_generation: bool = True
 
 
 @dataclass
@@ -151,7 +155,7 @@ class DASConfig:
     filter_stage1: bool = False
     #: Optional third model for the paper's provenance analysis: a PEFT adapter directory (e.g.
     #: ``runs/<run>/sft/stage2``) on top of ``student.model``. Each sentence then also gets
-    #: ``p_distilled`` and a four-way ``provenance`` (teacher / boosted / shared / student).
+    #: ``p_distilled`` and a ``provenance`` (teacher / boosted / shared / student / other).
     distilled_adapter: str | None = None
     #: Write the four DAS figures (histograms per stage, P_T vs P_S scatter, one sentence profile).
     figures: bool = True
@@ -258,7 +262,7 @@ class AnalysesConfig:
     random_seeds: list[int] = field(default_factory=lambda: [1])
     #: Also train stage 2 on the whole quality-kept pool (one more training, the largest).
     full_pool: bool = False
-    #: Sentence provenance of the distilled model's evaluation answers (teacher / boosted / shared / student).
+    #: Sentence provenance of the distilled model's evaluation answers (teacher / boosted / shared / student / other).
     provenance: bool = True
     #: Mixed-policy distillation (paper, sections 5 and 6.4.2): the distilled student answers the
     #: pool's training questions again, the teacher continues its diverging answers from a point

@@ -54,6 +54,8 @@ from .stage import (
     process_state,
     score_stage,
     select_records,
+    target_judge,
+    target_rejected,
     teacher_path,
 )
 
@@ -85,6 +87,8 @@ __all__ = [
     "sft_path",
     "sft_rows",
     "summarize_stage",
+    "target_judge",
+    "target_rejected",
     "teacher_path",
     "teacher_sentence_ratio",
 ]

@@ -28,7 +28,7 @@ from ..timing import timed_phase
 from . import stage as _stage  # looked up at call time: tests replace _stage.load_scoring_model
 from .example import reclassify
 from .rules import PROVENANCE_TYPES, SENTENCE_TYPES
-from .stage import das_dir, process_state, score_stage, teacher_path
+from .stage import das_dir, process_state, score_stage, target_rejected, teacher_path
 
 #: Bump when the scoring of a record changes, so that old outputs are recomputed.
 DAS_FORMAT_VERSION = 3  # 2: sentence rules of issue 10 item 5 (+ ratio without final); 3: located teacher tokens, reasoning_source
@@ -53,6 +53,8 @@ def sft_rows(records: Sequence[dict[str, Any]], stage: int, cfg: Config) -> list
             continue
         if not rec.get("content"):  # reasoning_source=analysis and the record has no analysis text
             continue
+        if target_rejected(rec):  # reasoning_source=analysis and the quality filter rejected that text
+            continue
         rows.append({
             "question_id": rec["question_id"],
             "stage": stage,
@@ -72,7 +74,8 @@ def _median(values: Sequence[float]) -> float | None:
 def summarize_stage(records: Sequence[dict[str, Any]], counts: dict[str, int], stage: int, cfg: Config) -> dict[str, Any]:
     """Return the statistics of one stage for ``das/summary.json``."""
     scored = [r for r in records if r.get("scorable")]
-    unscorable = Counter(r["unscorable_reason"] for r in records if not r.get("scorable"))
+    target = Counter(r["target_quality"]["reason"] for r in records if target_rejected(r))
+    unscorable = Counter(r["unscorable_reason"] for r in records if not r.get("scorable") and not target_rejected(r))
     ratios = [r["teacher_sentence_ratio"] for r in scored]
     ratios_wo_final = [r["teacher_sentence_ratio_without_final"] for r in scored
                        if r.get("teacher_sentence_ratio_without_final") is not None]
@@ -99,6 +102,8 @@ def summarize_stage(records: Sequence[dict[str, Any]], counts: dict[str, int], s
         "teacher_alignment": dict(Counter(r["teacher_alignment"] for r in scored)),
         "merged_sentences": sum(r.get("n_merged_sentences", 0) for r in scored),
         "sft_examples": len(sft_rows(records, stage, cfg)),
+        # reasoning_source=analysis: the quality filter run on the analysis target (not on content), per reason
+        **({"target_quality_rejected": dict(sorted(target.items()))} if cfg.teacher.reasoning_source == "analysis" else {}),
         "sft_das_filtered": stage == 2 or cfg.das.filter_stage1,
     }
     if sentences and "p_distilled" in sentences[0]:
@@ -120,9 +125,20 @@ def scoring_inputs(cfg: Config, stage: int) -> dict[str, Any]:
         "student_dtype": cfg.student.dtype,
         "segmenter": cfg.das.segmenter,
         "reasoning_source": cfg.teacher.reasoning_source,
+        # The analysis target's quality verdict depends on these (content-source keys unchanged).
+        **({"target_quality": {"quality": flat_quality(cfg), "max_context": cfg.student.max_context,
+                               "max_new_tokens": cfg.eval.max_new_tokens}}
+           if cfg.teacher.reasoning_source == "analysis" else {}),
         "distilled_adapter": cfg.das.distilled_adapter,
         "distilled_adapter_sha256": adapter_sha256(cfg.das.distilled_adapter) if cfg.das.distilled_adapter else None,
     }
+
+
+def flat_quality(cfg: Config) -> dict[str, Any]:
+    """Return the quality filter's settings as a plain mapping (for a reuse key)."""
+    from dataclasses import asdict
+
+    return asdict(cfg.quality)
 
 
 def _classification_inputs(cfg: Config) -> dict[str, Any]:

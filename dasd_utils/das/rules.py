@@ -15,10 +15,19 @@ An example is kept when its share of teacher sentences is above ``das.keep_ratio
 floating-point result of ``0.8 - 0.6`` is not above ``0.2``): an example whose
 ``teacher_sentence_ratio`` is exactly ``0.3`` is rejected.
 
-Provenance with a third model (``das.distilled_adapter``: the distilled student, ``P_D``), our
-reading of the DASD paper's analysis of where the distilled student's sentences come from:
-``teacher`` and ``student`` as above; ``boosted`` when neither, but ``P_D > 0.6`` and
-``P_D - max(P_T, P_S) > 0.2`` (the training itself made the sentence likely); ``shared`` the rest.
+Provenance with a third model (``P_D``: the distilled student), **this project's reading** of the
+DASD paper's analysis of where the distilled student's sentences come from (section 4: teacher /
+student sentences when P_T and P_S are far apart, shared when all three are close, boosted when
+P_T is close to P_S and P_D much higher). With ``τ`` = ``teacher_prob_threshold`` (0.6) and ``δ`` =
+``divergence_threshold`` (0.2), "close" meaning a gap of at most ``δ``, in this order:
+
+* ``teacher``: ``P_T > τ`` and ``P_T - P_S > δ`` (the DAS rule);
+* ``student``: ``P_S > τ`` and ``P_S - P_T > δ``;
+* ``boosted``: P_T and P_S close, ``P_D > τ`` and ``P_D - max(P_T, P_S) > δ`` (training made it likely);
+* ``shared``: all three close (largest minus smallest at most ``δ``);
+* ``other``: what none of these rules describes (P_T and P_S far apart but neither above ``τ``,
+  P_D far from two close models without being a boosted sentence...). It is counted, never folded
+  into ``shared``.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from typing import Any, Mapping, Sequence
 from ..config import DASConfig
 
 SENTENCE_TYPES = ("teacher", "shared", "student")
-PROVENANCE_TYPES = ("teacher", "boosted", "shared", "student")
+PROVENANCE_TYPES = ("teacher", "boosted", "shared", "student", "other")
 #: Values within this distance of a threshold count as equal to it (not strictly above).
 THRESHOLD_TOLERANCE = 1e-9
 
@@ -49,16 +58,19 @@ def classify_sentence(p_teacher: float, p_student: float, cfg: DASConfig | None 
 
 
 def provenance(p_teacher: float, p_student: float, p_distilled: float, cfg: DASConfig | None = None) -> str:
-    """Return ``teacher``, ``boosted``, ``shared`` or ``student`` (four-way provenance, module docstring)."""
+    """Return ``teacher``, ``student``, ``boosted``, ``shared`` or ``other`` (provenance rules, module docstring)."""
     cfg = cfg or DASConfig()
     base = classify_sentence(p_teacher, p_student, cfg)
     if base != "shared":
         return base
-    if _above(p_distilled, cfg.teacher_prob_threshold) and _above(
-        p_distilled - max(p_teacher, p_student), cfg.divergence_threshold
-    ):
+    delta = cfg.divergence_threshold
+    close = not _above(abs(p_teacher - p_student), delta)
+    if close and _above(p_distilled, cfg.teacher_prob_threshold) and _above(p_distilled - max(p_teacher, p_student), delta):
         return "boosted"
-    return "shared"
+    values = (p_teacher, p_student, p_distilled)
+    if not _above(max(values) - min(values), delta):
+        return "shared"
+    return "other"
 
 
 def classify_sentences(

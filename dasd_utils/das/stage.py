@@ -22,6 +22,7 @@ from ..config import Config
 from ..data import load_run_questions, read_jsonl, write_jsonl
 from ..jsonl import iter_records
 from ..prompts import build_messages
+from ..quality import check_response, student_token_counters
 from ..segment import Sentence, sentence_spans
 from .example import base_record, mark_unscorable, score_example
 
@@ -68,6 +69,46 @@ def select_records(records: Iterable[dict[str, Any]], stage: int, known_ids: set
         )
     return list(chosen.values()), dict(counts)
 
+
+
+# --------------------------------------------------------------------------- the trained text's quality
+def target_judge(cfg: Config):
+    """Return ``judge(row, text) -> verdict dict``: the quality filter on the text that will be trained on.
+
+    With ``teacher.reasoning_source=analysis`` the SFT target is built from gpt-oss's analysis
+    channel, a text the teacher phase's verdict (computed on ``content``) never saw: its
+    repetition loops, its talk about the answer format, its length in student tokens (the whole
+    example against ``student.max_context``, the response against ``eval.max_new_tokens``) are
+    judged here. The student tokenizer is loaded once; when it cannot be, the length checks are
+    skipped and the verdict's ``detail`` says so.
+    """
+    tokenizer, note = None, ""
+    if cfg.quality.check_student_context or cfg.quality.check_student_generation:
+        try:
+            from ..models import load_tokenizer
+
+            tokenizer = load_tokenizer(cfg.student.model, cfg)
+        except Exception as exc:  # noqa: BLE001 - offline, unknown name...: said in every verdict
+            note = f"student tokenizer unavailable ({type(exc).__name__}): lengths not checked"
+            log.warning("DAS target quality: %s: %s", note, exc)
+
+    def judge(row, text: str) -> dict[str, Any]:
+        example = response = None
+        if tokenizer is not None:
+            example, response = student_token_counters(tokenizer, row, cfg.system_prompt)
+        verdict = check_response(text, row.get("answerKey"), cfg.quality, example, cfg.student.max_context,
+                                 response, cfg.eval.max_new_tokens).to_dict()
+        if note and verdict["ok"]:
+            verdict["detail"] = note
+        return verdict
+
+    return judge
+
+
+def target_rejected(record: dict[str, Any]) -> bool:
+    """Return True when the quality filter rejected the text a DAS record would train on (analysis targets)."""
+    verdict = record.get("target_quality")
+    return bool(verdict) and not verdict.get("ok")
 
 
 # --------------------------------------------------------------------------- models
@@ -182,6 +223,7 @@ def score_stage(
     # Teacher side and sentences: cheap and deterministic, done by every process.
     records: list[dict[str, Any]] = []
     prepared: dict[int, tuple[list[Sentence], Any]] = {}
+    judge = target_judge(cfg) if cfg.teacher.reasoning_source == "analysis" and selected else None
     for i, rec in enumerate(selected):
         messages = build_messages(questions[rec["question_id"]], cfg.system_prompt)
         record = base_record(rec, stage, messages)
@@ -199,6 +241,10 @@ def score_stage(
                 except UnscorableError:
                     record["content"] = None  # no target of the chosen source: not trained on either
                     raise
+                # The teacher's verdict judged the content; the analysis is what will be trained on.
+                record["target_quality"] = judge(questions[rec["question_id"]], content)
+                if target_rejected(record):
+                    continue  # not scored, not kept, counted in the summary (target_quality_rejected)
                 content, teacher = analysis_target(rec.get("content"), rec.get("reasoning"), rec.get("tokens"),
                                                    rec.get("reasoning_tokens"))
             else:
@@ -271,4 +317,5 @@ def score_stage(
 
 
 
-__all__ = ["das_dir", "load_scoring_model", "process_state", "score_stage", "select_records", "teacher_path"]
+__all__ = ["das_dir", "load_scoring_model", "process_state", "score_stage", "select_records", "target_judge",
+           "target_rejected", "teacher_path"]

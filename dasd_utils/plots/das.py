@@ -19,8 +19,8 @@ import numpy as np
 from . import TYPE_COLOURS, figures_dir, save, stand_in_note
 
 TYPE_LABELS = {"teacher": "phrase professeur", "shared": "phrase partagée", "student": "phrase élève",
-               "boosted": "phrase renforcée"}
-PROVENANCE_COLOURS = {**TYPE_COLOURS, "boosted": "#e7298a"}
+               "boosted": "phrase renforcée", "other": "autre"}
+PROVENANCE_COLOURS = {**TYPE_COLOURS, "boosted": "#e7298a", "other": "#999999"}
 STAGE_TITLES = {
     1: "Stage 1 (température basse)",
     2: "Stage 2 (température haute)",

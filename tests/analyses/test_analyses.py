@@ -14,7 +14,7 @@ from dasd_utils import analyses, das, report
 from dasd_utils.analyses import compare, provenance, sampling, variants
 from dasd_utils.config import DASConfig, load_config
 from dasd_utils.data import write_jsonl
-from dasd_utils.stats import holm_adjust, mcnemar_exact
+from dasd_utils.stats import mcnemar_exact
 from support.analyses_records import SYSTEM, pool_record, pool_records, predictions
 
 # --------------------------------------------------------------------------- sampling
@@ -58,7 +58,7 @@ def test_build_variants_uses_the_seeds_and_the_full_pool_flag(demo_cfg):
 
 
 # --------------------------------------------------------------------------- statistics
-def test_mcnemar_holm_table_from_stored_predictions():
+def test_comparison_table_keeps_the_families_apart():
     rng = random.Random(0)
     ref = [rng.random() < 0.6 for _ in range(50)]
     rand = [rng.random() < 0.4 for _ in range(50)]
@@ -68,39 +68,66 @@ def test_mcnemar_holm_table_from_stored_predictions():
     only_a = sum(a and not b for a, b in zip(ref, rand))
     only_b = sum(b and not a for a, b in zip(ref, rand))
     assert by["random_s1"]["only_a_correct"] == only_a and by["random_s1"]["only_b_correct"] == only_b
-    raw = [mcnemar_exact(only_a, only_b), 1.0]
-    assert [by["random_s1"]["mcnemar_p_holm"], by["full"]["mcnemar_p_holm"]] == holm_adjust(raw)
+    # Every pairwise comparison is descriptive: its raw p, no correction, no "significant" flag.
+    assert all(c["role"] == "descriptive" and "significant" not in c and "mcnemar_p_holm" not in c for c in by.values())
     assert by["full"]["difference"] == 0 and by["full"]["mcnemar_p"] == 1.0
+    # One planned test for the question; with one seed it is McNemar's exact test of that seed.
+    planned = table["families"]["das_vs_random"]
+    assert planned["b"] == ["random_s1"] and planned["p"] == pytest.approx(mcnemar_exact(only_a, only_b))
+    assert "mixed_vs_control" not in table["families"]
     das_row = table["models"][0]
     assert das_row["correct"] == sum(ref) and das_row["ci95"][0] < das_row["accuracy"] < das_row["ci95"][1]
     with pytest.raises(ValueError):
         compare.comparison_table({"das": predictions(ref), "random_s1": predictions(rand)[:-1]})
 
 
-def test_verdict_follows_the_statistics():
-    same = compare.comparison_table({"das": predictions([True] * 20 + [False] * 30),
-                                     "random_s1": predictions([True] * 19 + [False] * 31)})
+def test_the_planned_test_does_not_change_with_the_mixed_variants():
+    ref = [True] * 30 + [False] * 20
+    preds = {"das": predictions(ref), "random_s1": predictions([True] * 22 + [False] * 28),
+             "random_s2": predictions([True] * 24 + [False] * 26)}
+    alone = compare.comparison_table(preds)["families"]["das_vs_random"]
+    many = compare.comparison_table({**preds, **{f"mixed{i}": predictions([True] * 10 + [False] * 40) for i in range(4)},
+                                     "mixed": predictions(ref), compare.CONTROL: predictions(ref)})
+    assert many["families"]["das_vs_random"] == alone  # Holm over every comparison used to move it
+    assert alone["seeds"] == 2 and alone["test"] == "exact_contrast"
+    assert alone["difference"] == pytest.approx((30 - 23) / 50)
+    assert many["families"]["mixed_vs_control"]["p"] == 1.0 and many["families"]["mixed_vs_control"]["planned"]
+
+
+def test_verdict_follows_the_planned_test_not_the_best_seed():
+    ref = [True] * 20 + [False] * 30
+    # Seed 1 far below DAS (its own McNemar p < 0.05), seed 2 above it: pooled, no conclusion.
+    one_bad_seed = compare.comparison_table({"das": predictions(ref),
+                                             "random_s1": predictions([False] * 20 + [True] * 2 + [False] * 28),
+                                             "random_s2": predictions([True] * 20 + [True] * 12 + [False] * 18)})
+    by = {c["b"]: c for c in one_bad_seed["comparisons"]}
+    assert by["random_s1"]["mcnemar_p"] < 0.05
+    assert compare.verdict(one_bad_seed).startswith("On ne peut pas conclure")
+    assert "descriptives" in compare.verdict(one_bad_seed)
+    same = compare.comparison_table({"das": predictions(ref), "random_s1": predictions([True] * 19 + [False] * 31)})
     better = compare.comparison_table({"das": predictions([True] * 40 + [False] * 10),
                                        "random_s1": predictions([False] * 40 + [True] * 2 + [False] * 8)})
     worse = compare.comparison_table({"das": predictions([False] * 40 + [True] * 2 + [False] * 8),
                                       "random_s1": predictions([True] * 40 + [False] * 10)})
-    assert not same["comparisons"][0]["significant"] and better["comparisons"][0]["significant"]
+    assert not same["families"]["das_vs_random"]["significant"] and better["families"]["das_vs_random"]["significant"]
     assert compare.verdict(same).startswith("On ne peut pas conclure")
     assert compare.verdict(better).startswith("Oui")
     assert compare.verdict(worse).startswith("Non")
     assert len({compare.verdict(t) for t in (same, better, worse)}) == 3
     assert "ne peuvent pas trancher" in compare.verdict(better, "demo")
     assert "ne peuvent pas trancher" not in compare.verdict(better, "colab")
+    old = {"comparisons": [dict(c, mcnemar_p_holm=c["mcnemar_p"], significant=True) for c in better["comparisons"]]}
+    assert "version antérieure" in compare.verdict(old)  # stored by an older version: never read as a verdict
 
 
 # --------------------------------------------------------------------------- provenance
 def _prov_records() -> list[dict]:
-    def s(pt, ps, pd, label):
-        return {"p_teacher": pt, "p_student": ps, "p_distilled": pd, "provenance": label}
+    def s(pt, ps, pd, label, final=False):
+        return {"p_teacher": pt, "p_student": ps, "p_distilled": pd, "provenance": label, "final_answer": final}
     return [
-        {"question_id": "a", "correct": True, "sentences": [s(0.9, 0.1, 0.9, "teacher"), s(0.3, 0.3, 0.9, "boosted")]},
-        {"question_id": "b", "correct": False, "sentences": [s(0.1, 0.9, 0.5, "student"), s(0.5, 0.5, 0.5, "shared")]},
-        {"question_id": "c", "correct": False, "scorable": False},
+        {"question_id": "a", "correct": True, "sentences": [s(0.9, 0.1, 0.9, "teacher"), s(0.3, 0.3, 0.9, "boosted", True)]},
+        {"question_id": "b", "correct": False, "sentences": [s(0.1, 0.9, 0.5, "student"), s(0.5, 0.5, 0.5, "shared", True)]},
+        {"question_id": "c", "correct": False, "scorable": False, "unscorable_reason": "tokens_mismatch"},
     ]
 
 
@@ -108,7 +135,8 @@ def test_provenance_classes_recomputed_from_stored_probabilities():
     records = _prov_records()
     assert provenance.reclassify(records) == [[s["provenance"] for s in r["sentences"]] for r in records[:2]]
     strict = DASConfig(teacher_prob_threshold=0.95)  # other thresholds, other labels
-    assert provenance.reclassify(records, strict) == [["shared", "shared"], ["shared", "shared"]]
+    # Nothing is teacher / student / boosted above 0.95; only the sentence where all three agree is shared, the rest "other".
+    assert provenance.reclassify(records, strict) == [["other", "other"], ["other", "shared"]]
 
 
 def test_provenance_positions_and_area_difference():
@@ -119,6 +147,17 @@ def test_provenance_positions_and_area_difference():
     assert bad["student"] == [1.0, 0.0] and bad["shared"] == [0.0, 1.0]
     assert summary["delta"]["teacher"] == pytest.approx(0.5) and summary["delta"]["student"] == pytest.approx(-0.5)
     assert provenance.area_difference([None, 0.5], [0.2, 0.1]) == pytest.approx(0.2)
+    assert summary["unscorable"] == {"tokens_mismatch": 1} and summary["final_answer_sentences"] == 2
+    # Absolute index: sentence 1 then sentence 2 (the first FIRST_SENTENCES; positions without sentences are None).
+    by_index = summary["by_index"]["correct"]
+    assert by_index["teacher"][:3] == [1.0, 0.0, None] and by_index["boosted"][:2] == [0.0, 1.0]
+    assert len(by_index["teacher"]) == provenance.FIRST_SENTENCES
+    assert summary["delta_by_index"]["teacher"] == pytest.approx(1 / provenance.FIRST_SENTENCES)
+    # Without the final-answer sentence only the first sentences are left: the boosted / shared ones go.
+    # (a single sentence sits at relative position 0.5: the second of two bins)
+    assert summary["by_position_without_final"]["correct"]["boosted"] == [None, 0.0]
+    assert summary["delta_without_final"]["teacher"] == pytest.approx(0.5)
+    assert summary["delta_without_final"]["boosted"] == 0.0 and summary["delta"]["boosted"] == pytest.approx(0.5)
 
 
 def test_provenance_stops_for_an_api_teacher(demo_cfg, monkeypatch):
@@ -160,6 +199,13 @@ def test_phase_writes_results_and_reuses_them(demo_cfg, monkeypatch):
     assert second["reused"] is True and calls == ["das", "random_s1"]
     demo_cfg.analyses.random_seeds = [5]  # other inputs: recomputed
     assert analyses.run_phase(demo_cfg)["reused"] is False
+    # The teacher's endpoint and extra body decide P_T and the continuations: part of the key too.
+    for key, value in (("extra_body", {"reasoning_effort": "high"}), ("base_url", "http://user:pw@other:8000/v1")):
+        setattr(demo_cfg.teacher, key, value)
+        assert analyses.run_phase(demo_cfg)["reused"] is False
+        assert analyses.run_phase(demo_cfg)["reused"] is True
+    manifest = (demo_cfg.run_dir / "analyses" / "manifest.json").read_text(encoding="utf-8")
+    assert "other:8000" in manifest and "pw@" not in manifest  # the key's inputs are saved without credentials
     timings = json.loads((demo_cfg.run_dir / "timings.json").read_text(encoding="utf-8"))
     assert "analyses" in timings["phases"]
 
@@ -175,7 +221,7 @@ def test_report_section_present_or_absent(demo_cfg, monkeypatch):
     assert "ne peuvent pas trancher" in present and "Oui, sur ces items" in present
     assert present.count("analyses_das_vs_random.png)") == 1  # in this section only, not among the DAS figures
     assert "Analyse de provenance non faite" in present
-    assert results["comparisons"][0]["significant"]
+    assert results["families"]["das_vs_random"]["significant"]
 
 
 def test_config_profiles_set_the_analyses():
@@ -261,6 +307,35 @@ def test_provenance_scores_answers_with_the_das_code(tiny_cfg, tmp_path):
     assert summary["sentences"] == sum(len(r["sentences"]) for r in scored)
 
 
+@pytest.mark.model
+def test_provenance_with_the_local_teacher_never_reads_the_gold_answer(tiny_cfg, tmp_path, monkeypatch):
+    """The demo's stand-in teacher generated with the gold hint; its P_T of the distilled model's answers must not."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from dasd_utils.teacher import local
+
+    adapter = tmp_path / "adapter"
+    model = AutoModelForCausalLM.from_pretrained(tiny_cfg.student.model)
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(str(adapter))
+    assert tiny_cfg.teacher.backend == "local" and tiny_cfg.teacher.local_gold_hint  # the demo's setting
+    choices = {"label": list("ABCDE"), "text": ["a cat", "a dog", "a fish", "a bird", "a stone"]}
+    answer = "<reasoning>\nDogs bark. Cats do not.\n</reasoning>\nFinal Answer: B"
+    seen = []
+    real = local.teacher_messages
+    monkeypatch.setattr(local, "teacher_messages", lambda *a, **k: seen.append(k) or real(*a, **k))
+    p_teacher = {}
+    for gold in "BC":  # the answer is right, then wrong: only the label changes
+        rows = [{"id": "e0", "question": "Which one barks?", "choices": choices, "answerKey": gold}]
+        records = provenance.score_answers(tiny_cfg, [{"question_id": "e0", "correct": gold == "B", "response": answer}],
+                                           rows, str(adapter))
+        p_teacher[gold] = [s["p_teacher"] for s in records[0]["sentences"]]
+    assert seen and all(k.get("gold_hint") is False for k in seen)
+    assert p_teacher["B"] == p_teacher["C"]  # P_T does not depend on the gold label
+    hinted = local.teacher_messages(rows[0], tiny_cfg.system_prompt, tiny_cfg.teacher.local_few_shot, gold_hint=True)
+    assert "Hint" in hinted[-1]["content"]  # what generation sent, and what the score no longer reads
+
+
 def test_prepare_writes_the_training_set_and_links_the_stage1_adapter(demo_cfg):
     from dasd_utils.data import read_jsonl
 
@@ -276,3 +351,28 @@ def test_prepare_writes_the_training_set_and_links_the_stage1_adapter(demo_cfg):
     assert link.is_symlink() and link.resolve() == stage1.resolve()
     variants.prepare(demo_cfg, variants.Variant("random_s3", subset, seed=3))  # a re-run keeps the link
     assert link.resolve() == stage1.resolve()
+
+
+def test_report_states_the_route_the_families_and_the_departures(demo_cfg, monkeypatch):
+    from dasd_utils.analyses import mixed
+    from dasd_utils.jsonl import write_json_atomic
+
+    _fake_phase(demo_cfg, monkeypatch, [True] * 30 + [False] * 20, [True] * 28 + [False] * 22)
+    results = analyses.run_phase(demo_cfg)
+    summary = provenance.summarize(_prov_records())
+    results["provenance"] = {"available": True, **summary, "route": provenance.route_info(demo_cfg)}
+    items = [{"question_id": "q1", "divergence": "cut_off", "prefix": "<reasoning>\nA", "joined": "x", "used": True,
+              "gold": "A", "teacher_answer": "A", "quality": {"ok": True, "reason": None}},
+             {"question_id": "q2", "divergence": "wrong_answer", "prefix": "<reasoning>\nB", "joined": "y", "used": False,
+              "new_turn": True, "continuation_error": "new turn: ...", "gold": "A", "quality": {"ok": True, "reason": None}}]
+    results["mixed_policy"] = dict(mixed.summarize(items, 3), length_cap=1.5, epochs=1.0, masked_variant=False)
+    write_json_atomic(demo_cfg.run_dir / "analyses" / "results.json", {k: v for k, v in results.items() if k != "reused"})
+    text = report.render_markdown(report.collect_context(demo_cfg.run_dir, demo_cfg.to_dict()))
+    assert "un seul test prévu" in text and "**Test prévu.** DAS contre 1 tirage(s)" in text
+    assert "sans l'indice de la bonne réponse" in text  # the demo's local teacher: how P_T was conditioned
+    assert "Ces règles sont une lecture de l'article propre à ce projet" in text and "- **autre** : " in text
+    assert "Δ sans la phrase finale" in text and "Δ par rang" in text
+    assert "**nouveau tour**" in text and ": 1, jamais entraînées" in text
+    assert "fidèle à l'article** (réponses coupées par la limite de longueur seulement) : 1 divergentes" in text
+    assert "**Écarts à l'article.**" in text
+    assert "p Holm" not in text and "Holm" not in text.split("### 4.3")[1]

@@ -180,6 +180,9 @@ def api_cfg(tmp_path, tiny_model_dir, monkeypatch):
         "data.source": "bundled", "data.train_split": "validation", "data.train_offset": 50, "data.n_train": 3,
         "data.n_eval": 2, "student.model": str(tiny_model_dir), "teacher.max_retries": 0, "teacher.timeout_s": 5.0,
         "teacher.base_url": "http://127.0.0.1:9/v1",
+        # A chat-template teacher (the chat route: continue_final_message); gpt-oss takes the harmony
+        # route, tested in test_harmony_route.py.
+        "teacher.model": "chat-template-teacher",
     })
     data.run_phase(cfg)
     return cfg
@@ -267,7 +270,8 @@ def test_phase_trains_the_mixed_variants_from_the_stage2_adapter(demo_cfg, monke
     assert results["mixed_policy"]["used"] == 1 and results["mixed_policy"]["available"] is True
     assert {c["b"] for c in results["comparisons"]} == {"random_s1", "mixed", "mixed_masked"}
     assert "Politique mixte" in results["mixed_verdict"] and "analyses.mixed_control" in results["mixed_verdict"]
-    assert results["mixed_vs_control"] is None
+    assert "aucun test ne porte" in results["mixed_verdict"] and "significati" not in results["mixed_verdict"]
+    assert results["mixed_vs_control"] is None and "mixed_vs_control" not in results["families"]
     text = report.render_markdown(report.collect_context(demo_cfg.run_dir, demo_cfg.to_dict()))
     assert "politique mixte (préfixe masqué)" in text and "Politique mixte :" in text
 
@@ -282,6 +286,7 @@ def test_the_control_trains_the_same_epoch_without_the_mixed_answers(demo_cfg, m
     assert [e["source"] for e in control.examples] == ["off_policy"]
     assert control.examples == trained[2].examples[:1]  # the same off-policy examples, without the mixed one
     vs = results["mixed_vs_control"]
+    assert vs == results["families"]["mixed_vs_control"] and vs["planned"]
     assert (vs["a"], vs["b"], vs["only_a_correct"], vs["only_b_correct"]) == ("mixed", "control_extra_epoch", 2, 0)
     assert vs["mcnemar_p"] == 0.5 and "Contre le témoin" in results["mixed_verdict"]
     assert "n'est pas significatif (p de McNemar 0,5" in results["mixed_verdict"]

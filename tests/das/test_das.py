@@ -77,13 +77,17 @@ def test_keep_threshold_from_config():
         (0.9, 0.1, 0.95, "teacher"),
         (0.1, 0.9, 0.95, "student"),
         (0.3, 0.3, 0.9, "boosted"),
-        (0.5, 0.4, 0.7, "shared"),  # P_D - max(P_T, P_S) exactly 0.2: not above
+        (0.5, 0.4, 0.7, "other"),  # P_D - max(P_T, P_S) exactly 0.2: not boosted; P_D - P_S 0.3: not all close
         (0.5, 0.4, 0.7000001, "boosted"),
-        (0.3, 0.2, 0.6, "shared"),  # P_D exactly 0.6: not above
+        (0.3, 0.2, 0.6, "other"),  # P_D exactly 0.6: not above, and too far from P_S to be shared
+        (0.3, 0.2, 0.4, "shared"),  # all three within 0.2
         (0.9, 0.85, 0.99, "shared"),
+        (0.5, 0.2, 0.5, "other"),  # P_T - P_S above 0.2 but P_T not above 0.6: neither teacher nor close
+        (0.6, 0.6, 0.1, "other"),  # the distilled student moved away from both: counted, not called shared
+        (0.1, 0.2, 0.95, "boosted"),
     ],
 )
-def test_four_way_provenance_with_a_distilled_student(p_t, p_s, p_d, expected):
+def test_provenance_with_a_distilled_student(p_t, p_s, p_d, expected):
     assert das.provenance(p_t, p_s, p_d, CFG) == expected
     assert das.classify_sentences([p_t], [p_s], CFG, p_distilled=[p_d]) == [expected]
 
@@ -426,3 +430,38 @@ def test_two_real_processes_merge_to_the_single_process_result(tiny_cfg, tiny_mo
         for key in ("selected", "scored", "kept", "rejected", "unscorable", "sentence_types", "sft_examples"):
             assert summary["stages"][stage][key] == single["stages"][stage][key]
     assert not list((run2 / "das").glob(".stage*"))
+
+
+def test_analysis_targets_go_through_the_quality_filter(tiny_cfg, monkeypatch):
+    """reasoning_source=analysis trains on the analysis: its loops, its talk about the format, its length are judged."""
+    from dasd_utils import data
+    from dasd_utils.das import stage as das_stage
+
+    data.run_phase(tiny_cfg)
+    questions = data.load_run_questions(tiny_cfg, "train")[:3]
+    tiny_cfg.teacher.backend, tiny_cfg.teacher.reasoning_source = "openai", "analysis"
+    tiny_cfg.quality.check_student_generation = True  # eval.max_new_tokens is 16 in this configuration
+    analyses = [
+        "We need to output <reasoning> tags and then Final Answer: X. The answer fits.",  # the format, planned
+        "loop " * 200,  # a repetition loop: the teacher's verdict on content never saw it
+        "The fishmonger sells crabs at the market every single day of the week, so crabs excite him most.",
+    ]
+    records = []
+    for q, analysis in zip(questions, analyses):
+        content = f"<reasoning>\nShort.\n</reasoning>\nFinal Answer: {q['answerKey']}"
+        rec = teacher_record(q, 1, content, teacher_tokens(content))
+        records.append(dict(rec, reasoning=analysis, reasoning_tokens=teacher_tokens(analysis)))
+    write_teacher_file(tiny_cfg.run_dir / "teacher" / "stage1.jsonl", records)
+    monkeypatch.setattr(das_stage, "load_scoring_model", _no_model)  # nothing is left to score
+    scored, counts = das.score_stage(tiny_cfg, 1, progress=False)
+    reasons = [r["target_quality"]["reason"] for r in scored]
+    assert reasons == ["format_talk", "repetitive", "too_long_to_generate"]
+    assert all(r["content"].startswith("<reasoning>\n") for r in scored)  # the target kept, with its verdict
+    assert all(not r["scorable"] and r["unscorable_reason"] is None and not r["keep"] for r in scored)
+    assert das.sft_rows(scored, 1, tiny_cfg) == []  # stage 1 trains on every kept record: not on these
+    summary = das.summarize_stage(scored, counts, 1, tiny_cfg)
+    assert summary["target_quality_rejected"] == {"format_talk": 1, "repetitive": 1, "too_long_to_generate": 1}
+    assert summary["n_unscorable"] == 0 and summary["quality_rejected"] == 0  # the teacher's verdict (content) was ok
+    from dasd_utils.summaries import DasStage
+
+    DasStage.from_dict(summary)  # the typed summary knows the field

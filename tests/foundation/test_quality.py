@@ -20,7 +20,8 @@ def words_counter(text: str) -> int:
 
 
 def test_good_response_is_kept():
-    verdict = check_response(GOOD, "C", count_tokens=words_counter, max_context=2048)
+    verdict = check_response(GOOD, "C", count_tokens=words_counter, max_context=2048,
+                             count_response_tokens=words_counter, max_new_tokens=512)
     assert verdict == QualityVerdict(ok=True, reason=None, answer="C", detail="")
     assert verdict.to_dict() == {"ok": True, "reason": None, "answer": "C", "detail": ""}
 
@@ -135,7 +136,7 @@ def test_too_long_with_a_real_tokenizer(tiny_model_dir):
 def test_context_check_skipped_says_so():
     verdict = check_response(GOOD, "C")
     assert verdict.ok and "not checked" in verdict.detail
-    off = check_response(GOOD, "C", QualityConfig(check_student_context=False))
+    off = check_response(GOOD, "C", QualityConfig(check_student_context=False, check_student_generation=False))
     assert off.ok and off.detail == ""
 
 
@@ -147,7 +148,9 @@ def test_every_reason_is_reachable_and_listed():
         check_response("<reasoning>No conclusion at all here, sorry.</reasoning>", "C").reason,
         check_response(GOOD, "B").reason,
         check_response(long_loop, "C").reason,
+        check_response(GOOD.replace("Fishmongers", "The output format aside, fishmongers"), "C").reason,
         check_response(GOOD, "C", count_tokens=words_counter, max_context=5).reason,
+        check_response(GOOD, "C", count_response_tokens=words_counter, max_new_tokens=5).reason,
     }
     assert reasons == set(REASONS)
 
@@ -157,3 +160,38 @@ def test_first_failing_check_is_the_reason():
     loop = "<reasoning>" + "the crab is sold at the fish market today " * 10 + "</reasoning>\nFinal Answer: A"
     assert check_response(loop, "C").reason == "wrong_answer"
     assert check_response(loop, "C", QualityConfig(require_correct=False)).reason == "repetitive"
+
+
+# --------------------------------------------------------------------------- format talk, generation length
+@pytest.mark.parametrize("talk", [
+    "We must answer with <reasoning> tags then the letter.",
+    "The user wants Final Answer: X on the last line.",
+    "Output format: reasoning first, then the answer.",
+    "Follow the required format with the tags.",
+])
+def test_format_talk_in_the_reasoning_is_rejected(talk):
+    text = f"<reasoning>\nFishmongers sell crabs. {talk} So C.\n</reasoning>\nFinal Answer: C"
+    verdict = check_response(text, "C")
+    assert (verdict.ok, verdict.reason, verdict.answer) == (False, "format_talk", "C")
+    assert "the reasoning mentions" in verdict.detail
+
+
+def test_the_format_itself_and_ordinary_words_are_not_format_talk():
+    assert check_response(GOOD, "C").ok  # its own tags and answer line are the format, not talk about it
+    plain = GOOD.replace("would welcome", "would, in any format of market, welcome")  # "format" alone: a word
+    assert check_response(plain, "C").ok
+    assert not check_response(GOOD.replace("fine crab.", "fine crab. Final Answer: C"), "C", QualityConfig()).ok
+    assert check_response(GOOD.replace("Fishmongers", "Format tags aside, fishmongers"), "C",
+                          QualityConfig(reject_format_talk=False)).ok
+
+
+def test_longer_than_the_students_generation_budget():
+    verdict = check_response(GOOD, "C", count_response_tokens=words_counter, max_new_tokens=10)
+    assert (verdict.ok, verdict.reason) == (False, "too_long_to_generate")
+    assert f"{words_counter(GOOD)} student tokens > eval.max_new_tokens=10" in verdict.detail
+    assert check_response(GOOD, "C", count_response_tokens=words_counter, max_new_tokens=words_counter(GOOD)).ok
+    unchecked = check_response(GOOD, "C", count_tokens=words_counter, max_context=2048)
+    assert unchecked.ok and unchecked.detail == "generation length not checked (no student tokenizer given)"
+    assert check_response(GOOD, "C", QualityConfig(check_student_generation=False)).detail == (
+        "context length not checked (no student tokenizer given)")
+    assert {"format_talk", "too_long_to_generate"} <= set(REASONS)

@@ -9,6 +9,7 @@ from scipy import stats as sps
 
 from dasd_utils.stats import (
     binomial_two_sided_p,
+    exact_contrast_test,
     holm_adjust,
     mcnemar_exact,
     paired_counts,
@@ -114,3 +115,54 @@ def test_holm_adjust():
     assert holm_adjust([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert holm_adjust([]) == []
     assert holm_adjust([0.2]) == pytest.approx([0.2])
+
+
+# --------------------------------------------------------------------------- one model against k others
+def _brute_force_contrast(reference, others):
+    """Enumerate every relabelling (which model is the reference, item by item): the exact p by definition."""
+    import itertools
+
+    k = len(others)
+    columns = [[reference[i]] + [o[i] for o in others] for i in range(len(reference))]
+
+    def statistic(choice):
+        return sum(col[j] - (sum(col) - col[j]) / k for col, j in zip(columns, choice))
+
+    observed = statistic([0] * len(columns))
+    choices = list(itertools.product(range(k + 1), repeat=len(columns)))
+    return sum(abs(statistic(c)) >= abs(observed) - 1e-12 for c in choices) / len(choices)
+
+
+@pytest.mark.parametrize("b, c", [(0, 0), (3, 0), (7, 2), (12, 5), (1, 9)])
+def test_contrast_with_one_other_model_is_mcnemars_exact_test(b, c):
+    reference = [True] * b + [False] * c + [True] * 4 + [False] * 3
+    other = [False] * b + [True] * c + [True] * 4 + [False] * 3
+    result = exact_contrast_test(reference, [other])
+    assert result["p"] == pytest.approx(mcnemar_exact(b, c), abs=1e-15)
+    assert result["informative"] == b + c and result["difference"] == pytest.approx((b - c) / len(reference))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_contrast_with_several_models_matches_full_enumeration(seed):
+    import random
+
+    rng = random.Random(seed)
+    n, k = 7, 1 + seed % 3
+    reference = [rng.random() < 0.6 for _ in range(n)]
+    others = [[rng.random() < 0.4 for _ in range(n)] for _ in range(k)]
+    assert exact_contrast_test(reference, others)["p"] == pytest.approx(_brute_force_contrast(reference, others), abs=1e-12)
+
+
+def test_contrast_pools_the_seeds_instead_of_picking_the_best_one():
+    # DAS right on 6 items where each of three random draws fails on only 2 of them: no single pair is
+    # significant, and neither is the pooled test; a clear gap over all three draws is.
+    reference = [True] * 30
+    weak = [[i % 3 != s for i in range(6)] + [True] * 24 for s in range(3)]
+    assert exact_contrast_test(reference, weak)["p"] > 0.05
+    strong = [[False] * 9 + [True] * 21 for _ in range(3)]
+    result = exact_contrast_test(reference, strong)
+    assert result["p"] < 0.01 and result["difference"] == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        exact_contrast_test(reference, [])
+    with pytest.raises(ValueError):
+        exact_contrast_test(reference, [[True]])

@@ -149,7 +149,8 @@ def test_provenance_is_in_french_with_definitions_and_chosen_sentences(tmp_path)
     for english in ("teacher", "boosted", "shared", "student"):
         assert f" {english} " not in prov, english
     assert "**P_D**, la probabilité de la phrase sous l'adaptateur du stage 2" in prov
-    assert "- **renforcée** : ni l'une ni l'autre, mais P_D > 0,6 et P_D − max(P_T, P_S) > 0,2" in prov
+    assert "- **renforcée** : P_T et P_S proches (écart ≤ δ), mais P_D > τ et P_D − max(P_T, P_S) > δ" in prov
+    assert "avec τ = 0,6 et δ = 0,2" in prov
     assert ("187 phrases de 50 réponses du modèle distillé (18 justes) : professeur 5,3 % (10 phrases), "
             "renforcée 1,1 % (2 phrases), partagée 81,8 % (153 phrases), élève 11,8 % (22 phrases).") in prov
     assert "La provenance la plus fréquente est « partagée » (81,8 %)" in prov

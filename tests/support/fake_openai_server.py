@@ -47,6 +47,10 @@ Behaviours ("actions"), chosen per request:
 ``drop``                  closes the connection without an answer
 ``rejects_continue``      status 400 when the request carries ``continue_final_message``, else ``ok``
 ``ignores_continue``      ``ok`` that ignores ``continue_final_message``: a new answer, not a continuation
+``gptoss`` ``gptoss_new_turn`` ``gptoss_strips_markers``  answered by the server's ``gptoss`` model
+                          (:class:`support.fake_gptoss.FakeGptOss`): gpt-oss served by vLLM, on
+                          ``/v1/chat/completions`` (harmony rendering, ``continue_final_message`` ignored)
+                          and on ``/v1/completions`` (a raw harmony prompt continued, the prompt's logprobs)
 
 A request with ``continue_final_message`` whose last message is the assistant's gets (with
 ``ok``) only the rest of that answer, as vLLM gives it: the reasoning's end and the final answer.
@@ -73,7 +77,7 @@ ACTIONS = (
     "reasoning_field", "reasoning_in_logprobs", "reasoning_none", "429", "500", "500_echo_auth",
     "400_echo_auth", "401", "403", "404", "timeout", "malformed", "drop", "harmony", "needs_top_logprobs",
     "rejects_top_logprobs", "rejects_continue", "ignores_continue", "prompt_logprobs", "rejects_prompt_logprobs",
-    "vllm_chat", "vllm_harmony",
+    "vllm_chat", "vllm_harmony", "gptoss", "gptoss_new_turn", "gptoss_strips_markers",
 )
 
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
@@ -130,6 +134,7 @@ class FakeOpenAIServer:
         timeout_sleep_s: float = 5.0,
         port: int = 0,
         prompt_logprobs: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+        gptoss: Any = None,
     ) -> None:
         for action in [default, *(script or []), *[a for acts in (plan or {}).values() for a in acts]]:
             if action not in ACTIONS:
@@ -143,6 +148,8 @@ class FakeOpenAIServer:
         self.timeout_sleep_s = timeout_sleep_s
         #: Action ``prompt_logprobs``: request body -> top-level fields added to the answer.
         self.prompt_logprobs = prompt_logprobs
+        #: Actions ``gptoss*``: the fake gpt-oss answering chat and text completions (support.fake_gptoss).
+        self.gptoss = gptoss
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -287,8 +294,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         messages = body.get("messages") or []
         user_text = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
-        route = self.path.split("?", 1)[0]  # the query (e.g. ?api-version=...) is recorded in "path"
-        action = fake.choose_action(user_text) if route.rstrip("/").endswith("/chat/completions") else "404"
+        route = self.path.split("?", 1)[0].rstrip("/")  # the query (e.g. ?api-version=...) is recorded in "path"
+        chat = route.endswith("/chat/completions")
+        completions = not chat and route.endswith("/completions") and fake.gptoss is not None
+        if completions:  # a raw prompt: the plan's keys are looked up in its last user message
+            prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else ""
+            user_text = prompt.rsplit("<|start|>user<|message|>", 1)[-1]
+        action = fake.choose_action(user_text) if chat or completions else "404"
         auth = self.headers.get("Authorization", "")
         with fake._lock:
             fake.requests.append({"action": action, "auth": auth, "body": body, "start": started, "path": self.path})
@@ -337,6 +349,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(2)
             except OSError:
                 pass
+            return
+        if action.startswith("gptoss"):
+            assert fake.gptoss is not None, "the gptoss actions need the server's gptoss model (support.fake_gptoss)"
+            self._send(200, fake.gptoss.chat(body, action) if chat else fake.gptoss.completions(body, action))
             return
         payload = self._completion(action, body, user_text)
         if action == "prompt_logprobs":

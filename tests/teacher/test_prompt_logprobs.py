@@ -302,8 +302,17 @@ def test_an_answer_failing_after_the_preflight_is_unscorable(api_cfg, gptoss_tok
     assert "prompt_logprobs" in found[2].detail
 
 
+@pytest.fixture
+def chat_route(monkeypatch):
+    """The chat route whatever the model: its own checks, with the gpt-oss fixtures (which model takes which
+    route is tested in tests/analyses/test_harmony_route.py)."""
+    from dasd_utils.teacher import routes
+
+    monkeypatch.setattr(routes, "decide", lambda cfg: routes.Route("chat", "forced by the test"))
+
+
 @pytest.mark.parametrize("action", ["ok", "rejects_prompt_logprobs", "400_echo_auth"])
-def test_an_endpoint_without_prompt_logprobs_stops_the_analysis(api_cfg, action):
+def test_an_endpoint_without_prompt_logprobs_stops_the_analysis(api_cfg, action, chat_route):
     with FakeOpenAIServer(default=action) as server:
         api_cfg.teacher.base_url = server.base_url
         host = f"127.0.0.1:{server.port}"
@@ -320,7 +329,7 @@ def test_an_endpoint_without_prompt_logprobs_stops_the_analysis(api_cfg, action)
     assert len(server.requests) == 1 and server.requests[0]["auth"] == f"Bearer {KEY}"
 
 
-def test_prompt_tokens_that_do_not_reproduce_the_answer_stop_the_analysis(api_cfg, gptoss_tokenizer):
+def test_prompt_tokens_that_do_not_reproduce_the_answer_stop_the_analysis(api_cfg, gptoss_tokenizer, chat_route):
     fake = VLLMGptOss(gptoss_tokenizer, alter=lambda text: text.replace("Final Answer", "Réponse"))
     with FakeOpenAIServer(default="prompt_logprobs", prompt_logprobs=fake) as server:
         api_cfg.teacher.base_url = server.base_url
@@ -330,7 +339,7 @@ def test_prompt_tokens_that_do_not_reproduce_the_answer_stop_the_analysis(api_cf
 
 # --------------------------------------------------------------------------- the provenance analysis
 @pytest.mark.model
-def test_provenance_with_an_api_teacher(tiny_cfg, tmp_path, monkeypatch, gptoss_tokenizer):
+def test_provenance_with_an_api_teacher(tiny_cfg, tmp_path, monkeypatch, gptoss_tokenizer, chat_route):
     """P_T from the fake vLLM server, P_S and P_D from the tiny local student and its adapter."""
     from peft import LoraConfig, get_peft_model
     from support.real_tokenizers import tokenizer_dir
@@ -360,7 +369,7 @@ def test_provenance_with_an_api_teacher(tiny_cfg, tmp_path, monkeypatch, gptoss_
         assert [s["p_teacher"] for s in record["sentences"]] == pytest.approx(expected, abs=1e-12)
 
 
-def test_provenance_stops_before_loading_a_model(tiny_cfg, monkeypatch):
+def test_provenance_stops_before_loading_a_model(tiny_cfg, monkeypatch, chat_route):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setattr(das, "load_scoring_model", lambda *a, **k: pytest.fail("no model before the preflight"))
     tiny_cfg.teacher.backend = "openai"
