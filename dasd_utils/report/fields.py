@@ -145,9 +145,17 @@ def findings(models: Mapping[str, Mapping[str, Any]], comparisons: Iterable[Mapp
     worse = [c for c in randoms if c.get("significant") and (c.get("difference") or 0) < 0]
     shares = {t: v for t, v in ((analyses.get("provenance") or {}).get("shares") or {}).items() if number(v) is not None}
     deltas = {t: v for t, v in ((analyses.get("provenance") or {}).get("delta") or {}).items() if number(v) is not None}
+    # The planned test (DAS vs the random draws pooled over the seeds) decides when the results have it;
+    # results of an older version only had one McNemar test per seed.
+    planned = (analyses.get("families") or {}).get("das_vs_random")
+    if planned:
+        das_vs_random = ("not_significant" if not planned.get("significant")
+                         else "better" if (planned.get("difference") or 0) > 0 else "worse")
+    else:
+        das_vs_random = (None if not randoms else "mixed" if better and worse else "better" if better
+                         else "worse" if worse else "not_significant")
     return {
-        "das_vs_random": None if not randoms else "mixed" if better and worse else "better" if better
-        else "worse" if worse else "not_significant",
+        "das_vs_random": das_vs_random,
         "top_provenance": max(shares, key=shares.get) if analyses.get("provenance", {}).get("available") and shares else None,
         # the provenance most over-represented in right answers (largest positive area difference)
         "top_delta": max((t for t in deltas if deltas[t] > 0), key=deltas.get, default=None),

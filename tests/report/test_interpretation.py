@@ -141,6 +141,15 @@ def test_das_versus_random_in_the_conclusion_follows_the_test(tmp_path):
     worse["comparisons"][0].update(only_a_correct=1, only_b_correct=12, difference=-0.22)
     assert "Non sur ces questions" in render(tmp_path / "c", analyses=worse)
     assert "Le filtrage DAS aide-t-il ?** " not in section(render(tmp_path / "d"), "## 7. Conclusion", "## 8.")
+    # With the planned test (seeds pooled), it decides: one significant seed does not make DAS better.
+    pooled = copy.deepcopy(better)
+    pooled["families"] = {"das_vs_random": {"family": "das_vs_random", "planned": True, "a": "das", "b": ["random_s1", "random_s2"],
+                                            "test": "paired_exact", "n": 50, "seeds": 2, "informative": 20,
+                                            "difference": 0.06, "p": 0.31, "significant": False}}
+    shown = section(render(tmp_path / "e", analyses=pooled), "## 7. Conclusion", "## 8.")
+    assert "Pas de différence significative avec un tirage aléatoire de même taille" in shown
+    pooled["families"]["das_vs_random"].update(difference=-0.2, p=0.001, significant=True)
+    assert "Non sur ces questions" in section(render(tmp_path / "f", analyses=pooled), "## 7. Conclusion", "## 8.")
 
 
 def test_provenance_is_in_french_with_definitions_and_chosen_sentences(tmp_path):
@@ -174,6 +183,11 @@ def test_provenance_is_in_french_with_definitions_and_chosen_sentences(tmp_path)
     md = render(tmp_path / "d", analyses=student)
     assert "plutôt que fausses est « élève » (Δ = 0,08) ; aucun test" in md
     assert "sont de provenance « élève » (60,0 %), 10,0 % de provenance « professeur »" in md
+    other = copy.deepcopy(FAKE_ANALYSES)
+    other["provenance"]["shares"] = {"teacher": 0.17, "boosted": 0.12, "shared": 0.27, "student": 0.0, "other": 0.44}
+    prov = section(render(tmp_path / "e", analyses=other), "#### Provenance", "#### Distillation")
+    assert "La provenance la plus fréquente est « autre » (44,0 %) : la plupart des phrases n'entrent dans aucune" in prov
+    assert "n'entrent dans aucune" not in section(md, "#### Provenance", "#### Distillation")
 
 
 # ------------------------------------------------------------------------------ plurals and the evaluated items
