@@ -55,7 +55,12 @@ nb.das_table(das_summary)
 # %%
 # NBVAL_CHECK_OUTPUT
 records = {stage: das.load_das_records(cfg, stage) for stage in (1, 2)}
-example = next(r for r in records[1] if r["scorable"])
+example = next((r for r in records[1] if r["scorable"]), None)
+if example is None:  # every stage-1 answer rejected or unscorable: nothing to show, nor to train on
+    raise nb.NotebookStop("Aucune réponse du stage 1 n'a été notée par DAS : le filtre de qualité les a toutes "
+                          "rejetées (leurs raisons sont dans le tableau du notebook 02). Changez les réglages en "
+                          "cause (par exemple eval.max_new_tokens, sous lequel une réponse du professeur doit tenir) "
+                          "et relancez les notebooks 02 et 03.")
 nb.french_table(examples.sentence_table(example))
 
 # %% [markdown]

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.real_tokenizers import tokenizer_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 STUB = Path(__file__).resolve().parents[1] / "support" / "colab_stub"
@@ -224,8 +225,13 @@ def test_colab_rehearsal(tmp_path, tiny_qwen3_dir, fresh_kernel, monkeypatch):
             "teacher.max_tokens": 256, "student.model": str(tiny_qwen3_dir), "student.device": "cpu",
             "das.teacher_prob_threshold": 0.3, "das.keep_ratio_threshold": 0.05,
             "sft.epochs": 3, "sft.per_device_batch_size": 2, "sft.grad_accum": 1, "sft.checkpoint_steps": 2,
-            "sft.cutoff_len": 512, "eval.max_new_tokens": 8, "eval.batch_size": 4,
+            "sft.cutoff_len": 512, "eval.batch_size": 4,
+            # not below the teacher's answers: the quality filter rejects an answer longer than the
+            # student may write at evaluation (too_long_to_generate), and 8 tokens rejected them all
+            "eval.max_new_tokens": 128,
             "eval.qualitative_index": 2, "eval.n_random_examples": 1,
+            # gpt-oss's tokenizer (on Colab it comes from the Hub): the analyses' harmony route needs it
+            "teacher.tokenizer": str(tokenizer_dir("gptoss")),
         }
         # PROFILE and RUN_DIR stay None: colab profile, run on Drive. The form's fields as a student fills them.
         form = {"REPO_URL": str(source), "OVERRIDES": overrides}
@@ -332,10 +338,12 @@ def test_colab_rehearsal(tmp_path, tiny_qwen3_dir, fresh_kernel, monkeypatch):
 
     results = json.loads((run_dir / "analyses" / "results.json").read_text())
     assert [v["name"] for v in results["variants"]] == ["das", "random_s1"]  # one seed, no whole pool
-    assert "prompt_logprobs" in results["provenance"]["reason"]
-    assert "new answer" in results["mixed_policy"]["reason"]
-    # both checks were single requests, and the distilled student never answered the pool for nothing
-    assert len(analysis_requests) == 2 and not (run_dir / "analyses" / "mixed_policy" / "student_answers.jsonl").exists()
+    # gpt-oss takes the harmony route (/v1/completions), which this chat-only server refuses: both analyses say so
+    assert "harmony route" in results["provenance"]["reason"] and "prompt_logprobs" in results["provenance"]["reason"]
+    assert "continuation request" in results["mixed_policy"]["reason"] and "raw harmony prompt" in results["mixed_policy"]["reason"]
+    # three single requests (the route's rendering check, then one per analysis), and the distilled
+    # student never answered the pool for nothing
+    assert len(analysis_requests) == 3 and not (run_dir / "analyses" / "mixed_policy" / "student_answers.jsonl").exists()
     text08 = "".join(_text(c) for c in _code_cells(nb08))
     assert "plan étendu (3 graines aléatoires, pool entier)" in text08 and "Provenance non calculée" in text08
     assert "Le filtrage DAS aide-t-il" in (run_dir / "report" / "rapport.md").read_text(encoding="utf-8")
